@@ -1,0 +1,492 @@
+//! The command line: `marrow <command>`. Each command opens the study as the OS user,
+//! does one thing, and exits with 0 (done), 1 (a check failed), 2 (could not run) or
+//! 3 (an import that refused some rows).
+
+mod demo;
+mod output;
+
+use crate::db::study::{PatientFilter, Upsert};
+use crate::db::{DbError, Study};
+use crate::domain::eligibility::{Answer, Criterion, Decision, Flag};
+use crate::domain::protocol::{Group, Phase, Protocol};
+use crate::domain::user::Role;
+use crate::import::{self, ImportKind};
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit status when a check (audit verify) failed.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit status when the command could not run.
+pub const EXIT_COULD_NOT_RUN: u8 = 2;
+/// Exit status when an import refused some rows.
+pub const EXIT_SOME_REJECTED: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "marrow",
+    version,
+    about = "Curate and review the cohort of the musculoskeletal-aging study (OP and knee OA)",
+    long_about = "Curate and review the cohort of the musculoskeletal-aging study (OP and knee OA).\n\
+                  With no command, opens the terminal application on the study database."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// The study database.
+    #[arg(long, global = true, env = "MARROW_DB", default_value = "marrow.db")]
+    pub db: PathBuf,
+    /// The key file (default: the database path with `.key` appended). MARROW_KEY (64 hex characters) wins over it.
+    #[arg(long, global = true, env = "MARROW_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Act as another registered user (admins only; the audit trail records both).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a demo study from the built-in synthetic data and open it.
+    Demo {
+        /// Folder for the demo database (default: a new folder under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Only build it and print where it is.
+        #[arg(long)]
+        no_tui: bool,
+    },
+    /// Create the encrypted study database (you become its admin).
+    Init {
+        /// A TOML file overriding the default targets, DXA window and sites.
+        #[arg(long)]
+        protocol: Option<PathBuf>,
+    },
+    /// Import a hospital export (CSV): patients, dxa or labs.
+    Import {
+        #[arg(value_enum)]
+        kind: ImportArg,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Enrollment and eligibility figures per cohort.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Patients needing attention (missing DXA, Z-score, pending criteria).
+    Flags {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List patients (the worklist, for scripts).
+    Patients {
+        #[arg(long)]
+        json: bool,
+        /// eligible, ineligible or pending.
+        #[arg(long)]
+        decision: Option<String>,
+        /// missing_dxa or z_score_applies.
+        #[arg(long)]
+        flag: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+        /// OA, OP or CONTROL.
+        #[arg(long)]
+        group: Option<String>,
+        /// retrospective or prospective.
+        #[arg(long)]
+        phase: Option<String>,
+    },
+    /// Print a patient's screening checklist, or answer criteria by hand.
+    Screen {
+        /// The study ID, e.g. PKUPH-OA-0001.
+        study_id: String,
+        /// CRITERION=ANSWER, e.g. I4=yes (yes = met for an inclusion, applies for an exclusion; no; unknown). Repeatable.
+        #[arg(long = "set", value_name = "C=ANSWER")]
+        set: Vec<String>,
+        /// Remove the manual answer of a criterion, back to the automatic one. Repeatable.
+        #[arg(long = "clear", value_name = "C")]
+        clear: Vec<String>,
+        /// Why (required with --set and --clear; kept in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage who may use the study and in which role.
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
+    /// Check or show the audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+    /// Open the terminal application (the same as no command).
+    Tui,
+    /// Write generated (synthetic) exports for tests and benchmarks.
+    #[command(hide = true)]
+    Generate {
+        /// How many patients.
+        #[arg(long, default_value_t = 1000)]
+        patients: usize,
+        /// Output folder (gets patients.csv, dxa.csv, labs.csv).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ImportArg {
+    Patients,
+    Dxa,
+    Labs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Register a user (their login name on this server) with a role, or change their role.
+    Add {
+        name: String,
+        /// coordinator, reader, adjudicator, pi or admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// List registered users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain; exits 1 naming the first bad row.
+    Verify,
+    /// Show the trail (oldest first).
+    Log {
+        /// Only rows about this patient.
+        #[arg(long)]
+        patient: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log = init_logging(&cli.global.db);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_COULD_NOT_RUN)
+        }
+    }
+}
+
+/// Logs go to a file beside the database (never to the terminal the TUI owns).
+fn init_logging(db: &Path) -> Option<()> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".log");
+    let dir = db.parent().filter(|p| !p.as_os_str().is_empty());
+    if dir.is_some_and(|d| !d.exists()) {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(PathBuf::from(path))
+        .ok()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init()
+        .ok()
+}
+
+fn open(g: &Global) -> Result<Study> {
+    Ok(Study::open(&g.db, g.key_file.as_deref(), g.as_user.as_deref())?)
+}
+
+fn parse_opt<T: std::str::FromStr<Err = String>>(v: &Option<String>) -> Result<Option<T>> {
+    v.as_deref()
+        .map(|s| s.parse::<T>().map_err(|e| anyhow!(e)))
+        .transpose()
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<u8> {
+    let g = cli.global.clone();
+    let Some(command) = cli.command else {
+        crate::tui::run(&g.db, g.key_file.as_deref(), g.as_user.as_deref())?;
+        return Ok(0);
+    };
+    match command {
+        Command::Tui => {
+            crate::tui::run(&g.db, g.key_file.as_deref(), g.as_user.as_deref())?;
+            Ok(0)
+        }
+        Command::Demo { dir, no_tui } => demo::run(dir, no_tui),
+        Command::Init { protocol } => {
+            let protocol = match protocol {
+                None => Protocol::default(),
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read protocol file {}", p.display()))?;
+                    Protocol::from_override_toml(&text)
+                        .map_err(|e| anyhow!("protocol file {}: {e}", p.display()))?
+                }
+            };
+            let out = Study::init(&g.db, g.key_file.as_deref(), protocol)?;
+            println!("created encrypted study database {}", out.db.display());
+            if out.key_file_created {
+                println!(
+                    "key written to {} (mode 0600): guard it and back it up; without it the database cannot be opened",
+                    out.key_source
+                );
+            } else {
+                println!("key taken from {}", out.key_source);
+            }
+            println!("{} is the study's admin", out.admin);
+            Ok(0)
+        }
+        Command::Import { kind, file } => {
+            let kind = match kind {
+                ImportArg::Patients => ImportKind::Patients,
+                ImportArg::Dxa => ImportKind::Dxa,
+                ImportArg::Labs => ImportKind::Labs,
+            };
+            let mut study = open(&g)?;
+            study.require(crate::domain::user::Permission::Import)?;
+            import_file(&mut study, kind, &file, std::io::stderr().is_terminal())
+        }
+        Command::Status { json } => {
+            let study = open(&g)?;
+            let report = study.status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", output::status_table(&report));
+            }
+            Ok(0)
+        }
+        Command::Flags { json } => {
+            let study = open(&g)?;
+            let rows = study.flagged()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&output::flags_json(&rows))?);
+            } else {
+                print!("{}", output::flags_table(&rows));
+            }
+            Ok(0)
+        }
+        Command::Patients {
+            json,
+            decision,
+            flag,
+            site,
+            group,
+            phase,
+        } => {
+            let study = open(&g)?;
+            let filter = PatientFilter {
+                decision: parse_opt::<Decision>(&decision)?,
+                flag: parse_opt::<Flag>(&flag)?,
+                site: match site {
+                    Some(s) => Some(study.protocol().parse_site(&s).map_err(|e| anyhow!(e))?),
+                    None => None,
+                },
+                group: parse_opt::<Group>(&group)?,
+                phase: parse_opt::<Phase>(&phase)?,
+                search: None,
+            };
+            let rows = study.patients(&filter)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&output::patients_json(&rows))?);
+            } else {
+                print!("{}", output::patients_table(&rows));
+            }
+            Ok(0)
+        }
+        Command::Screen {
+            study_id,
+            set,
+            clear,
+            reason,
+            json,
+        } => {
+            let mut study = open(&g)?;
+            let mut changes: Vec<(Criterion, Option<Answer>)> = Vec::new();
+            for s in &set {
+                let (c, a) = s.split_once('=').ok_or_else(|| {
+                    anyhow!("--set {s}: write CRITERION=ANSWER, e.g. --set I4=yes")
+                })?;
+                let c: Criterion = c.parse().map_err(|e: String| anyhow!("--set {s}: {e}"))?;
+                let a: Answer = a.parse().map_err(|e: String| anyhow!("--set {s}: {e}"))?;
+                changes.push((c, Some(a)));
+            }
+            for c in &clear {
+                let c: Criterion = c.parse().map_err(|e: String| anyhow!("--clear {c}: {e}"))?;
+                changes.push((c, None));
+            }
+            if !changes.is_empty() {
+                let reason = reason
+                    .filter(|r| !r.trim().is_empty())
+                    .ok_or_else(|| anyhow!("--reason is required with --set and --clear (it goes into the audit trail)"))?;
+                for (c, a) in changes {
+                    study.set_answer(&study_id, c, a, &reason, None)?;
+                }
+            }
+            let detail = study.patient(&study_id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+            } else {
+                print!("{}", output::checklist(&detail));
+            }
+            Ok(0)
+        }
+        Command::Users { action } => match action {
+            UsersCommand::Add { name, role } => {
+                let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
+                let mut study = open(&g)?;
+                match study.add_user(&name, role)? {
+                    Upsert::Inserted(n) => println!("added {n} as {role}"),
+                    Upsert::Updated(n) => println!("{n} is now {role}"),
+                    Upsert::Unchanged(n) => println!("{n} is already {role}"),
+                }
+                Ok(0)
+            }
+            UsersCommand::List { json } => {
+                let study = open(&g)?;
+                let users = study.users()?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&users)?);
+                } else {
+                    for u in users {
+                        println!(
+                            "{:<20} {:<12} added by {} at {}",
+                            u.name, u.role, u.added_by, u.added_at
+                        );
+                    }
+                }
+                Ok(0)
+            }
+        },
+        Command::Audit { action } => match action {
+            AuditCommand::Verify => {
+                let study = open(&g)?;
+                let v = study.verify_audit()?;
+                match v.first_bad {
+                    None => {
+                        println!("audit trail intact: {} rows, hash chain verified", v.rows);
+                        Ok(0)
+                    }
+                    Some((id, why)) => {
+                        eprintln!("audit trail BROKEN at row {id}: {why}");
+                        Ok(EXIT_CHECK_FAILED)
+                    }
+                }
+            }
+            AuditCommand::Log { patient, json } => {
+                let study = open(&g)?;
+                let rows = study.audit_log(patient.as_deref())?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    print!("{}", output::audit_table(&rows));
+                }
+                Ok(0)
+            }
+        },
+        Command::Generate {
+            patients,
+            out,
+            seed,
+        } => {
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let n = crate::synth::write_exports(&out, patients, seed)
+                .with_context(|| format!("cannot write exports into {}", out.display()))?;
+            println!(
+                "wrote {} patients, {} dxa rows, {} lab rows into {}",
+                n.patients,
+                n.dxa,
+                n.labs,
+                out.display()
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Imports one file, printing progress, rejected rows and a summary.
+pub fn import_file(study: &mut Study, kind: ImportKind, file: &Path, progress: bool) -> Result<u8> {
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} rows ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(format!("importing {}", kind.name()));
+        b
+    });
+    let report = import::import_csv(study, kind, file, |done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = report.map_err(|e| match e {
+        import::ImportError::Database {
+            source: DbError::DiskFull,
+            path,
+        } => anyhow!(
+            "{}: the disk is full; rows already committed are kept and a re-run finishes the rest",
+            path.display()
+        ),
+        other => anyhow!(other),
+    })?;
+    for r in &report.rejected {
+        println!("line {}: {}", r.line, r.reason);
+    }
+    println!(
+        "{}: {} rows: {} added, {} updated, {} unchanged, {} rejected",
+        file.display(),
+        report.rows,
+        report.inserted,
+        report.updated,
+        report.unchanged,
+        report.rejected.len()
+    );
+    if let Some(p) = &report.rejected_file {
+        println!("rejected rows written to {}", p.display());
+    }
+    Ok(if report.rejected.is_empty() {
+        0
+    } else {
+        EXIT_SOME_REJECTED
+    })
+}

@@ -1,0 +1,198 @@
+//! Plain-text and JSON renderings of the study's figures for the command line.
+
+use crate::db::audit::AuditRow;
+use crate::db::study::{PatientDetail, PatientSummary};
+use crate::domain::status::StatusReport;
+use std::fmt::Write;
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `marrow status` as a table.
+pub fn status_table(r: &StatusReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "patients {}   eligible {}   ineligible {}   pending {}   missing DXA {}",
+        r.patients, r.eligibility.eligible, r.eligibility.ineligible, r.eligibility.pending, r.missing_dxa
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<8} {:<8} {:<14} {:>8} {:>8} {:>6} {:>9}",
+        "site", "group", "phase", "eligible", "target", "%", "patients"
+    );
+    for c in &r.cohorts {
+        let pct = if c.target == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}", 100.0 * c.eligible as f64 / c.target as f64)
+        };
+        let _ = writeln!(
+            s,
+            "{:<8} {:<8} {:<14} {:>8} {:>8} {:>6} {:>9}",
+            c.site,
+            c.group.code(),
+            c.phase.code(),
+            c.eligible,
+            c.target,
+            pct,
+            c.patients
+        );
+    }
+    s
+}
+
+/// `marrow patients` as a table.
+pub fn patients_table(rows: &[PatientSummary]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<20} {:<6} {:<8} {:<14} {:>4} {:<11} flags",
+        "study_id", "site", "group", "phase", "age", "decision"
+    );
+    for p in rows {
+        let _ = writeln!(
+            s,
+            "{:<20} {:<6} {:<8} {:<14} {:>4} {:<11} {}",
+            p.study_id,
+            p.site,
+            p.group.code(),
+            p.phase.code(),
+            p.age.map(|a| a.to_string()).unwrap_or_else(|| "?".into()),
+            p.decision.code(),
+            list(&p.flags)
+        );
+    }
+    let _ = writeln!(s, "{} patients", rows.len());
+    s
+}
+
+/// `marrow patients --json`.
+pub fn patients_json(rows: &[PatientSummary]) -> serde_json::Value {
+    serde_json::to_value(rows).unwrap_or_default()
+}
+
+/// `marrow flags` as a table.
+pub fn flags_table(rows: &[PatientSummary]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{:<20} {:<11} {:<28} pending", "study_id", "decision", "flags");
+    for p in rows {
+        let _ = writeln!(
+            s,
+            "{:<20} {:<11} {:<28} {}",
+            p.study_id,
+            p.decision.code(),
+            list(&p.flags),
+            list(&p.pending)
+        );
+    }
+    let _ = writeln!(s, "{} patients need attention", rows.len());
+    s
+}
+
+/// `marrow flags --json`.
+pub fn flags_json(rows: &[PatientSummary]) -> serde_json::Value {
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|p| {
+                serde_json::json!({
+                    "study_id": p.study_id,
+                    "decision": p.decision,
+                    "flags": p.flags,
+                    "pending": p.pending,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `marrow screen ID`: the checklist.
+pub fn checklist(d: &PatientDetail) -> String {
+    let p = &d.summary;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}  {} {} {}  age {}  sex {}  decision: {}",
+        p.study_id,
+        p.site,
+        p.group.code(),
+        p.phase.code(),
+        p.age.map(|a| a.to_string()).unwrap_or_else(|| "?".into()),
+        p.sex.map(|x| x.code()).unwrap_or("?"),
+        p.decision.code().to_uppercase()
+    );
+    if !p.reasons.is_empty() {
+        let _ = writeln!(s, "ineligible because: {}", list(&p.reasons));
+    }
+    if !p.flags.is_empty() {
+        let _ = writeln!(s, "flags: {}", list(&p.flags));
+    }
+    let _ = writeln!(s);
+    for item in &d.screening.checklist {
+        let c = item.criterion;
+        let manual = match d.manual.iter().find(|m| m.criterion == c) {
+            Some(m) => format!(
+                "  MANUAL {} by {} ({})",
+                m.answer.label(c),
+                m.by,
+                m.reason
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<3} {:<48} {:<15} [{}]{}",
+            c.code(),
+            c.title(),
+            item.effective.label(c),
+            item.auto.source,
+            manual
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "bone density: {}", d.screening.op_reading.describe());
+    for x in &d.dxa {
+        let _ = writeln!(
+            s,
+            "  DXA {} {:<13} T {:+.1}{}",
+            x.scan_date,
+            x.region.code(),
+            x.t_score,
+            x.z_score.map(|z| format!("  Z {z:+.1}")).unwrap_or_default()
+        );
+    }
+    s
+}
+
+/// `marrow audit log` as a table.
+pub fn audit_table(rows: &[AuditRow]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let who = if r.actor == r.real_actor {
+            r.actor.clone()
+        } else {
+            format!("{} (as {} )", r.real_actor, r.actor).replace(" )", ")")
+        };
+        let _ = writeln!(
+            s,
+            "#{:<6} {} {:<16} {:<16} {:<28} {}{}",
+            r.id,
+            r.at,
+            who,
+            r.action,
+            r.entity_id,
+            r.after.as_deref().unwrap_or("-"),
+            r.reason
+                .as_deref()
+                .map(|x| format!("  reason: {x}"))
+                .unwrap_or_default()
+        );
+    }
+    s
+}

@@ -1,0 +1,168 @@
+//! The encrypted study database: opening (SQLCipher key, WAL, foreign keys, busy
+//! timeout), migrations, the audit trail and the typed repositories.
+
+pub mod audit;
+pub mod keys;
+pub mod migrate;
+pub mod study;
+
+pub use keys::{Key, KeySource};
+pub use study::Study;
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a writer waits for another process's transaction before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the database layer, each worded for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no study database at {0}: create one with `marrow init --db {0}`, or point --db / MARROW_DB at the right file")]
+    NoDatabase(PathBuf),
+    #[error("{0} already exists; marrow init never overwrites a study database")]
+    AlreadyExists(PathBuf),
+    #[error("no key for {db}: key file {key_file} does not exist and MARROW_KEY is not set; give the key with --key-file or MARROW_KEY")]
+    NoKey { db: PathBuf, key_file: PathBuf },
+    #[error("{0}")]
+    BadKey(String),
+    #[error("the key from {key_source} does not open {db}: wrong key, or not a marrow database; check --key-file / MARROW_KEY")]
+    WrongKey { db: PathBuf, key_source: KeySource },
+    #[error("this database has schema version {found}, newer than this marrow understands ({supported}); use a newer marrow")]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("user '{user}' is not registered in this study; ask an admin ({admins}) to run `marrow users add {user} --role ROLE`")]
+    UnknownUser { user: String, admins: String },
+    #[error("{user} ({role}) may not {what}")]
+    NotAllowed {
+        user: String,
+        role: String,
+        what: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the study database is busy (another user's write has held it for over {}s); try again", BUSY_TIMEOUT.as_secs())]
+    Busy,
+    #[error("the disk holding the study database is full; nothing was written; free space and try again")]
+    DiskFull,
+    #[error("the study database is read-only here ({0}); ask an admin about file permissions")]
+    ReadOnly(String),
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => DbError::Busy,
+            Some(C::DiskFull) => DbError::DiskFull,
+            Some(C::ReadOnly) => DbError::ReadOnly(e.to_string()),
+            _ => DbError::Sqlite(e),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, DbError>;
+
+fn apply_key(conn: &Connection, key: &Key) -> Result<()> {
+    // SQLCipher logs a wrong key to stderr, which would garble the TUI.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+    conn.execute_batch(&format!("PRAGMA key = {};", key.sql_literal()))?;
+    Ok(())
+}
+
+fn set_pragmas(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!("journal_mode is {mode}, not WAL");
+    }
+    Ok(())
+}
+
+/// Opens an existing database with its key; never creates one.
+pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Connection> {
+    if !path.exists() {
+        return Err(DbError::NoDatabase(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::CannotOpen) => DbError::Invalid(format!(
+            "cannot open {}: {e} (check the file's permissions)",
+            path.display()
+        )),
+        _ => DbError::from(e),
+    })?;
+    apply_key(&conn, key)?;
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+        Ok(_) => {}
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            return Err(DbError::WrongKey {
+                db: path.to_path_buf(),
+                key_source: source.clone(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    set_pragmas(&conn)?;
+    Ok(conn)
+}
+
+/// Creates a new, empty encrypted database file (refusing one that exists).
+pub fn create_connection(path: &Path, key: &Key) -> Result<Connection> {
+    if path.exists() {
+        return Err(DbError::AlreadyExists(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    apply_key(&conn, key)?;
+    set_pragmas(&conn)?;
+    restrict_permissions(path)?;
+    Ok(conn)
+}
+
+/// Makes a file private to its owner (0600).
+pub fn restrict_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        DbError::Invalid(format!("cannot make {} private: {e}", path.display()))
+    })
+}
+
+/// The OS user running this process: the study's notion of identity.
+pub fn os_user() -> String {
+    // SAFETY: getpwuid_r writes into the buffers we own; the pointers are checked.
+    unsafe {
+        let uid = libc::getuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+            return std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned();
+        }
+        format!("uid{uid}")
+    }
+}
+
+/// The current UTC time as stored everywhere (RFC 3339, milliseconds).
+pub fn now_utc() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}

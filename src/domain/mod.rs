@@ -1,0 +1,8 @@
+//! Pure study logic: no I/O, no database, no terminal.
+
+pub mod dxa;
+pub mod eligibility;
+pub mod protocol;
+pub mod records;
+pub mod status;
+pub mod user;

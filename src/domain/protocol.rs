@@ -1,0 +1,306 @@
+//! The study protocol: sites, groups, phases, per-cohort enrollment targets and the DXA window.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Study group of a patient: knee osteoarthritis, osteoporosis, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Group {
+    Oa,
+    Op,
+    Control,
+}
+
+impl Group {
+    pub const ALL: [Group; 3] = [Group::Oa, Group::Op, Group::Control];
+
+    /// The code used in study IDs, CSVs and the database.
+    pub fn code(self) -> &'static str {
+        match self {
+            Group::Oa => "OA",
+            Group::Op => "OP",
+            Group::Control => "CONTROL",
+        }
+    }
+
+    /// Whether DXA is the gold standard for this group (criterion E5).
+    pub fn needs_dxa(self) -> bool {
+        matches!(self, Group::Op | Group::Control)
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Group {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "OA" => Ok(Group::Oa),
+            "OP" => Ok(Group::Op),
+            "CONTROL" => Ok(Group::Control),
+            other => Err(format!("unknown group '{other}' (expected OA, OP or CONTROL)")),
+        }
+    }
+}
+
+/// Study phase: retrospective (model development) or prospective (external validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Retrospective,
+    Prospective,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 2] = [Phase::Retrospective, Phase::Prospective];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Phase::Retrospective => "retrospective",
+            Phase::Prospective => "prospective",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "retrospective" | "retro" => Ok(Phase::Retrospective),
+            "prospective" | "pro" => Ok(Phase::Prospective),
+            other => Err(format!(
+                "unknown phase '{other}' (expected retrospective or prospective)"
+            )),
+        }
+    }
+}
+
+/// One cohort's enrollment target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CohortTarget {
+    pub site: String,
+    pub group: Group,
+    pub phase: Phase,
+    pub target: u32,
+}
+
+/// The protocol the database was initialised with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protocol {
+    /// Site codes, e.g. PKUPH, SYSMH.
+    pub sites: Vec<String>,
+    /// A DXA scan counts as gold standard when it lies within this many days of the index date.
+    pub dxa_window_days: i64,
+    /// One target for every site x group x phase.
+    pub targets: Vec<CohortTarget>,
+}
+
+/// Default per-cohort target of the retrospective phase.
+pub const DEFAULT_TARGET_RETROSPECTIVE: u32 = 250;
+/// Default per-cohort target of the prospective phase.
+pub const DEFAULT_TARGET_PROSPECTIVE: u32 = 84;
+/// Default DXA window: 12 months either side of the index imaging.
+pub const DEFAULT_DXA_WINDOW_DAYS: i64 = 365;
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol::with_sites(
+            vec!["PKUPH".into(), "SYSMH".into()],
+            DEFAULT_TARGET_RETROSPECTIVE,
+            DEFAULT_TARGET_PROSPECTIVE,
+            DEFAULT_DXA_WINDOW_DAYS,
+        )
+    }
+}
+
+/// The override file accepted by `marrow init --protocol FILE.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolOverride {
+    pub sites: Option<Vec<String>>,
+    pub dxa_window_days: Option<i64>,
+    pub targets: Option<TargetsOverride>,
+}
+
+/// Targets in the override file: one per phase, and optionally per cohort.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsOverride {
+    pub retrospective: Option<u32>,
+    pub prospective: Option<u32>,
+    #[serde(default)]
+    pub cohort: Vec<CohortTarget>,
+}
+
+impl Protocol {
+    /// A protocol with the same target for every cohort of a phase.
+    pub fn with_sites(sites: Vec<String>, retro: u32, pro: u32, dxa_window_days: i64) -> Self {
+        let mut targets = Vec::new();
+        for site in &sites {
+            for group in Group::ALL {
+                for phase in Phase::ALL {
+                    let target = match phase {
+                        Phase::Retrospective => retro,
+                        Phase::Prospective => pro,
+                    };
+                    targets.push(CohortTarget {
+                        site: site.clone(),
+                        group,
+                        phase,
+                        target,
+                    });
+                }
+            }
+        }
+        Protocol {
+            sites,
+            dxa_window_days,
+            targets,
+        }
+    }
+
+    /// Applies an override file's text to the default protocol.
+    pub fn from_override_toml(text: &str) -> Result<Self, String> {
+        let o: ProtocolOverride = toml::from_str(text).map_err(|e| e.to_string())?;
+        let sites = o
+            .sites
+            .unwrap_or_else(|| vec!["PKUPH".into(), "SYSMH".into()]);
+        let mut normalised = Vec::new();
+        for s in sites {
+            let s = s.trim().to_ascii_uppercase();
+            if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "site code '{s}' must be letters and digits only (it becomes part of study IDs)"
+                ));
+            }
+            if normalised.contains(&s) {
+                return Err(format!("site '{s}' is listed twice"));
+            }
+            normalised.push(s);
+        }
+        if normalised.is_empty() {
+            return Err("the protocol needs at least one site".into());
+        }
+        let window = o.dxa_window_days.unwrap_or(DEFAULT_DXA_WINDOW_DAYS);
+        if !(0..=3660).contains(&window) {
+            return Err(format!(
+                "dxa_window_days = {window} is out of range (0 to 3660 days)"
+            ));
+        }
+        let t = o.targets.unwrap_or_default();
+        let mut p = Protocol::with_sites(
+            normalised,
+            t.retrospective.unwrap_or(DEFAULT_TARGET_RETROSPECTIVE),
+            t.prospective.unwrap_or(DEFAULT_TARGET_PROSPECTIVE),
+            window,
+        );
+        for c in t.cohort {
+            let site = c.site.trim().to_ascii_uppercase();
+            let slot = p
+                .targets
+                .iter_mut()
+                .find(|x| x.site == site && x.group == c.group && x.phase == c.phase)
+                .ok_or_else(|| {
+                    format!(
+                        "target for unknown cohort {site} {} {} (the site is not in `sites`)",
+                        c.group, c.phase
+                    )
+                })?;
+            slot.target = c.target;
+        }
+        Ok(p)
+    }
+
+    /// Normalises a site code and checks it is one of the protocol's sites.
+    pub fn parse_site(&self, s: &str) -> Result<String, String> {
+        let up = s.trim().to_ascii_uppercase();
+        if self.sites.contains(&up) {
+            Ok(up)
+        } else {
+            Err(format!(
+                "unknown site '{}' (expected {})",
+                s.trim(),
+                self.sites.join(" or ")
+            ))
+        }
+    }
+
+    /// The target of one cohort (0 when the cohort is not in the protocol).
+    pub fn target(&self, site: &str, group: Group, phase: Phase) -> u32 {
+        self.targets
+            .iter()
+            .find(|t| t.site == site && t.group == group && t.phase == phase)
+            .map(|t| t.target)
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_targets_are_250_and_84_for_all_twelve_cohorts() {
+        let p = Protocol::default();
+        assert_eq!(p.targets.len(), 12);
+        assert_eq!(p.target("PKUPH", Group::Oa, Phase::Retrospective), 250);
+        assert_eq!(p.target("SYSMH", Group::Control, Phase::Prospective), 84);
+        assert_eq!(p.dxa_window_days, 365);
+    }
+
+    #[test]
+    fn override_changes_targets_window_and_sites() {
+        let p = Protocol::from_override_toml(
+            r#"
+            sites = ["pkuph", "SYSMH", "XH"]
+            dxa_window_days = 180
+            [targets]
+            prospective = 100
+            [[targets.cohort]]
+            site = "XH"
+            group = "OP"
+            phase = "retrospective"
+            target = 7
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.sites, vec!["PKUPH", "SYSMH", "XH"]);
+        assert_eq!(p.dxa_window_days, 180);
+        assert_eq!(p.targets.len(), 18);
+        assert_eq!(p.target("XH", Group::Op, Phase::Retrospective), 7);
+        assert_eq!(p.target("XH", Group::Oa, Phase::Retrospective), 250);
+        assert_eq!(p.target("PKUPH", Group::Oa, Phase::Prospective), 100);
+    }
+
+    #[test]
+    fn override_rejects_unknown_keys_and_bad_cohorts() {
+        assert!(Protocol::from_override_toml("dxa_windw_days = 3").is_err());
+        let e = Protocol::from_override_toml(
+            "[[targets.cohort]]\nsite='NOPE'\ngroup='OA'\nphase='prospective'\ntarget=1",
+        )
+        .unwrap_err();
+        assert!(e.contains("NOPE"), "{e}");
+    }
+
+    #[test]
+    fn parses_group_phase_and_site_case_insensitively() {
+        assert_eq!("control".parse::<Group>().unwrap(), Group::Control);
+        assert_eq!(" Prospective ".parse::<Phase>().unwrap(), Phase::Prospective);
+        assert!("OX".parse::<Group>().is_err());
+        let p = Protocol::default();
+        assert_eq!(p.parse_site("sysmh").unwrap(), "SYSMH");
+        assert!(p.parse_site("MGH").unwrap_err().contains("PKUPH or SYSMH"));
+    }
+}

@@ -1,0 +1,365 @@
+//! Row-checked CSV imports of the hospital's clinical exports (patients, DXA, labs).
+//! Columns may come in any order with any case; columns the study does not know are
+//! ignored and never stored. Each row is stored whole or rejected whole; rejected
+//! rows are listed as `line N: reason` and written beside the input as
+//! `NAME.rejected.csv` with a `reason` column.
+
+use crate::db::study::Upsert;
+use crate::db::{DbError, Study};
+use crate::domain::records::{
+    self, DXA_COLUMNS, DxaRecord, LAB_COLUMNS, LabRecord, PATIENT_COLUMNS, PatientRecord,
+    RowFields,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Which export is being imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportKind {
+    Patients,
+    Dxa,
+    Labs,
+}
+
+impl ImportKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImportKind::Patients => "patients",
+            ImportKind::Dxa => "dxa",
+            ImportKind::Labs => "labs",
+        }
+    }
+
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            ImportKind::Patients => PATIENT_COLUMNS,
+            ImportKind::Dxa => DXA_COLUMNS,
+            ImportKind::Labs => LAB_COLUMNS,
+        }
+    }
+}
+
+/// A row that was not stored, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejection {
+    /// 1-based line of the file where the row starts (the header is line 1).
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImportReport {
+    pub file: PathBuf,
+    pub rows: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: Vec<Rejection>,
+    /// Where the rejected rows were written, when there were any.
+    pub rejected_file: Option<PathBuf>,
+}
+
+/// Why an import could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    BadHeader { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: DbError,
+    },
+    #[error("cannot write the rejected rows to {path}: {reason}")]
+    RejectFile { path: PathBuf, reason: String },
+}
+
+/// Rows per write transaction: short enough that other users' writes get in.
+const CHUNK: usize = 5_000;
+
+struct Row<'a> {
+    columns: &'a HashMap<String, usize>,
+    fields: Vec<&'a str>,
+}
+
+impl RowFields for Row<'_> {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.columns
+            .get(name)
+            .and_then(|i| self.fields.get(*i))
+            .copied()
+    }
+}
+
+enum Parsed {
+    Patient(String, PatientRecord),
+    Dxa(String, DxaRecord),
+    Lab(String, LabRecord),
+}
+
+impl Parsed {
+    fn mrn(&self) -> &str {
+        match self {
+            Parsed::Patient(m, _) | Parsed::Dxa(m, _) | Parsed::Lab(m, _) => m,
+        }
+    }
+
+    /// The key that identifies the row's record within one file, and a fingerprint of its values.
+    fn identity(&self) -> (String, String) {
+        let mrn = self.mrn().trim().to_uppercase();
+        match self {
+            Parsed::Patient(_, r) => (mrn, format!("{r:?}")),
+            Parsed::Dxa(_, r) => (format!("{mrn}|{}|{}", r.scan_date, r.region), format!("{r:?}")),
+            Parsed::Lab(_, r) => (format!("{mrn}|{}|{}", r.date, r.analyte), format!("{r:?}")),
+        }
+    }
+}
+
+/// The path rejected rows of `input` go to: `patients.csv` gives `patients.rejected.csv`.
+pub fn rejected_path(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "import".into());
+    input.with_file_name(format!("{stem}.rejected.csv"))
+}
+
+/// Imports one CSV file. `on_progress` is called with (rows done, rows total).
+pub fn import_csv(
+    study: &mut Study,
+    kind: ImportKind,
+    path: &Path,
+    mut on_progress: impl FnMut(u64, u64),
+) -> Result<ImportReport, ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    // A UTF-8 byte-order mark is allowed and dropped.
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(body);
+    let raw_headers = reader
+        .byte_headers()
+        .map_err(|e| ImportError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!("the header line cannot be read: {e}"),
+        })?
+        .clone();
+    let mut columns = HashMap::new();
+    for (i, h) in raw_headers.iter().enumerate() {
+        let name = String::from_utf8_lossy(h).trim().to_lowercase();
+        if !name.is_empty() && columns.insert(name.clone(), i).is_some() {
+            return Err(ImportError::BadHeader {
+                path: path.to_path_buf(),
+                reason: format!("column '{name}' appears twice in the header"),
+            });
+        }
+    }
+    let missing: Vec<&str> = kind
+        .required()
+        .iter()
+        .copied()
+        .filter(|c| !columns.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        let mut found: Vec<&String> = columns.keys().collect();
+        found.sort();
+        return Err(ImportError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!(
+                "not a {} export: it lacks the column(s) {} (header has: {})",
+                kind.name(),
+                missing.join(", "),
+                found
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+
+    // Pass 1: check every row on its own, and against earlier rows of the same file.
+    let mut raw_rows: Vec<(u64, csv::ByteRecord)> = Vec::new();
+    let mut parsed: Vec<(u64, Parsed)> = Vec::new();
+    let mut rejected: Vec<Rejection> = Vec::new();
+    let mut seen: HashMap<String, (u64, String)> = HashMap::new();
+    let protocol = study.protocol().clone();
+    let width = raw_headers.len();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                rejected.push(Rejection {
+                    line,
+                    reason: format!("unreadable CSV: {e}"),
+                });
+                continue;
+            }
+        }
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.iter().all(|f| f.iter().all(|b| b.is_ascii_whitespace())) {
+            continue; // a blank line is not a row
+        }
+        raw_rows.push((line, record.clone()));
+        if record.len() != width {
+            rejected.push(Rejection {
+                line,
+                reason: format!(
+                    "has {} fields but the header has {width} (a stray comma or an unclosed quote?)",
+                    record.len()
+                ),
+            });
+            continue;
+        }
+        let mut fields = Vec::with_capacity(record.len());
+        let mut bad_utf8 = None;
+        for (i, f) in record.iter().enumerate() {
+            match std::str::from_utf8(f) {
+                Ok(s) => fields.push(s),
+                Err(_) => {
+                    bad_utf8 = Some(i);
+                    break;
+                }
+            }
+        }
+        if let Some(i) = bad_utf8 {
+            let col = String::from_utf8_lossy(&raw_headers[i]).trim().to_string();
+            rejected.push(Rejection {
+                line,
+                reason: format!("column '{col}' is not valid UTF-8 (save the export as UTF-8)"),
+            });
+            continue;
+        }
+        let row = Row {
+            columns: &columns,
+            fields,
+        };
+        let result = match kind {
+            ImportKind::Patients => {
+                records::parse_patient(&row, &protocol).map(|(m, r)| Parsed::Patient(m, r))
+            }
+            ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
+            ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
+        };
+        match result {
+            Err(reason) => rejected.push(Rejection { line, reason }),
+            Ok(p) => {
+                let (key, fingerprint) = p.identity();
+                match seen.get(&key) {
+                    Some((first, fp)) if *fp != fingerprint => rejected.push(Rejection {
+                        line,
+                        reason: format!(
+                            "the same record is on line {first} with different values; fix one of them"
+                        ),
+                    }),
+                    Some(_) => {} // an exact repeat changes nothing
+                    None => {
+                        seen.insert(key, (line, fingerprint));
+                        parsed.push((line, p));
+                    }
+                }
+            }
+        }
+    }
+    drop(seen);
+
+    // Pass 2: write in short transactions.
+    let total = parsed.len() as u64;
+    let mut report = ImportReport {
+        file: path.to_path_buf(),
+        rows: raw_rows.len() as u64,
+        ..Default::default()
+    };
+    let db_err = |source| ImportError::Database {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut done = 0u64;
+    for chunk in parsed.chunks(CHUNK) {
+        let mut batch = study.batch().map_err(db_err)?;
+        for (line, p) in chunk {
+            let outcome = match p {
+                Parsed::Patient(mrn, rec) => Some(batch.upsert_patient(mrn, rec).map_err(db_err)?),
+                Parsed::Dxa(mrn, rec) => match batch.find_patient(mrn).map_err(db_err)? {
+                    Some((id, sid)) => Some(batch.upsert_dxa((id, &sid), rec).map_err(db_err)?),
+                    None => None,
+                },
+                Parsed::Lab(mrn, rec) => match batch.find_patient(mrn).map_err(db_err)? {
+                    Some((id, sid)) => Some(batch.upsert_lab((id, &sid), rec).map_err(db_err)?),
+                    None => None,
+                },
+            };
+            match outcome {
+                Some(Upsert::Inserted(_)) => report.inserted += 1,
+                Some(Upsert::Updated(_)) => report.updated += 1,
+                Some(Upsert::Unchanged(_)) => report.unchanged += 1,
+                None => rejected.push(Rejection {
+                    line: *line,
+                    reason: "mrn is not a known patient (import patients.csv first)".into(),
+                }),
+            }
+        }
+        batch.commit().map_err(db_err)?;
+        done += chunk.len() as u64;
+        on_progress(done, total);
+    }
+
+    rejected.sort_by_key(|r| r.line);
+    let reject_path = rejected_path(path);
+    if !rejected.is_empty() {
+        write_rejects(&reject_path, &raw_headers, &raw_rows, &rejected).map_err(|reason| {
+            ImportError::RejectFile {
+                path: reject_path.clone(),
+                reason,
+            }
+        })?;
+        report.rejected_file = Some(reject_path);
+    } else if reject_path.exists() {
+        // A list from an earlier run would send someone chasing rows that are now in.
+        let _ = std::fs::remove_file(&reject_path);
+    }
+    report.rejected = rejected;
+    Ok(report)
+}
+
+fn write_rejects(
+    path: &Path,
+    headers: &csv::ByteRecord,
+    rows: &[(u64, csv::ByteRecord)],
+    rejected: &[Rejection],
+) -> Result<(), String> {
+    let by_line: HashMap<u64, &csv::ByteRecord> = rows.iter().map(|(l, r)| (*l, r)).collect();
+    let tmp = path.with_extension("csv.tmp");
+    {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| e.to_string())?;
+        let mut w = csv::WriterBuilder::new().flexible(true).from_writer(file);
+        let mut h = headers.clone();
+        h.push_field(b"reason");
+        w.write_byte_record(&h).map_err(|e| e.to_string())?;
+        for r in rejected {
+            let mut rec = by_line.get(&r.line).map(|r| (*r).clone()).unwrap_or_default();
+            while rec.len() < headers.len() {
+                rec.push_field(b"");
+            }
+            rec.push_field(format!("line {}: {}", r.line, r.reason).as_bytes());
+            w.write_byte_record(&rec).map_err(|e| e.to_string())?;
+        }
+        w.flush().map_err(|e| e.to_string())?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+}
