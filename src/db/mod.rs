@@ -33,7 +33,7 @@ pub enum DbError {
     NewerSchema { found: i64, supported: i64 },
     #[error("user '{user}' is not registered in this study; ask an admin ({admins}) to run `marrow users add {user} --role ROLE`")]
     UnknownUser { user: String, admins: String },
-    #[error("{user} ({role}) may not {what}")]
+    #[error("{user} (role {role}) may not {what}")]
     NotAllowed {
         user: String,
         role: String,

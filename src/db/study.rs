@@ -492,8 +492,8 @@ impl Study {
             };
             Err(DbError::NotAllowed {
                 user: self.actor.name.clone(),
-                role: format!("{}{hint}", self.role),
-                what: p.describe().into(),
+                role: self.role.to_string(),
+                what: format!("{}{hint}", p.describe()),
             })
         }
     }
@@ -771,10 +771,11 @@ impl Study {
         Ok(StatusReport::build(&self.protocol, &counts, missing as u64))
     }
 
-    /// Patients needing attention: any flag, or pending criteria.
+    /// Patients needing attention: not ineligible, and flagged or with criteria pending.
     pub fn flagged(&self) -> Result<Vec<PatientSummary>> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT {SUMMARY_COLS} FROM patients WHERE (flags != '' OR decision = 'pending') \
+            "SELECT {SUMMARY_COLS} FROM patients WHERE decision != 'ineligible' \
+             AND (flags != '' OR decision = 'pending') \
              ORDER BY site, grp, study_id"
         ))?;
         let rows = st.query_map([], read_summary)?;
