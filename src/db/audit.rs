@@ -226,11 +226,11 @@ pub struct Verification {
 /// Walks the whole chain and names the first row that does not hold.
 pub fn verify(conn: &Connection) -> Result<Verification> {
     let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY id"))?;
-    let mut rows = st.query_map([], read_row)?;
+    let rows = st.query_map([], read_row)?;
     let mut prev = GENESIS.to_string();
     let mut expected_id = 1;
     let mut count = 0u64;
-    while let Some(row) = rows.next() {
+    for row in rows {
         let r = row?;
         count += 1;
         if r.id != expected_id {

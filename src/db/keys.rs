@@ -110,11 +110,11 @@ pub fn default_key_file(db: &Path) -> PathBuf {
 
 /// Finds the key: `MARROW_KEY` first, else the key file.
 pub fn load_key(db: &Path, key_file: Option<&Path>) -> Result<(Key, KeySource), DbError> {
-    if let Ok(v) = std::env::var(KEY_ENV) {
-        if !v.trim().is_empty() {
-            let k = Key::from_hex(&v, &KeySource::Env)?;
-            return Ok((k, KeySource::Env));
-        }
+    if let Ok(v) = std::env::var(KEY_ENV)
+        && !v.trim().is_empty()
+    {
+        let k = Key::from_hex(&v, &KeySource::Env)?;
+        return Ok((k, KeySource::Env));
     }
     let path = key_file
         .map(Path::to_path_buf)
