@@ -7,3 +7,11 @@ pub mod domain;
 pub mod import;
 pub mod synth;
 pub mod tui;
+
+static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// When this process started; the first call fixes it (main calls it first thing).
+/// Startup timings in the log (such as the TUI's first frame) count from here.
+pub fn process_start() -> std::time::Instant {
+    *PROCESS_START.get_or_init(std::time::Instant::now)
+}

@@ -1,3 +1,4 @@
 fn main() -> std::process::ExitCode {
+    marrow::process_start();
     marrow::cli::main()
 }

@@ -16,7 +16,10 @@ fn init_creates_an_encrypted_database_and_a_private_key_file() {
     let db_mode = std::fs::metadata(&s.db).unwrap().permissions().mode() & 0o777;
     assert_eq!(db_mode, 0o600);
     let head = std::fs::read(&s.db).unwrap();
-    assert!(!head.starts_with(b"SQLite format 3"), "database header is plaintext");
+    assert!(
+        !head.starts_with(b"SQLite format 3"),
+        "database header is plaintext"
+    );
     // a second init must not overwrite the study
     let out = s.run(&["init"]);
     assert_eq!(out.status.code(), Some(2));
@@ -45,8 +48,15 @@ fn wrong_or_missing_key_is_a_clear_error_and_never_a_new_database() {
     let other = TempStudy::empty();
     let out = other.run(&["status"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no study database"), "{}", stderr(&out));
-    assert!(!other.db.exists(), "opening a missing database must not create one");
+    assert!(
+        stderr(&out).contains("no study database"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !other.db.exists(),
+        "opening a missing database must not create one"
+    );
 }
 
 #[test]
@@ -63,12 +73,27 @@ fn a_key_file_readable_by_everyone_is_refused() {
 fn marrow_key_from_the_environment_needs_no_key_file() {
     let s = TempStudy::empty();
     let key = "0f".repeat(32);
-    let out = s.cmd().env("MARROW_KEY", &key).arg("init").output().unwrap();
+    let out = s
+        .cmd()
+        .env("MARROW_KEY", &key)
+        .arg("init")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!marrow::db::keys::default_key_file(&s.db).exists());
-    let out = s.cmd().env("MARROW_KEY", &key).args(["status", "--json"]).output().unwrap();
+    let out = s
+        .cmd()
+        .env("MARROW_KEY", &key)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = s.cmd().env("MARROW_KEY", "1f".repeat(32)).arg("status").output().unwrap();
+    let out = s
+        .cmd()
+        .env("MARROW_KEY", "1f".repeat(32))
+        .arg("status")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("$MARROW_KEY"), "{}", stderr(&out));
 }
@@ -81,19 +106,29 @@ fn protocol_file_overrides_targets_window_and_sites() {
         "sites = [\"PKUPH\", \"SYSMH\", \"XH\"]\ndxa_window_days = 30\n[targets]\nretrospective = 10\n",
     );
     s.expect(&["init", "--protocol", p.to_str().unwrap()], 0);
-    let v: serde_json::Value =
-        serde_json::from_str(&s.expect(&["status", "--json"], 0)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&s.expect(&["status", "--json"], 0)).unwrap();
     let cohorts = v["cohorts"].as_array().unwrap();
     assert_eq!(cohorts.len(), 18);
     assert!(cohorts.iter().any(|c| c["site"] == "XH"));
-    assert!(cohorts
-        .iter()
-        .filter(|c| c["phase"] == "retrospective")
-        .all(|c| c["target"] == 10));
+    assert!(
+        cohorts
+            .iter()
+            .filter(|c| c["phase"] == "retrospective")
+            .all(|c| c["target"] == 10)
+    );
     // a 30-day window: a DXA 40 days away does not count
-    s.write("p.csv", "mrn,site,phase,group,birth_date,index_date\nX1,XH,prospective,OP,1950-01-01,2024-05-01\n");
-    s.write("d.csv", "mrn,scan_date,region,t_score\nX1,2024-06-10,total_hip,-2.0\n");
-    s.expect(&["import", "patients", s.path("p.csv").to_str().unwrap()], 0);
+    s.write(
+        "p.csv",
+        "mrn,site,phase,group,birth_date,index_date\nX1,XH,prospective,OP,1950-01-01,2024-05-01\n",
+    );
+    s.write(
+        "d.csv",
+        "mrn,scan_date,region,t_score\nX1,2024-06-10,total_hip,-2.0\n",
+    );
+    s.expect(
+        &["import", "patients", s.path("p.csv").to_str().unwrap()],
+        0,
+    );
     s.expect(&["import", "dxa", s.path("d.csv").to_str().unwrap()], 0);
     let flags = s.expect(&["patients", "--flag", "missing_dxa", "--json"], 0);
     assert!(flags.contains("XH-OP-0001"), "{flags}");
@@ -115,10 +150,16 @@ fn import_takes_good_rows_lists_bad_ones_and_is_idempotent() {
     );
     let file = s.write("patients.csv", &csv);
     let out = s.expect(&["import", "patients", file.to_str().unwrap()], 3);
-    assert!(out.contains("line 5: birth_date 2030-01-01 is after index_date 2024-05-01"), "{out}");
+    assert!(
+        out.contains("line 5: birth_date 2030-01-01 is after index_date 2024-05-01"),
+        "{out}"
+    );
     assert!(out.contains("line 6: unknown site 'MGH'"), "{out}");
     assert!(out.contains("line 7: deformity 'maybe'"), "{out}");
-    assert!(out.contains("line 8: has 6 fields but the header has 15"), "{out}");
+    assert!(
+        out.contains("line 8: has 6 fields but the header has 15"),
+        "{out}"
+    );
     assert!(out.contains("3 added"), "{out}");
     let rejected = std::fs::read_to_string(s.path("patients.rejected.csv")).unwrap();
     let lines: Vec<&str> = rejected.lines().collect();
@@ -140,11 +181,22 @@ fn import_takes_good_rows_lists_bad_ones_and_is_idempotent() {
     let out = s.expect(&["import", "patients", changed.to_str().unwrap()], 0);
     assert!(out.contains("1 updated"), "{out}");
     let log = s.open().audit_log(Some("PKUPH-OA-0001")).unwrap();
-    let upd = log.iter().find(|r| r.action == "patient.update").expect("update audited");
-    assert!(upd.before.as_deref().unwrap().contains("\"deformity\":false"));
+    let upd = log
+        .iter()
+        .find(|r| r.action == "patient.update")
+        .expect("update audited");
+    assert!(
+        upd.before
+            .as_deref()
+            .unwrap()
+            .contains("\"deformity\":false")
+    );
     assert!(upd.after.as_deref().unwrap().contains("\"deformity\":true"));
     let check = s.expect(&["screen", "PKUPH-OA-0001"], 0);
-    assert!(check.contains("INELIGIBLE") && check.contains("I4"), "{check}");
+    assert!(
+        check.contains("INELIGIBLE") && check.contains("I4"),
+        "{check}"
+    );
     // a clean re-run removes the stale rejected list
     let good = s.write("patients.csv", PATIENTS);
     s.expect(&["import", "patients", good.to_str().unwrap()], 0);
@@ -170,7 +222,11 @@ fn an_export_missing_a_required_column_cannot_run() {
     let f = s.write("p.csv", "mrn,site,group\nA,PKUPH,OA\n");
     let out = s.run(&["import", "patients", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("lacks the column(s) phase"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("lacks the column(s) phase"),
+        "{}",
+        stderr(&out)
+    );
     let out = s.run(&["import", "dxa", s.path("nope.csv").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("nope.csv"), "{}", stderr(&out));
@@ -216,23 +272,61 @@ fn screening_by_hand_needs_a_reason_wins_and_is_audited() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--reason is required"));
     let out = s.expect(
-        &["screen", "PKUPH-OA-0001", "--set", "E5=yes", "--reason", "motion blur on both views"],
+        &[
+            "screen",
+            "PKUPH-OA-0001",
+            "--set",
+            "E5=yes",
+            "--reason",
+            "motion blur on both views",
+        ],
         0,
     );
     assert!(out.contains("INELIGIBLE"), "{out}");
-    assert!(out.contains("MANUAL applies by root (motion blur on both views)"), "{out}");
+    assert!(
+        out.contains("MANUAL applies by root (motion blur on both views)"),
+        "{out}"
+    );
     let log = s.expect(&["audit", "log", "--patient", "PKUPH-OA-0001", "--json"], 0);
     let rows: serde_json::Value = serde_json::from_str(&log).unwrap();
     let last = rows.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["action"], "screening.set");
     assert_eq!(last["reason"], "motion blur on both views");
     assert_eq!(last["entity_id"], "PKUPH-OA-0001/E5");
-    let out = s.expect(&["screen", "PKUPH-OA-0001", "--clear", "E5", "--reason", "re-read: fine"], 0);
-    assert!(out.contains("ELIGIBLE") && !out.contains("INELIGIBLE"), "{out}");
-    let out = s.run(&["screen", "PKUPH-OA-0001", "--set", "I9=yes", "--reason", "x"]);
-    assert!(stderr(&out).contains("unknown criterion 'I9'"), "{}", stderr(&out));
+    let out = s.expect(
+        &[
+            "screen",
+            "PKUPH-OA-0001",
+            "--clear",
+            "E5",
+            "--reason",
+            "re-read: fine",
+        ],
+        0,
+    );
+    assert!(
+        out.contains("ELIGIBLE") && !out.contains("INELIGIBLE"),
+        "{out}"
+    );
+    let out = s.run(&[
+        "screen",
+        "PKUPH-OA-0001",
+        "--set",
+        "I9=yes",
+        "--reason",
+        "x",
+    ]);
+    assert!(
+        stderr(&out).contains("unknown criterion 'I9'"),
+        "{}",
+        stderr(&out)
+    );
     let out = s.run(&["screen", "PKUPH-XX-0001"]);
-    assert!(stderr(&out).contains("no patient with study ID"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no patient with study ID"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -241,20 +335,48 @@ fn roles_pi_is_read_only_and_unknown_users_are_told_whom_to_ask() {
     s.expect(&["users", "add", "pat", "--role", "pi"], 0);
     s.expect(&["users", "add", "cora", "--role", "coordinator"], 0);
     let list = s.expect(&["users", "list"], 0);
-    assert!(list.contains("pat") && list.contains("cora") && list.contains("root"), "{list}");
+    assert!(
+        list.contains("pat") && list.contains("cora") && list.contains("root"),
+        "{list}"
+    );
     let p = s.write("patients.csv", PATIENTS);
     let out = s.run(&["--as", "pat", "import", "patients", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("pat (role pi) may not import clinical data (PIs have read-only access)"), "{}", stderr(&out));
-    s.expect(&["--as", "cora", "import", "patients", p.to_str().unwrap()], 0);
+    assert!(
+        stderr(&out)
+            .contains("pat (role pi) may not import clinical data (PIs have read-only access)"),
+        "{}",
+        stderr(&out)
+    );
+    s.expect(
+        &["--as", "cora", "import", "patients", p.to_str().unwrap()],
+        0,
+    );
     s.expect(&["--as", "pat", "status"], 0);
-    let out = s.run(&["--as", "pat", "screen", "PKUPH-OA-0001", "--set", "I4=no", "--reason", "x"]);
+    let out = s.run(&[
+        "--as",
+        "pat",
+        "screen",
+        "PKUPH-OA-0001",
+        "--set",
+        "I4=no",
+        "--reason",
+        "x",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let out = s.run(&["--as", "cora", "users", "add", "x", "--role", "admin"]);
-    assert!(stderr(&out).contains("may not manage users"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may not manage users"),
+        "{}",
+        stderr(&out)
+    );
     let out = s.run(&["--as", "nobody", "status"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("ask an admin (root)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ask an admin (root)"),
+        "{}",
+        stderr(&out)
+    );
     // the audit trail records both the acting user and the OS user
     let log: serde_json::Value =
         serde_json::from_str(&s.expect(&["audit", "log", "--json"], 0)).unwrap();
@@ -278,12 +400,18 @@ fn audit_verify_names_the_first_altered_or_removed_row() {
 
     let raw = raw_connection(&s.db);
     // marrow itself refuses to change the trail
-    assert!(raw.execute("UPDATE audit_log SET reason = 'x' WHERE id = 4", []).is_err());
+    assert!(
+        raw.execute("UPDATE audit_log SET reason = 'x' WHERE id = 4", [])
+            .is_err()
+    );
     // someone going around the triggers is caught
     raw.execute_batch("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
         .unwrap();
-    raw.execute("UPDATE audit_log SET after = replace(after, 'OP', 'OA') WHERE id = 4", [])
-        .unwrap();
+    raw.execute(
+        "UPDATE audit_log SET after = replace(after, 'OP', 'OA') WHERE id = 4",
+        [],
+    )
+    .unwrap();
     let out = s.run(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("row 4"), "{}", stderr(&out));
@@ -293,15 +421,26 @@ fn audit_verify_names_the_first_altered_or_removed_row() {
     let p = s2.write("patients.csv", PATIENTS);
     s2.expect(&["import", "patients", p.to_str().unwrap()], 0);
     let raw = raw_connection(&s2.db);
-    raw.execute_batch("DROP TRIGGER audit_log_no_delete;").unwrap();
-    raw.execute("DELETE FROM audit_log WHERE id = 3", []).unwrap();
+    raw.execute_batch("DROP TRIGGER audit_log_no_delete;")
+        .unwrap();
+    raw.execute("DELETE FROM audit_log WHERE id = 3", [])
+        .unwrap();
     let out = s2.run(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("row 3 is missing"), "{}", stderr(&out));
-    raw.execute("DELETE FROM audit_log WHERE id > 3", []).unwrap();
+    assert!(
+        stderr(&out).contains("row 3 is missing"),
+        "{}",
+        stderr(&out)
+    );
+    raw.execute("DELETE FROM audit_log WHERE id > 3", [])
+        .unwrap();
     let out = s2.run(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("removed from the end"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("removed from the end"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -313,11 +452,18 @@ fn status_patients_and_flags_agree() {
         serde_json::from_str(&s.expect(&["status", "--json"], 0)).unwrap();
     let all: serde_json::Value =
         serde_json::from_str(&s.expect(&["patients", "--json"], 0)).unwrap();
-    assert_eq!(all.as_array().unwrap().len() as u64, status["patients"].as_u64().unwrap());
+    assert_eq!(
+        all.as_array().unwrap().len() as u64,
+        status["patients"].as_u64().unwrap()
+    );
     for d in ["eligible", "ineligible", "pending"] {
         let rows: serde_json::Value =
             serde_json::from_str(&s.expect(&["patients", "--json", "--decision", d], 0)).unwrap();
-        assert_eq!(rows.as_array().unwrap().len() as u64, status["eligibility"][d].as_u64().unwrap(), "{d}");
+        assert_eq!(
+            rows.as_array().unwrap().len() as u64,
+            status["eligibility"][d].as_u64().unwrap(),
+            "{d}"
+        );
     }
     let flags: serde_json::Value =
         serde_json::from_str(&s.expect(&["flags", "--json"], 0)).unwrap();
@@ -328,5 +474,9 @@ fn status_patients_and_flags_agree() {
     let table = s.expect(&["status"], 0);
     assert!(table.contains("missing DXA 1"), "{table}");
     let out = s.run(&["patients", "--decision", "maybe"]);
-    assert!(stderr(&out).contains("unknown decision"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown decision"),
+        "{}",
+        stderr(&out)
+    );
 }

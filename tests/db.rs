@@ -12,7 +12,9 @@ use marrow::domain::user::Role;
 fn migrations_apply_in_order_and_leave_a_valid_schema() {
     let mut conn = rusqlite::Connection::open_in_memory().unwrap();
     assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len() as i64);
-    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(v, latest_version());
     for (i, (name, _)) in MIGRATIONS.iter().enumerate() {
         assert!(
@@ -20,13 +22,25 @@ fn migrations_apply_in_order_and_leave_a_valid_schema() {
             "migration {name} is out of sequence"
         );
     }
-    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ok, "ok");
     let fk: i64 = conn
-        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(fk, 0);
-    for table in ["meta", "users", "patients", "dxa_scans", "labs", "screening_answers", "audit_log"] {
+    for table in [
+        "meta",
+        "users",
+        "patients",
+        "dxa_scans",
+        "labs",
+        "screening_answers",
+        "audit_log",
+    ] {
         let n: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
@@ -56,11 +70,16 @@ fn migrations_apply_in_order_and_leave_a_valid_schema() {
 fn a_database_from_a_newer_marrow_is_refused_untouched() {
     let s = TempStudy::init();
     let raw = raw_connection(&s.db);
-    raw.pragma_update(None, "user_version", latest_version() + 1).unwrap();
+    raw.pragma_update(None, "user_version", latest_version() + 1)
+        .unwrap();
     drop(raw);
     let out = s.run(&["status"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("newer than this marrow"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("newer than this marrow"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -99,16 +118,32 @@ fn a_second_user_editing_the_same_patient_is_told_and_nothing_is_overwritten() {
     // both open the patient
     let seen_by_cora = cora.patient("PKUPH-OA-0001").unwrap().summary.version;
     let seen_by_carl = carl.patient("PKUPH-OA-0001").unwrap().summary.version;
-    cora.set_answer("PKUPH-OA-0001", Criterion::I4, Some(Answer::No), "valgus deformity", Some(seen_by_cora))
-        .unwrap();
+    cora.set_answer(
+        "PKUPH-OA-0001",
+        Criterion::I4,
+        Some(Answer::No),
+        "valgus deformity",
+        Some(seen_by_cora),
+    )
+    .unwrap();
     let err = carl
-        .set_answer("PKUPH-OA-0001", Criterion::I4, Some(Answer::Yes), "looks fine", Some(seen_by_carl))
+        .set_answer(
+            "PKUPH-OA-0001",
+            Criterion::I4,
+            Some(Answer::Yes),
+            "looks fine",
+            Some(seen_by_carl),
+        )
         .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, DbError::Conflict(_)), "{msg}");
     assert!(msg.contains("changed by cora"), "{msg}");
     let now = carl.patient("PKUPH-OA-0001").unwrap();
-    let m = now.manual.iter().find(|m| m.criterion == Criterion::I4).unwrap();
+    let m = now
+        .manual
+        .iter()
+        .find(|m| m.criterion == Criterion::I4)
+        .unwrap();
     assert_eq!((m.answer, m.by.as_str()), (Answer::No, "cora"));
 }
 
@@ -141,10 +176,22 @@ fn no_identifier_reaches_the_database() {
     }
     assert!(everything.contains("PKUPH-OA-0001"), "the scan saw no data");
     for needle in [
-        "MRN001", "MRN002", "MRN003", "mrn001", "Wang Fang", "李娜", "Chen Wei", "1960-05-01",
-        "1950-01-01", "1970-03-03", "Xizhimen",
+        "MRN001",
+        "MRN002",
+        "MRN003",
+        "mrn001",
+        "Wang Fang",
+        "李娜",
+        "Chen Wei",
+        "1960-05-01",
+        "1950-01-01",
+        "1970-03-03",
+        "Xizhimen",
     ] {
-        assert!(!everything.contains(needle), "{needle} is stored in the database");
+        assert!(
+            !everything.contains(needle),
+            "{needle} is stored in the database"
+        );
     }
     let bytes = std::fs::read(&s.db).unwrap();
     let wal = std::fs::read(s.db.with_extension("db-wal")).unwrap_or_default();

@@ -75,7 +75,10 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             if r.rejected.is_empty() {
                 String::new()
             } else {
-                format!(" (on purpose: see {})", crate::import::rejected_path(&path).display())
+                format!(
+                    " (on purpose: see {})",
+                    crate::import::rejected_path(&path).display()
+                )
             }
         );
     }

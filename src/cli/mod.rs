@@ -223,7 +223,11 @@ fn init_logging(db: &Path) -> Option<()> {
 }
 
 fn open(g: &Global) -> Result<Study> {
-    Ok(Study::open(&g.db, g.key_file.as_deref(), g.as_user.as_deref())?)
+    Ok(Study::open(
+        &g.db,
+        g.key_file.as_deref(),
+        g.as_user.as_deref(),
+    )?)
 }
 
 fn parse_opt<T: std::str::FromStr<Err = String>>(v: &Option<String>) -> Result<Option<T>> {
@@ -292,7 +296,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             let study = open(&g)?;
             let rows = study.flagged()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&output::flags_json(&rows))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::flags_json(&rows))?
+                );
             } else {
                 print!("{}", output::flags_table(&rows));
             }
@@ -320,7 +327,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             };
             let rows = study.patients(&filter)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&output::patients_json(&rows))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::patients_json(&rows))?
+                );
             } else {
                 print!("{}", output::patients_table(&rows));
             }
@@ -348,9 +358,11 @@ pub fn run(cli: Cli) -> Result<u8> {
                 changes.push((c, None));
             }
             if !changes.is_empty() {
-                let reason = reason
-                    .filter(|r| !r.trim().is_empty())
-                    .ok_or_else(|| anyhow!("--reason is required with --set and --clear (it goes into the audit trail)"))?;
+                let reason = reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+                    anyhow!(
+                        "--reason is required with --set and --clear (it goes into the audit trail)"
+                    )
+                })?;
                 for (c, a) in changes {
                     study.set_answer(&study_id, c, a, &reason, None)?;
                 }

@@ -19,7 +19,11 @@ pub fn status_table(r: &StatusReport) -> String {
     let _ = writeln!(
         s,
         "patients {}   eligible {}   ineligible {}   pending {}   missing DXA {}",
-        r.patients, r.eligibility.eligible, r.eligibility.ineligible, r.eligibility.pending, r.missing_dxa
+        r.patients,
+        r.eligibility.eligible,
+        r.eligibility.ineligible,
+        r.eligibility.pending,
+        r.missing_dxa
     );
     let _ = writeln!(s);
     let _ = writeln!(
@@ -81,7 +85,11 @@ pub fn patients_json(rows: &[PatientSummary]) -> serde_json::Value {
 /// `marrow flags` as a table.
 pub fn flags_table(rows: &[PatientSummary]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:<20} {:<11} {:<28} pending", "study_id", "decision", "flags");
+    let _ = writeln!(
+        s,
+        "{:<20} {:<11} {:<28} pending",
+        "study_id", "decision", "flags"
+    );
     for p in rows {
         let _ = writeln!(
             s,
@@ -137,12 +145,7 @@ pub fn checklist(d: &PatientDetail) -> String {
     for item in &d.screening.checklist {
         let c = item.criterion;
         let manual = match d.manual.iter().find(|m| m.criterion == c) {
-            Some(m) => format!(
-                "  MANUAL {} by {} ({})",
-                m.answer.label(c),
-                m.by,
-                m.reason
-            ),
+            Some(m) => format!("  MANUAL {} by {} ({})", m.answer.label(c), m.by, m.reason),
             None => String::new(),
         };
         let _ = writeln!(
@@ -164,7 +167,9 @@ pub fn checklist(d: &PatientDetail) -> String {
             x.scan_date,
             x.region.code(),
             x.t_score,
-            x.z_score.map(|z| format!("  Z {z:+.1}")).unwrap_or_default()
+            x.z_score
+                .map(|z| format!("  Z {z:+.1}"))
+                .unwrap_or_default()
         );
     }
     s

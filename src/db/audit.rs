@@ -195,8 +195,7 @@ fn read_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRow> {
     })
 }
 
-const COLUMNS: &str =
-    "id, at, actor, real_actor, action, entity, entity_id, patient, before, after, reason, prev_hash, hash";
+const COLUMNS: &str = "id, at, actor, real_actor, action, entity, entity_id, patient, before, after, reason, prev_hash, hash";
 
 /// The trail, oldest first; only the rows of one patient when asked.
 pub fn log(conn: &Connection, patient: Option<&str>) -> Result<Vec<AuditRow>> {
@@ -205,11 +204,13 @@ pub fn log(conn: &Connection, patient: Option<&str>) -> Result<Vec<AuditRow>> {
             let mut st = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM audit_log WHERE patient = ?1 ORDER BY id"
             ))?;
-            st.query_map([p], read_row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([p], read_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
         None => {
             let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY id"))?;
-            st.query_map([], read_row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([], read_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
     };
     Ok(rows)
@@ -255,14 +256,19 @@ pub fn verify(conn: &Connection) -> Result<Verification> {
         if stored_hash(&r) != r.hash {
             return Ok(Verification {
                 rows: count,
-                first_bad: Some((r.id, "its content does not match its hash (the row was altered)".into())),
+                first_bad: Some((
+                    r.id,
+                    "its content does not match its hash (the row was altered)".into(),
+                )),
             });
         }
         prev = r.hash;
         expected_id += 1;
     }
     let head: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     if let Some(head) = head {
         let (id, hash) = head.split_once(':').unwrap_or(("0", ""));

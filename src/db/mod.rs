@@ -19,19 +19,29 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors of the database layer, each worded for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("no study database at {0}: create one with `marrow init --db {0}`, or point --db / MARROW_DB at the right file")]
+    #[error(
+        "no study database at {0}: create one with `marrow init --db {0}`, or point --db / MARROW_DB at the right file"
+    )]
     NoDatabase(PathBuf),
     #[error("{0} already exists; marrow init never overwrites a study database")]
     AlreadyExists(PathBuf),
-    #[error("no key for {db}: key file {key_file} does not exist and MARROW_KEY is not set; give the key with --key-file or MARROW_KEY")]
+    #[error(
+        "no key for {db}: key file {key_file} does not exist and MARROW_KEY is not set; give the key with --key-file or MARROW_KEY"
+    )]
     NoKey { db: PathBuf, key_file: PathBuf },
     #[error("{0}")]
     BadKey(String),
-    #[error("the key from {key_source} does not open {db}: wrong key, or not a marrow database; check --key-file / MARROW_KEY")]
+    #[error(
+        "the key from {key_source} does not open {db}: wrong key, or not a marrow database; check --key-file / MARROW_KEY"
+    )]
     WrongKey { db: PathBuf, key_source: KeySource },
-    #[error("this database has schema version {found}, newer than this marrow understands ({supported}); use a newer marrow")]
+    #[error(
+        "this database has schema version {found}, newer than this marrow understands ({supported}); use a newer marrow"
+    )]
     NewerSchema { found: i64, supported: i64 },
-    #[error("user '{user}' is not registered in this study; ask an admin ({admins}) to run `marrow users add {user} --role ROLE`")]
+    #[error(
+        "user '{user}' is not registered in this study; ask an admin ({admins}) to run `marrow users add {user} --role ROLE`"
+    )]
     UnknownUser { user: String, admins: String },
     #[error("{user} (role {role}) may not {what}")]
     NotAllowed {
@@ -47,7 +57,9 @@ pub enum DbError {
     Invalid(String),
     #[error("the study database is busy (another user's write has held it for over {}s); try again", BUSY_TIMEOUT.as_secs())]
     Busy,
-    #[error("the disk holding the study database is full; nothing was written; free space and try again")]
+    #[error(
+        "the disk holding the study database is full; nothing was written; free space and try again"
+    )]
     DiskFull,
     #[error("the study database is read-only here ({0}); ask an admin about file permissions")]
     ReadOnly(String),
@@ -103,7 +115,9 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
         _ => DbError::from(e),
     })?;
     apply_key(&conn, key)?;
-    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
         Ok(_) => {}
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
             return Err(DbError::WrongKey {
@@ -137,9 +151,8 @@ pub fn create_connection(path: &Path, key: &Key) -> Result<Connection> {
 /// Makes a file private to its owner (0600).
 pub fn restrict_permissions(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-        DbError::Invalid(format!("cannot make {} private: {e}", path.display()))
-    })
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| DbError::Invalid(format!("cannot make {} private: {e}", path.display())))
 }
 
 /// The OS user running this process: the study's notion of identity.

@@ -398,7 +398,9 @@ impl Study {
         let mut conn = super::open_connection(db, key, source)?;
         migrate::migrate(&mut conn)?;
         let protocol_json: String = conn
-            .query_row("SELECT value FROM meta WHERE key = 'protocol'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'protocol'", [], |r| {
+                r.get(0)
+            })
             .optional()?
             .ok_or_else(|| DbError::Invalid(format!("{} has no protocol", db.display())))?;
         let protocol: Protocol = serde_json::from_str(&protocol_json)
@@ -412,7 +414,8 @@ impl Study {
                 .and_then(|r| r.parse().ok()))
         };
         let admins = || -> Result<String> {
-            let mut st = conn.prepare("SELECT name FROM users WHERE role = 'admin' ORDER BY name")?;
+            let mut st =
+                conn.prepare("SELECT name FROM users WHERE role = 'admin' ORDER BY name")?;
             let names = st
                 .query_map([], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -515,7 +518,9 @@ impl Study {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut audit = AuditWriter::begin(&tx, &actor)?;
         let existing: Option<String> = tx
-            .query_row("SELECT role FROM users WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT role FROM users WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()?;
         let out = match existing {
             Some(r) if r == role.code() => Upsert::Unchanged(name.into()),
@@ -731,7 +736,9 @@ impl Study {
                 entity: "screening_answer",
                 entity_id: &entity_id,
                 patient: Some(&sid),
-                before: before.map(|b| json(&serde_json::json!({"answer": b.answer, "reason": b.reason, "by": b.by}))),
+                before: before.map(|b| {
+                    json(&serde_json::json!({"answer": b.answer, "reason": b.reason, "by": b.by}))
+                }),
                 after: answer.map(|a| {
                     json(&serde_json::json!({"answer": a, "decision": screening.decision}))
                 }),
@@ -785,7 +792,10 @@ impl Study {
     // ----- audit -----
 
     pub fn audit_log(&self, patient: Option<&str>) -> Result<Vec<AuditRow>> {
-        audit::log(&self.conn, patient.map(|p| p.trim().to_ascii_uppercase()).as_deref())
+        audit::log(
+            &self.conn,
+            patient.map(|p| p.trim().to_ascii_uppercase()).as_deref(),
+        )
     }
 
     pub fn verify_audit(&self) -> Result<Verification> {
@@ -1033,7 +1043,9 @@ impl Batch<'_> {
             .prepare_cached(
                 "SELECT value, unit FROM labs WHERE patient_id = ?1 AND date = ?2 AND analyte = ?3",
             )?
-            .query_row(params![pid, date, rec.analyte], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![pid, date, rec.analyte], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let entity_id = format!("{sid}/{date}/{}", rec.analyte);
         if existing

@@ -138,7 +138,9 @@ impl FromStr for Answer {
             "yes" | "y" | "met" | "applies" => Ok(Answer::Yes),
             "no" | "n" | "not_met" | "not-met" => Ok(Answer::No),
             "unknown" | "u" | "?" => Ok(Answer::Unknown),
-            other => Err(format!("unknown answer '{other}' (expected yes, no or unknown)")),
+            other => Err(format!(
+                "unknown answer '{other}' (expected yes, no or unknown)"
+            )),
         }
     }
 }
@@ -253,7 +255,9 @@ impl FromStr for Decision {
         Decision::ALL
             .into_iter()
             .find(|d| d.code() == l)
-            .ok_or_else(|| format!("unknown decision '{l}' (expected eligible, ineligible or pending)"))
+            .ok_or_else(|| {
+                format!("unknown decision '{l}' (expected eligible, ineligible or pending)")
+            })
     }
 }
 
@@ -330,11 +334,17 @@ pub fn auto_answers(
     let absence = |v: Option<bool>| Answer::from_flag(v.map(|x| !x));
     out.push((
         Criterion::I4,
-        a(absence(facts.deformity), yes_no_source(facts.deformity, "deformity")),
+        a(
+            absence(facts.deformity),
+            yes_no_source(facts.deformity, "deformity"),
+        ),
     ));
     out.push((
         Criterion::I5,
-        a(absence(facts.implant), yes_no_source(facts.implant, "implant")),
+        a(
+            absence(facts.implant),
+            yes_no_source(facts.implant, "implant"),
+        ),
     ));
     out.push((
         Criterion::E1,
@@ -366,9 +376,15 @@ pub fn auto_answers(
             (RadioChemo::Last(last), Some(index)) => {
                 let before = (index - last).num_days();
                 if (0..=RADIO_CHEMO_DAYS).contains(&before) {
-                    a(Answer::Yes, format!("last {last}, {before} days before index"))
+                    a(
+                        Answer::Yes,
+                        format!("last {last}, {before} days before index"),
+                    )
                 } else if before > RADIO_CHEMO_DAYS {
-                    a(Answer::No, format!("last {last}, {before} days before index"))
+                    a(
+                        Answer::No,
+                        format!("last {last}, {before} days before index"),
+                    )
                 } else {
                     a(Answer::No, format!("last {last}, after the index date"))
                 }
@@ -384,7 +400,10 @@ pub fn auto_answers(
             )
         } else {
             match facts.index_date {
-                None => a(Answer::Unknown, "no index date to place the DXA window".into()),
+                None => a(
+                    Answer::Unknown,
+                    "no index date to place the DXA window".into(),
+                ),
                 Some(index) => match dxa::gold_standard_date(scans, index, dxa_window_days) {
                     Some(d) => a(Answer::No, format!("DXA {d} within {dxa_window_days} days")),
                     None => a(
@@ -514,7 +533,11 @@ mod tests {
     }
 
     fn answer(s: &Screening, c: Criterion) -> Answer {
-        s.checklist.iter().find(|i| i.criterion == c).unwrap().effective
+        s.checklist
+            .iter()
+            .find(|i| i.criterion == c)
+            .unwrap()
+            .effective
     }
 
     #[test]
@@ -564,9 +587,15 @@ mod tests {
     fn i3_needs_an_index_date_or_an_image() {
         let mut f = clean(Group::Oa);
         f.index_date = None;
-        assert_eq!(answer(&screen(&f, &[], 365, &[]), Criterion::I3), Answer::Unknown);
+        assert_eq!(
+            answer(&screen(&f, &[], 365, &[]), Criterion::I3),
+            Answer::Unknown
+        );
         f.has_image = true;
-        assert_eq!(answer(&screen(&f, &[], 365, &[]), Criterion::I3), Answer::Yes);
+        assert_eq!(
+            answer(&screen(&f, &[], 365, &[]), Criterion::I3),
+            Answer::Yes
+        );
     }
 
     #[test]
@@ -616,12 +645,19 @@ mod tests {
         ] {
             let mut f = clean(Group::Oa);
             f.radio_chemo_last = last;
-            assert_eq!(answer(&screen(&f, &[], 365, &[]), Criterion::E4), expect, "{last:?}");
+            assert_eq!(
+                answer(&screen(&f, &[], 365, &[]), Criterion::E4),
+                expect,
+                "{last:?}"
+            );
         }
         let mut f = clean(Group::Oa);
         f.radio_chemo_last = RadioChemo::Last(d("2024-01-01"));
         f.index_date = None;
-        assert_eq!(answer(&screen(&f, &[], 365, &[]), Criterion::E4), Answer::Unknown);
+        assert_eq!(
+            answer(&screen(&f, &[], 365, &[]), Criterion::E4),
+            Answer::Unknown
+        );
     }
 
     #[test]
@@ -654,7 +690,11 @@ mod tests {
     #[test]
     fn manual_answer_wins_and_both_are_kept() {
         let s = screen(&clean(Group::Op), &[], 365, &[(Criterion::E5, Answer::Yes)]);
-        let item = s.checklist.iter().find(|i| i.criterion == Criterion::E5).unwrap();
+        let item = s
+            .checklist
+            .iter()
+            .find(|i| i.criterion == Criterion::E5)
+            .unwrap();
         assert_eq!(item.auto.answer, Answer::Unknown);
         assert_eq!(item.manual, Some(Answer::Yes));
         assert_eq!(s.decision, Decision::Ineligible);

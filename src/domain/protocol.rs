@@ -44,7 +44,9 @@ impl FromStr for Group {
             "OA" => Ok(Group::Oa),
             "OP" => Ok(Group::Op),
             "CONTROL" => Ok(Group::Control),
-            other => Err(format!("unknown group '{other}' (expected OA, OP or CONTROL)")),
+            other => Err(format!(
+                "unknown group '{other}' (expected OA, OP or CONTROL)"
+            )),
         }
     }
 }
@@ -297,7 +299,10 @@ mod tests {
     #[test]
     fn parses_group_phase_and_site_case_insensitively() {
         assert_eq!("control".parse::<Group>().unwrap(), Group::Control);
-        assert_eq!(" Prospective ".parse::<Phase>().unwrap(), Phase::Prospective);
+        assert_eq!(
+            " Prospective ".parse::<Phase>().unwrap(),
+            Phase::Prospective
+        );
         assert!("OX".parse::<Group>().is_err());
         let p = Protocol::default();
         assert_eq!(p.parse_site("sysmh").unwrap(), "SYSMH");

@@ -26,11 +26,17 @@ fn required<'a>(row: &'a dyn RowFields, name: &str) -> Result<&'a str, String> {
 pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate, String> {
     let s = s.trim();
     let ok_shape = s.len() == 10
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if !ok_shape {
-        return Err(format!("{field} '{s}' is not a date in the form YYYY-MM-DD"));
+        return Err(format!(
+            "{field} '{s}' is not a date in the form YYYY-MM-DD"
+        ));
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| format!("{field} '{s}' is not a real calendar date"))
@@ -143,7 +149,10 @@ pub fn parse_patient(
         _ => None,
     };
     if age.is_some_and(|a| a > 130) {
-        return Err(format!("age {} at the index date is impossible", age.unwrap_or(0)));
+        return Err(format!(
+            "age {} at the index date is impossible",
+            age.unwrap_or(0)
+        ));
     }
     let bmi = match opt_number(row, "bmi", 10.0..=80.0)? {
         Some(b) => Some(b),
@@ -168,9 +177,10 @@ pub fn parse_patient(
     let radio_chemo_last = match opt(row, "radio_chemo_last") {
         None => RadioChemo::Unknown,
         Some(s) if s.eq_ignore_ascii_case("none") => RadioChemo::Never,
-        Some(s) => RadioChemo::Last(parse_date("radio_chemo_last", s).map_err(|e| {
-            format!("{e}; use a date, 'none' or leave it empty")
-        })?),
+        Some(s) => RadioChemo::Last(
+            parse_date("radio_chemo_last", s)
+                .map_err(|e| format!("{e}; use a date, 'none' or leave it empty"))?,
+        ),
     };
     Ok((
         mrn,
@@ -223,12 +233,21 @@ pub fn parse_dxa(row: &dyn RowFields) -> Result<(String, DxaRecord), String> {
 /// The laboratory markers the protocol collects: (canonical code, accepted spellings).
 pub const ANALYTES: &[(&str, &[&str])] = &[
     ("p1np", &["p1np", "pinp", "totalp1np"]),
-    ("beta_ctx", &["betactx", "bctx", "ctx", "βctx", "ctxi", "betacrosslaps"]),
+    (
+        "beta_ctx",
+        &["betactx", "bctx", "ctx", "βctx", "ctxi", "betacrosslaps"],
+    ),
     ("calcium", &["calcium", "ca", "serumcalcium"]),
     ("phosphorus", &["phosphorus", "phosphate", "p", "phos"]),
     (
         "vitamin_d_25oh",
-        &["25ohvitamind", "25ohd", "vitamind", "25hydroxyvitamind", "vitamind25oh"],
+        &[
+            "25ohvitamind",
+            "25ohd",
+            "vitamind",
+            "25hydroxyvitamind",
+            "vitamind25oh",
+        ],
     ),
     ("pth", &["pth", "parathyroidhormone", "intactpth"]),
     ("alp", &["alp", "alkalinephosphatase", "alkphos"]),
@@ -350,22 +369,38 @@ mod tests {
 
     #[test]
     fn dxa_and_lab_rows() {
-        let r = Row([("mrn", "A1"), ("scan_date", "2024-01-02"), ("region", "Total_Hip"), ("t_score", "-2.5")]
-            .into_iter()
-            .collect());
+        let r = Row([
+            ("mrn", "A1"),
+            ("scan_date", "2024-01-02"),
+            ("region", "Total_Hip"),
+            ("t_score", "-2.5"),
+        ]
+        .into_iter()
+        .collect());
         let (_, d) = parse_dxa(&r).unwrap();
         assert_eq!(d.region, Region::TotalHip);
         assert_eq!(d.t_score, -2.5);
-        let r = Row([("mrn", "A1"), ("scan_date", "2024-01-02"), ("region", "wrist"), ("t_score", "-2.5")]
-            .into_iter()
-            .collect());
+        let r = Row([
+            ("mrn", "A1"),
+            ("scan_date", "2024-01-02"),
+            ("region", "wrist"),
+            ("t_score", "-2.5"),
+        ]
+        .into_iter()
+        .collect());
         assert!(parse_dxa(&r).unwrap_err().contains("region"));
         assert_eq!(canonical_analyte("25(OH)D"), Some("vitamin_d_25oh"));
         assert_eq!(canonical_analyte("β-CTX"), Some("beta_ctx"));
         assert_eq!(canonical_analyte("Alkaline Phosphatase"), Some("alp"));
-        let r = Row([("mrn", "A1"), ("date", "2024-01-02"), ("analyte", "glucose"), ("value", "5"), ("unit", "mmol/L")]
-            .into_iter()
-            .collect());
+        let r = Row([
+            ("mrn", "A1"),
+            ("date", "2024-01-02"),
+            ("analyte", "glucose"),
+            ("value", "5"),
+            ("unit", "mmol/L"),
+        ]
+        .into_iter()
+        .collect());
         assert!(parse_lab(&r).unwrap_err().contains("glucose"));
     }
 }

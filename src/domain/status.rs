@@ -121,7 +121,14 @@ mod tests {
         ];
         let r = StatusReport::build(&p, &counts, 1);
         assert_eq!(r.patients, 9);
-        assert_eq!(r.eligibility, EligibilityCounts { eligible: 3, ineligible: 4, pending: 2 });
+        assert_eq!(
+            r.eligibility,
+            EligibilityCounts {
+                eligible: 3,
+                ineligible: 4,
+                pending: 2
+            }
+        );
         assert_eq!(r.cohorts.len(), 12);
         let c = r
             .cohorts

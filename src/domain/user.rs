@@ -76,9 +76,14 @@ impl FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let l = s.trim().to_ascii_lowercase();
-        Role::ALL.into_iter().find(|r| r.code() == l).ok_or_else(|| {
-            format!("unknown role '{l}' (expected coordinator, reader, adjudicator, pi or admin)")
-        })
+        Role::ALL
+            .into_iter()
+            .find(|r| r.code() == l)
+            .ok_or_else(|| {
+                format!(
+                    "unknown role '{l}' (expected coordinator, reader, adjudicator, pi or admin)"
+                )
+            })
     }
 }
 
@@ -88,7 +93,11 @@ mod tests {
 
     #[test]
     fn pi_is_read_only_and_only_admin_manages_users() {
-        for p in [Permission::Import, Permission::Screen, Permission::ManageUsers] {
+        for p in [
+            Permission::Import,
+            Permission::Screen,
+            Permission::ManageUsers,
+        ] {
             assert!(!Role::Pi.allows(p));
             assert!(!Role::Reader.allows(p));
             assert!(Role::Admin.allows(p));

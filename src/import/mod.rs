@@ -7,8 +7,7 @@
 use crate::db::study::Upsert;
 use crate::db::{DbError, Study};
 use crate::domain::records::{
-    self, DXA_COLUMNS, DxaRecord, LAB_COLUMNS, LabRecord, PATIENT_COLUMNS, PatientRecord,
-    RowFields,
+    self, DXA_COLUMNS, DxaRecord, LAB_COLUMNS, LabRecord, PATIENT_COLUMNS, PatientRecord, RowFields,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -112,7 +111,10 @@ impl Parsed {
         let mrn = self.mrn().trim().to_uppercase();
         match self {
             Parsed::Patient(_, r) => (mrn, format!("{r:?}")),
-            Parsed::Dxa(_, r) => (format!("{mrn}|{}|{}", r.scan_date, r.region), format!("{r:?}")),
+            Parsed::Dxa(_, r) => (
+                format!("{mrn}|{}|{}", r.scan_date, r.region),
+                format!("{r:?}"),
+            ),
             Parsed::Lab(_, r) => (format!("{mrn}|{}|{}", r.date, r.analyte), format!("{r:?}")),
         }
     }
@@ -207,7 +209,10 @@ pub fn import_csv(
             }
         }
         let line = record.position().map(|p| p.line()).unwrap_or(0);
-        if record.iter().all(|f| f.iter().all(|b| b.is_ascii_whitespace())) {
+        if record
+            .iter()
+            .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
+        {
             continue; // a blank line is not a row
         }
         raw_rows.push((line, record.clone()));
@@ -352,7 +357,10 @@ fn write_rejects(
         h.push_field(b"reason");
         w.write_byte_record(&h).map_err(|e| e.to_string())?;
         for r in rejected {
-            let mut rec = by_line.get(&r.line).map(|r| (*r).clone()).unwrap_or_default();
+            let mut rec = by_line
+                .get(&r.line)
+                .map(|r| (*r).clone())
+                .unwrap_or_default();
             while rec.len() < headers.len() {
                 rec.push_field(b"");
             }
