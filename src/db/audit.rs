@@ -49,7 +49,7 @@ pub struct AuditRow {
     pub hash: String,
 }
 
-/// SHA-256 over a row's fields and the previous hash, as a canonical JSON array.
+/// SHA-256 over a row's fields and the previous hash.
 #[allow(clippy::too_many_arguments)]
 pub fn row_hash(
     id: i64,
@@ -65,11 +65,26 @@ pub fn row_hash(
     reason: Option<&str>,
     prev_hash: &str,
 ) -> String {
-    let canonical = serde_json::json!([
-        id, at, actor, real_actor, action, entity, entity_id, patient, before, after, reason,
-        prev_hash
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    // Each field is length-prefixed (and an absent one marked apart from an empty
+    // one), so no two different rows can feed the same bytes to the hash.
+    let mut h = Sha256::new();
+    h.update(id.to_le_bytes());
+    let text_fields = [at, actor, real_actor, action, entity, entity_id];
+    for f in text_fields {
+        h.update((f.len() as u64).to_le_bytes());
+        h.update(f.as_bytes());
+    }
+    for f in [patient, before, after, reason] {
+        match f {
+            Some(f) => {
+                h.update((f.len() as u64).to_le_bytes());
+                h.update(f.as_bytes());
+            }
+            None => h.update(u64::MAX.to_le_bytes()),
+        }
+    }
+    h.update(prev_hash.as_bytes());
+    hex::encode(h.finalize())
 }
 
 fn stored_hash(r: &AuditRow) -> String {

@@ -16,7 +16,7 @@ use crate::domain::user::{Permission, Role};
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// An open study database, acting as one user.
@@ -818,6 +818,7 @@ impl Study {
             protocol: &self.protocol,
             actor: &self.actor.name,
             dirty: BTreeSet::new(),
+            counters: HashMap::new(),
         })
     }
 }
@@ -856,9 +857,27 @@ pub struct Batch<'s> {
     protocol: &'s Protocol,
     actor: &'s str,
     dirty: BTreeSet<i64>,
+    /// Next study number per (site, group), written back on commit.
+    counters: HashMap<(String, Group), i64>,
 }
 
 impl Batch<'_> {
+    /// The next free study number of a site and group.
+    fn next_study_number(&mut self, site: &str, group: Group) -> Result<i64> {
+        let key = (site.to_string(), group);
+        let next = match self.counters.get(&key) {
+            Some(n) => *n,
+            None => self
+                .tx
+                .prepare_cached("SELECT next FROM study_id_counters WHERE site = ?1 AND grp = ?2")?
+                .query_row(params![site, group.code()], |r| r.get(0))
+                .optional()?
+                .unwrap_or(1),
+        };
+        self.counters.insert(key, next + 1);
+        Ok(next)
+    }
+
     /// The patient (id, study ID) an MRN links to, if imported.
     pub fn find_patient(&self, mrn: &str) -> Result<Option<(i64, String)>> {
         let hash = self.hasher.hash(mrn);
@@ -922,13 +941,7 @@ impl Batch<'_> {
                 Ok(Upsert::Updated(sid))
             }
             None => {
-                let n: i64 = self
-                    .tx
-                    .prepare_cached(
-                        "INSERT INTO study_id_counters (site, grp, next) VALUES (?1, ?2, 2) \
-                         ON CONFLICT (site, grp) DO UPDATE SET next = next + 1 RETURNING next - 1",
-                    )?
-                    .query_row(params![rec.site, rec.group.code()], |r| r.get(0))?;
+                let n = self.next_study_number(&rec.site, rec.group)?;
                 let sid = format!("{}-{}-{:04}", rec.site, rec.group.code(), n);
                 let s = eligibility::screen(
                     &facts(rec, false),
@@ -1083,6 +1096,14 @@ impl Batch<'_> {
 
     /// Rescreens the patients whose DXA changed, closes the audit segment and commits.
     pub fn commit(mut self) -> Result<u64> {
+        for ((site, group), next) in std::mem::take(&mut self.counters) {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO study_id_counters (site, grp, next) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (site, grp) DO UPDATE SET next = excluded.next",
+                )?
+                .execute(params![site, group.code(), next])?;
+        }
         for id in std::mem::take(&mut self.dirty) {
             let (_, s, _, _) = screen_stored(&self.tx, self.protocol, id)?;
             store_screening(&self.tx, id, &s, self.actor)?;

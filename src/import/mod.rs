@@ -106,16 +106,23 @@ impl Parsed {
         }
     }
 
-    /// The key that identifies the row's record within one file, and a fingerprint of its values.
-    fn identity(&self) -> (String, String) {
+    /// The key that identifies the row's record within one file.
+    fn identity(&self) -> String {
         let mrn = self.mrn().trim().to_uppercase();
         match self {
-            Parsed::Patient(_, r) => (mrn, format!("{r:?}")),
-            Parsed::Dxa(_, r) => (
-                format!("{mrn}|{}|{}", r.scan_date, r.region),
-                format!("{r:?}"),
-            ),
-            Parsed::Lab(_, r) => (format!("{mrn}|{}|{}", r.date, r.analyte), format!("{r:?}")),
+            Parsed::Patient(..) => mrn,
+            Parsed::Dxa(_, r) => format!("{mrn}|{}|{}", r.scan_date, r.region),
+            Parsed::Lab(_, r) => format!("{mrn}|{}|{}", r.date, r.analyte),
+        }
+    }
+
+    /// Whether two rows of the same record carry the same values.
+    fn same_values(&self, other: &Parsed) -> bool {
+        match (self, other) {
+            (Parsed::Patient(_, a), Parsed::Patient(_, b)) => a == b,
+            (Parsed::Dxa(_, a), Parsed::Dxa(_, b)) => a == b,
+            (Parsed::Lab(_, a), Parsed::Lab(_, b)) => a == b,
+            _ => false,
         }
     }
 }
@@ -191,7 +198,7 @@ pub fn import_csv(
     let mut raw_rows: Vec<(u64, csv::ByteRecord)> = Vec::new();
     let mut parsed: Vec<(u64, Parsed)> = Vec::new();
     let mut rejected: Vec<Rejection> = Vec::new();
-    let mut seen: HashMap<String, (u64, String)> = HashMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     let protocol = study.protocol().clone();
     let width = raw_headers.len();
     let mut record = csv::ByteRecord::new();
@@ -259,17 +266,18 @@ pub fn import_csv(
         match result {
             Err(reason) => rejected.push(Rejection { line, reason }),
             Ok(p) => {
-                let (key, fingerprint) = p.identity();
+                let key = p.identity();
                 match seen.get(&key) {
-                    Some((first, fp)) if *fp != fingerprint => rejected.push(Rejection {
+                    Some(&i) if !parsed[i].1.same_values(&p) => rejected.push(Rejection {
                         line,
                         reason: format!(
-                            "the same record is on line {first} with different values; fix one of them"
+                            "the same record is on line {} with different values; fix one of them",
+                            parsed[i].0
                         ),
                     }),
                     Some(_) => {} // an exact repeat changes nothing
                     None => {
-                        seen.insert(key, (line, fingerprint));
+                        seen.insert(key, parsed.len());
                         parsed.push((line, p));
                     }
                 }

@@ -1,0 +1,1019 @@
+//! The application state and its update logic: a key becomes an `Action` (through the
+//! keymap), `update` changes the state and returns the requests for the database
+//! worker, `apply` takes the worker's responses, and `render` draws from `&self`.
+//! Nothing here touches a terminal or a database, so tests and benchmarks drive it
+//! directly.
+
+use super::keymap::{self, Action, Context};
+use super::theme::Theme;
+use super::worker::{Request, Response, SaveFailure, SetAnswer};
+use crate::db::DbError;
+use crate::db::study::{PatientDetail, PatientSummary};
+use crate::domain::eligibility::{Answer, Criterion, Decision, Flag};
+use crate::domain::protocol::Group;
+use crate::domain::status::StatusReport;
+use crate::domain::user::{Permission, Role};
+use crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::Frame;
+use ratatui::layout::{Position, Rect};
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+/// Who is using the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    pub role: Role,
+    /// The protocol's sites, in its order (the site filter cycles through them).
+    pub sites: Vec<String>,
+}
+
+/// An answer picked in the popup: one of the three answers, or clearing the manual one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Yes,
+    No,
+    Unknown,
+    Clear,
+}
+
+impl Choice {
+    pub const ALL: [Choice; 4] = [Choice::Yes, Choice::No, Choice::Unknown, Choice::Clear];
+
+    /// The manual answer to store (`None` clears it).
+    pub fn answer(self) -> Option<Answer> {
+        match self {
+            Choice::Yes => Some(Answer::Yes),
+            Choice::No => Some(Answer::No),
+            Choice::Unknown => Some(Answer::Unknown),
+            Choice::Clear => None,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Choice::Yes => "yes",
+            Choice::No => "no",
+            Choice::Unknown => "unknown",
+            Choice::Clear => "clear",
+        }
+    }
+
+    fn of(answer: Answer) -> Choice {
+        match answer {
+            Answer::Yes => Choice::Yes,
+            Answer::No => Choice::No,
+            Answer::Unknown => Choice::Unknown,
+        }
+    }
+}
+
+/// Where a screen's data stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadState {
+    Loading,
+    Loaded,
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Worklist,
+    Patient,
+}
+
+/// The worklist filters; `None` lets everything through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub decision: Option<Decision>,
+    pub flag: Option<Flag>,
+    pub site: Option<String>,
+    pub group: Option<Group>,
+}
+
+impl Filters {
+    pub fn matches(&self, p: &PatientSummary) -> bool {
+        self.decision.is_none_or(|d| p.decision == d)
+            && self.flag.is_none_or(|f| p.flags.contains(&f))
+            && self
+                .site
+                .as_ref()
+                .is_none_or(|s| p.site.eq_ignore_ascii_case(s))
+            && self.group.is_none_or(|g| p.group == g)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+}
+
+/// Case-insensitive (ASCII) substring test without allocating: study IDs are ASCII.
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// The next value of a cycling filter: all, then each value, then all again.
+fn cycle<T: Clone + PartialEq>(current: &Option<T>, all: &[T]) -> Option<T> {
+    match current {
+        None => all.first().cloned(),
+        Some(c) => all
+            .iter()
+            .position(|x| x == c)
+            .and_then(|i| all.get(i + 1))
+            .cloned(),
+    }
+}
+
+/// The worklist: every loaded summary, and the indices that pass filters and search.
+#[derive(Debug)]
+pub struct Worklist {
+    pub(crate) patients: Vec<PatientSummary>,
+    pub(crate) visible: Vec<usize>,
+    /// Position in `visible`.
+    pub(crate) selected: usize,
+    /// First visible row, kept by `render` so the selection stays on screen.
+    pub(crate) offset: Cell<usize>,
+    /// Rows that fit on screen at the last render (a page).
+    pub(crate) page: Cell<usize>,
+    pub(crate) state: LoadState,
+    pub(crate) filters: Filters,
+    pub(crate) search: String,
+    pub(crate) searching: bool,
+    pub(crate) sites: Vec<String>,
+    /// Widest study ID and site, so columns do not jump while scrolling.
+    pub(crate) id_width: u16,
+    pub(crate) site_width: u16,
+}
+
+impl Worklist {
+    fn new(state: LoadState) -> Worklist {
+        Worklist {
+            patients: Vec::new(),
+            visible: Vec::new(),
+            selected: 0,
+            offset: Cell::new(0),
+            page: Cell::new(20),
+            state,
+            filters: Filters::default(),
+            search: String::new(),
+            searching: false,
+            sites: Vec::new(),
+            id_width: 8,
+            site_width: 4,
+        }
+    }
+
+    fn selected_index(&self) -> Option<usize> {
+        self.visible.get(self.selected).copied()
+    }
+
+    fn set_patients(&mut self, patients: Vec<PatientSummary>, protocol_sites: &[String]) {
+        let keep = self
+            .selected_index()
+            .and_then(|i| self.patients.get(i))
+            .map(|p| p.study_id.clone());
+        let extra: BTreeSet<&str> = patients
+            .iter()
+            .map(|p| p.site.as_str())
+            .filter(|s| !protocol_sites.iter().any(|x| x == s))
+            .collect();
+        self.sites = protocol_sites
+            .iter()
+            .cloned()
+            .chain(extra.into_iter().map(String::from))
+            .collect();
+        let width = |s: &str| s.chars().count().min(u16::MAX as usize) as u16;
+        self.id_width = patients
+            .iter()
+            .map(|p| width(&p.study_id))
+            .max()
+            .unwrap_or(0)
+            .max(8);
+        self.site_width = self
+            .sites
+            .iter()
+            .map(|s| width(s))
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        self.patients = patients;
+        self.state = LoadState::Loaded;
+        self.refilter(false);
+        if let Some(id) = keep
+            && let Some(pos) = self
+                .visible
+                .iter()
+                .position(|&i| self.patients[i].study_id == id)
+        {
+            self.selected = pos;
+        }
+    }
+
+    /// Recomputes the visible rows. `narrowing` (the search only grew) filters the
+    /// current rows instead of all of them. The selected patient stays selected when
+    /// still visible.
+    fn refilter(&mut self, narrowing: bool) {
+        let before = self.selected_index();
+        let search = self.search.trim();
+        let keep = |p: &PatientSummary| {
+            contains_ignore_case(&p.study_id, search) && self.filters.matches(p)
+        };
+        self.visible = if narrowing {
+            self.visible
+                .iter()
+                .copied()
+                .filter(|&i| keep(&self.patients[i]))
+                .collect()
+        } else {
+            (0..self.patients.len())
+                .filter(|&i| keep(&self.patients[i]))
+                .collect()
+        };
+        self.selected = match before.map(|b| self.visible.binary_search(&b)) {
+            Some(Ok(pos)) => pos,
+            Some(Err(pos)) => pos.min(self.visible.len().saturating_sub(1)),
+            None => 0,
+        };
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        let last = self.visible.len().saturating_sub(1);
+        self.selected = self.selected.saturating_add_signed(delta).min(last);
+    }
+
+    /// Replaces one patient's summary (after a save or a reload).
+    fn replace(&mut self, s: PatientSummary) {
+        if let Some(p) = self.patients.iter_mut().find(|p| p.study_id == s.study_id) {
+            *p = s;
+            self.refilter(false);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Checklist,
+    BoneDensity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Choice,
+    Reason,
+}
+
+/// The set-answer popup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerPopup {
+    pub(crate) criterion: Criterion,
+    pub(crate) choice: Choice,
+    pub(crate) field: Field,
+    pub(crate) reason: String,
+    pub(crate) saving: bool,
+    pub(crate) error: Option<String>,
+}
+
+impl AnswerPopup {
+    pub fn criterion(&self) -> Criterion {
+        self.criterion
+    }
+    pub fn choice(&self) -> Choice {
+        self.choice
+    }
+    pub fn field(&self) -> Field {
+        self.field
+    }
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+    pub fn is_saving(&self) -> bool {
+        self.saving
+    }
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+/// One patient's screening screen.
+#[derive(Debug)]
+pub struct PatientView {
+    pub(crate) study_id: String,
+    pub(crate) detail: Option<Box<PatientDetail>>,
+    pub(crate) state: LoadState,
+    /// Row of the checklist.
+    pub(crate) selected: usize,
+    pub(crate) pane: Pane,
+    pub(crate) side_scroll: usize,
+    /// Lines of the bone-density pane and how many fit, from the last render.
+    pub(crate) side_lines: Cell<(usize, usize)>,
+    pub(crate) popup: Option<AnswerPopup>,
+}
+
+impl PatientView {
+    fn loading(study_id: String) -> PatientView {
+        PatientView {
+            study_id,
+            detail: None,
+            state: LoadState::Loading,
+            selected: 0,
+            pane: Pane::Checklist,
+            side_scroll: 0,
+            side_lines: Cell::new((0, 0)),
+            popup: None,
+        }
+    }
+
+    fn is(&self, study_id: &str) -> bool {
+        self.study_id.eq_ignore_ascii_case(study_id)
+    }
+
+    fn rows(&self) -> usize {
+        self.detail
+            .as_ref()
+            .map_or(0, |d| d.screening.checklist.len())
+    }
+
+    fn scroll_side(&mut self, delta: isize) {
+        let (lines, fits) = self.side_lines.get();
+        let max = lines.saturating_sub(fits);
+        self.side_scroll = self.side_scroll.saturating_add_signed(delta).min(max);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Info,
+    Success,
+    Error,
+}
+
+/// The status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub kind: MessageKind,
+    pub text: String,
+}
+
+/// The help popup's scroll position and, from the last render, its size.
+#[derive(Debug, Default)]
+pub struct HelpView {
+    pub(crate) scroll: usize,
+    pub(crate) lines: Cell<(usize, usize)>,
+}
+
+/// Screen areas from the last render, for mouse clicks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Hits {
+    pub(crate) worklist_rows: Rect,
+    pub(crate) checklist_rows: Rect,
+    pub(crate) checklist_offset: usize,
+    pub(crate) side: Rect,
+}
+
+/// The whole terminal application, without terminal or database.
+#[derive(Debug)]
+pub struct App {
+    pub(crate) session: Session,
+    pub(crate) theme: Theme,
+    pub(crate) screen: Screen,
+    pub(crate) worklist: Worklist,
+    pub(crate) patient: Option<PatientView>,
+    pub(crate) help: Option<HelpView>,
+    pub(crate) status: Option<StatusReport>,
+    pub(crate) message: Option<Message>,
+    pending_key: Option<char>,
+    quit: bool,
+    pub(crate) hits: Cell<Hits>,
+}
+
+impl App {
+    /// An app waiting for its worklist (send `start()`'s requests to the worker).
+    pub fn new(session: Session) -> App {
+        App {
+            session,
+            theme: Theme::from_env(),
+            screen: Screen::Worklist,
+            worklist: Worklist::new(LoadState::Loading),
+            patient: None,
+            help: None,
+            status: None,
+            message: None,
+            pending_key: None,
+            quit: false,
+            hits: Cell::new(Hits::default()),
+        }
+    }
+
+    /// An app on an already-loaded worklist (tests, benchmarks).
+    pub fn with_patients(session: Session, patients: Vec<PatientSummary>) -> App {
+        let mut app = App::new(session);
+        app.worklist.set_patients(patients, &app.session.sites);
+        app
+    }
+
+    /// The requests that fill the app at start-up.
+    pub fn start(&mut self) -> Vec<Request> {
+        self.worklist.state = LoadState::Loading;
+        vec![Request::LoadWorklist]
+    }
+
+    pub fn set_theme(&mut self, theme: Theme) {
+        self.theme = theme;
+    }
+
+    /// Sets the status counts shown in the header.
+    pub fn set_status(&mut self, status: StatusReport) {
+        self.status = Some(status);
+    }
+
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    pub fn screen(&self) -> Screen {
+        self.screen
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn filters(&self) -> &Filters {
+        &self.worklist.filters
+    }
+
+    pub fn search(&self) -> &str {
+        &self.worklist.search
+    }
+
+    pub fn is_searching(&self) -> bool {
+        self.worklist.searching
+    }
+
+    pub fn worklist_state(&self) -> &LoadState {
+        &self.worklist.state
+    }
+
+    /// How many patients pass the filters and search.
+    pub fn visible_len(&self) -> usize {
+        self.worklist.visible.len()
+    }
+
+    /// The patients that pass the filters and search, in order.
+    pub fn visible_patients(&self) -> impl Iterator<Item = &PatientSummary> {
+        self.worklist
+            .visible
+            .iter()
+            .map(|&i| &self.worklist.patients[i])
+    }
+
+    pub fn selected_patient(&self) -> Option<&PatientSummary> {
+        self.worklist
+            .selected_index()
+            .map(|i| &self.worklist.patients[i])
+    }
+
+    /// The patient screen's data, once loaded.
+    pub fn patient_detail(&self) -> Option<&PatientDetail> {
+        self.patient.as_ref().and_then(|p| p.detail.as_deref())
+    }
+
+    pub fn patient_state(&self) -> Option<&LoadState> {
+        self.patient.as_ref().map(|p| &p.state)
+    }
+
+    pub fn selected_criterion(&self) -> Option<Criterion> {
+        let p = self.patient.as_ref()?;
+        let d = p.detail.as_ref()?;
+        d.screening.checklist.get(p.selected).map(|i| i.criterion)
+    }
+
+    pub fn pane(&self) -> Option<Pane> {
+        self.patient.as_ref().map(|p| p.pane)
+    }
+
+    pub fn popup(&self) -> Option<&AnswerPopup> {
+        self.patient.as_ref().and_then(|p| p.popup.as_ref())
+    }
+
+    pub fn help_open(&self) -> bool {
+        self.help.is_some()
+    }
+
+    pub fn message(&self) -> Option<&Message> {
+        self.message.as_ref()
+    }
+
+    /// The keymap contexts that receive keys now, innermost first.
+    pub fn contexts(&self) -> Vec<Context> {
+        if self.help.is_some() {
+            return vec![Context::Help, Context::Always];
+        }
+        match self.screen {
+            Screen::Worklist if self.worklist.searching => vec![Context::Search, Context::Always],
+            Screen::Worklist => vec![Context::Worklist, Context::Global, Context::Always],
+            Screen::Patient => match self.popup().map(|p| p.field) {
+                Some(Field::Choice) => vec![Context::AnswerChoice, Context::Always],
+                Some(Field::Reason) => vec![Context::AnswerReason, Context::Always],
+                None => vec![Context::Patient, Context::Global, Context::Always],
+            },
+        }
+    }
+
+    /// Draws the whole application into the frame.
+    pub fn render(&self, frame: &mut Frame) {
+        super::ui::render(self, frame);
+    }
+
+    /// A key press: through the keymap to an action. Releases and repeats are ignored.
+    pub fn handle_key(&mut self, key: KeyEvent) -> Vec<Request> {
+        if key.kind != KeyEventKind::Press {
+            return Vec::new();
+        }
+        let stack = self.contexts();
+        match keymap::resolve(&stack, &key, &mut self.pending_key) {
+            Some(action) => self.update(action),
+            None => Vec::new(),
+        }
+    }
+
+    /// Mouse: the wheel moves the focused list, a click selects a row (a click on the
+    /// selected worklist row opens it).
+    pub fn handle_mouse(&mut self, m: MouseEvent) -> Vec<Request> {
+        let at = Position::new(m.column, m.row);
+        match m.kind {
+            MouseEventKind::ScrollDown => self.repeat(Action::Down, 3),
+            MouseEventKind::ScrollUp => self.repeat(Action::Up, 3),
+            MouseEventKind::Down(MouseButton::Left) if self.help.is_none() => {
+                let hits = self.hits.get();
+                match self.screen {
+                    Screen::Worklist if hits.worklist_rows.contains(at) => {
+                        let row =
+                            self.worklist.offset.get() + (at.y - hits.worklist_rows.y) as usize;
+                        if row >= self.worklist.visible.len() {
+                            return Vec::new();
+                        }
+                        if row == self.worklist.selected {
+                            return self.update(Action::Open);
+                        }
+                        self.worklist.selected = row;
+                        Vec::new()
+                    }
+                    Screen::Patient => {
+                        if let Some(p) = self.patient.as_mut().filter(|p| p.popup.is_none()) {
+                            if hits.checklist_rows.contains(at) {
+                                let row =
+                                    hits.checklist_offset + (at.y - hits.checklist_rows.y) as usize;
+                                if row < p.rows() {
+                                    p.selected = row;
+                                }
+                                p.pane = Pane::Checklist;
+                            } else if hits.side.contains(at) {
+                                p.pane = Pane::BoneDensity;
+                            }
+                        }
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn repeat(&mut self, action: Action, n: usize) -> Vec<Request> {
+        (0..n).flat_map(|_| self.update(action)).collect()
+    }
+
+    /// Applies one action; returns what the database worker should do.
+    pub fn update(&mut self, action: Action) -> Vec<Request> {
+        if !matches!(action, Action::Input(_)) {
+            self.message = None;
+        }
+        match action {
+            Action::Quit => {
+                self.quit = true;
+                Vec::new()
+            }
+            Action::ToggleHelp => {
+                self.help = match self.help {
+                    Some(_) => None,
+                    None => Some(HelpView::default()),
+                };
+                Vec::new()
+            }
+            _ if self.help.is_some() => {
+                self.update_help(action);
+                Vec::new()
+            }
+            Action::Reload => self.reload(),
+            _ => match self.screen {
+                Screen::Worklist => self.update_worklist(action),
+                Screen::Patient => self.update_patient(action),
+            },
+        }
+    }
+
+    fn update_help(&mut self, action: Action) {
+        let Some(h) = self.help.as_mut() else { return };
+        let (lines, fits) = h.lines.get();
+        let max = lines.saturating_sub(fits);
+        let page = fits.max(1) as isize;
+        let delta: isize = match action {
+            Action::Down => 1,
+            Action::Up => -1,
+            Action::PageDown => page,
+            Action::PageUp => -page,
+            Action::Top => isize::MIN / 2,
+            Action::Bottom => isize::MAX / 2,
+            Action::Back => {
+                self.help = None;
+                return;
+            }
+            _ => 0,
+        };
+        h.scroll = h.scroll.saturating_add_signed(delta).min(max);
+    }
+
+    fn reload(&mut self) -> Vec<Request> {
+        self.worklist.state = LoadState::Loading;
+        let mut out = vec![Request::LoadWorklist];
+        if self.screen == Screen::Patient
+            && let Some(p) = self.patient.as_mut()
+        {
+            p.state = LoadState::Loading;
+            out.push(Request::LoadPatient {
+                study_id: p.study_id.clone(),
+            });
+        }
+        self.info("reloading from the database…");
+        out
+    }
+
+    fn info(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            kind: MessageKind::Info,
+            text: text.into(),
+        });
+    }
+
+    fn error(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            kind: MessageKind::Error,
+            text: text.into(),
+        });
+    }
+
+    fn update_worklist(&mut self, action: Action) -> Vec<Request> {
+        let w = &mut self.worklist;
+        let page = w.page.get().max(1) as isize;
+        match action {
+            Action::Down => w.move_by(1),
+            Action::Up => w.move_by(-1),
+            Action::Top => w.selected = 0,
+            Action::Bottom => w.selected = w.visible.len().saturating_sub(1),
+            Action::HalfPageDown => w.move_by(page / 2),
+            Action::HalfPageUp => w.move_by(-page / 2),
+            Action::PageDown => w.move_by(page),
+            Action::PageUp => w.move_by(-page),
+            Action::Open => return self.open_selected(),
+            Action::StartSearch => w.searching = true,
+            Action::Input(c) => {
+                w.search.push(c);
+                w.refilter(true);
+            }
+            Action::Backspace => {
+                w.search.pop();
+                w.refilter(false);
+            }
+            Action::ClearInput => {
+                w.search.clear();
+                w.refilter(false);
+            }
+            Action::ConfirmSearch => w.searching = false,
+            Action::CancelSearch => {
+                w.searching = false;
+                if !w.search.is_empty() {
+                    w.search.clear();
+                    w.refilter(false);
+                }
+            }
+            Action::CycleDecision => {
+                w.filters.decision = cycle(&w.filters.decision, &Decision::ALL);
+                w.refilter(false);
+            }
+            Action::CycleFlag => {
+                w.filters.flag = cycle(&w.filters.flag, &Flag::ALL);
+                w.refilter(false);
+            }
+            Action::CycleSite => {
+                w.filters.site = cycle(&w.filters.site, &w.sites);
+                w.refilter(false);
+            }
+            Action::CycleGroup => {
+                w.filters.group = cycle(&w.filters.group, &Group::ALL);
+                w.refilter(false);
+            }
+            Action::ClearFilters => {
+                w.filters = Filters::default();
+                w.search.clear();
+                w.refilter(false);
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn open_selected(&mut self) -> Vec<Request> {
+        let Some(p) = self.selected_patient() else {
+            return Vec::new();
+        };
+        let study_id = p.study_id.clone();
+        self.screen = Screen::Patient;
+        self.patient = Some(PatientView::loading(study_id.clone()));
+        vec![Request::LoadPatient { study_id }]
+    }
+
+    fn update_patient(&mut self, action: Action) -> Vec<Request> {
+        if self.popup().is_some() {
+            return self.update_popup(action);
+        }
+        let Some(p) = self.patient.as_mut() else {
+            self.screen = Screen::Worklist;
+            return Vec::new();
+        };
+        let rows = p.rows();
+        let last = rows.saturating_sub(1);
+        let side_page = p.side_lines.get().1.max(1) as isize;
+        match (action, p.pane) {
+            (Action::Back, _) => {
+                self.patient = None;
+                self.screen = Screen::Worklist;
+            }
+            (Action::NextPane, _) => {
+                p.pane = match p.pane {
+                    Pane::Checklist => Pane::BoneDensity,
+                    Pane::BoneDensity => Pane::Checklist,
+                }
+            }
+            (Action::NextPatient | Action::PrevPatient, _) => {
+                let delta = if action == Action::NextPatient { 1 } else { -1 };
+                let before = self.worklist.selected;
+                self.worklist.move_by(delta);
+                if self.worklist.selected == before {
+                    self.info(if delta > 0 {
+                        "this is the last patient of the worklist"
+                    } else {
+                        "this is the first patient of the worklist"
+                    });
+                    return Vec::new();
+                }
+                return self.open_selected();
+            }
+            (Action::EditAnswer, _) => return self.open_popup(),
+            (Action::Down, Pane::Checklist) => p.selected = (p.selected + 1).min(last),
+            (Action::Up, Pane::Checklist) => p.selected = p.selected.saturating_sub(1),
+            (Action::Top, Pane::Checklist) | (Action::PageUp, Pane::Checklist) => p.selected = 0,
+            (Action::Bottom, Pane::Checklist) | (Action::PageDown, Pane::Checklist) => {
+                p.selected = last
+            }
+            (Action::Down, Pane::BoneDensity) => p.scroll_side(1),
+            (Action::Up, Pane::BoneDensity) => p.scroll_side(-1),
+            (Action::PageDown, Pane::BoneDensity) => p.scroll_side(side_page),
+            (Action::PageUp, Pane::BoneDensity) => p.scroll_side(-side_page),
+            (Action::Top, Pane::BoneDensity) => p.side_scroll = 0,
+            (Action::Bottom, Pane::BoneDensity) => p.scroll_side(isize::MAX / 2),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn open_popup(&mut self) -> Vec<Request> {
+        if !self.session.role.allows(Permission::Screen) {
+            let e = DbError::NotAllowed {
+                user: self.session.user.clone(),
+                role: self.session.role.to_string(),
+                what: Permission::Screen.describe().into(),
+            };
+            self.error(e.to_string());
+            return Vec::new();
+        }
+        let Some(p) = self.patient.as_mut() else {
+            return Vec::new();
+        };
+        let Some(item) = p
+            .detail
+            .as_ref()
+            .and_then(|d| d.screening.checklist.get(p.selected))
+        else {
+            return Vec::new();
+        };
+        p.popup = Some(AnswerPopup {
+            criterion: item.criterion,
+            choice: item.manual.map_or(Choice::Yes, Choice::of),
+            field: Field::Choice,
+            reason: String::new(),
+            saving: false,
+            error: None,
+        });
+        Vec::new()
+    }
+
+    fn update_popup(&mut self, action: Action) -> Vec<Request> {
+        let Some(p) = self.patient.as_mut() else {
+            return Vec::new();
+        };
+        let Some(popup) = p.popup.as_mut() else {
+            return Vec::new();
+        };
+        let step = |c: Choice, d: isize| {
+            let i = Choice::ALL.iter().position(|x| *x == c).unwrap_or(0) as isize;
+            Choice::ALL[(i + d).rem_euclid(Choice::ALL.len() as isize) as usize]
+        };
+        match action {
+            Action::Back => p.popup = None,
+            Action::Choose(c) => {
+                popup.choice = c;
+                popup.field = Field::Reason;
+            }
+            Action::Down => popup.choice = step(popup.choice, 1),
+            Action::Up => popup.choice = step(popup.choice, -1),
+            Action::NextField => {
+                popup.field = match popup.field {
+                    Field::Choice => Field::Reason,
+                    Field::Reason => Field::Choice,
+                }
+            }
+            Action::Input(c) => popup.reason.push(c),
+            Action::Backspace => {
+                popup.reason.pop();
+            }
+            Action::ClearInput => popup.reason.clear(),
+            Action::Save => {
+                if popup.saving {
+                    return Vec::new();
+                }
+                if popup.reason.trim().is_empty() {
+                    if popup.field == Field::Choice {
+                        popup.field = Field::Reason;
+                    } else {
+                        popup.error =
+                            Some("type a reason first: it goes into the audit trail".into());
+                    }
+                    return Vec::new();
+                }
+                let Some(detail) = p.detail.as_ref() else {
+                    return Vec::new();
+                };
+                let criterion = popup.criterion;
+                let has_manual = detail
+                    .screening
+                    .checklist
+                    .iter()
+                    .any(|i| i.criterion == criterion && i.manual.is_some());
+                if popup.choice == Choice::Clear && !has_manual {
+                    popup.error = Some(format!(
+                        "{criterion} has no manual answer to clear; pick yes, no or unknown"
+                    ));
+                    return Vec::new();
+                }
+                popup.saving = true;
+                popup.error = None;
+                return vec![Request::SetAnswer(SetAnswer {
+                    study_id: detail.summary.study_id.clone(),
+                    criterion,
+                    answer: popup.choice.answer(),
+                    reason: popup.reason.trim().to_string(),
+                    expected_version: detail.summary.version,
+                })];
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Takes one response of the database worker.
+    pub fn apply(&mut self, response: Response) {
+        match response {
+            Response::Worklist { patients, status } => {
+                self.worklist.set_patients(patients, &self.session.sites);
+                if let Some(s) = status {
+                    self.status = Some(s);
+                }
+                if self
+                    .message
+                    .as_ref()
+                    .is_some_and(|m| m.kind == MessageKind::Info)
+                {
+                    self.message = None;
+                }
+            }
+            Response::WorklistFailed(e) => {
+                self.error(format!("the worklist did not load: {e}"));
+                self.worklist.state = LoadState::Failed(e);
+            }
+            Response::Patient(detail) => {
+                self.worklist.replace(detail.summary.clone());
+                if let Some(p) = self
+                    .patient
+                    .as_mut()
+                    .filter(|p| p.is(&detail.summary.study_id))
+                {
+                    p.selected = p
+                        .selected
+                        .min(detail.screening.checklist.len().saturating_sub(1));
+                    p.detail = Some(detail);
+                    p.state = LoadState::Loaded;
+                }
+            }
+            Response::PatientFailed { study_id, error } => {
+                if let Some(p) = self.patient.as_mut().filter(|p| p.is(&study_id)) {
+                    p.state = LoadState::Failed(error.clone());
+                    self.error(error);
+                }
+            }
+            Response::Saved {
+                detail,
+                criterion,
+                answer,
+                status,
+            } => {
+                if let Some(s) = status {
+                    self.status = Some(s);
+                }
+                let sid = detail.summary.study_id.clone();
+                let decision = detail.summary.decision;
+                self.worklist.replace(detail.summary.clone());
+                if let Some(p) = self.patient.as_mut().filter(|p| p.is(&sid)) {
+                    if p.popup.as_ref().is_some_and(|x| x.criterion == criterion) {
+                        p.popup = None;
+                    }
+                    p.detail = Some(detail);
+                    p.state = LoadState::Loaded;
+                }
+                let what = match answer {
+                    Some(a) => format!("{criterion} set to {}", a.label(criterion)),
+                    None => format!("{criterion} manual answer cleared"),
+                };
+                self.message = Some(Message {
+                    kind: MessageKind::Success,
+                    text: format!(
+                        "saved: {sid} {what}; now {} {decision}",
+                        super::theme::Verdict::of_decision(decision).symbol()
+                    ),
+                });
+            }
+            Response::SaveFailed {
+                study_id,
+                criterion,
+                kind,
+                error,
+                fresh,
+            } => {
+                if let Some(f) = &fresh {
+                    self.worklist.replace(f.summary.clone());
+                }
+                if let Some(p) = self.patient.as_mut().filter(|p| p.is(&study_id)) {
+                    if let Some(f) = fresh {
+                        p.detail = Some(f);
+                        p.state = LoadState::Loaded;
+                    }
+                    if kind == SaveFailure::NotAllowed {
+                        p.popup = None;
+                    } else if let Some(popup) =
+                        p.popup.as_mut().filter(|x| x.criterion == criterion)
+                    {
+                        // The typed reason stays: the user answers again on the fresh data.
+                        popup.saving = false;
+                        popup.error = Some(match kind {
+                            SaveFailure::Conflict => {
+                                format!(
+                                    "{error} (reloaded; your reason is kept: press Enter to save again)"
+                                )
+                            }
+                            _ => error.clone(),
+                        });
+                    }
+                }
+                self.error(error);
+            }
+            Response::WorkerStopped => {
+                self.error(
+                    "the database worker stopped; quit and start marrow again (details in the log)",
+                );
+                if self.worklist.state == LoadState::Loading {
+                    self.worklist.state = LoadState::Failed("database worker stopped".into());
+                }
+                if let Some(p) = self.patient.as_mut() {
+                    if p.state == LoadState::Loading {
+                        p.state = LoadState::Failed("database worker stopped".into());
+                    }
+                    if let Some(popup) = p.popup.as_mut() {
+                        popup.saving = false;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The keymap: one table that decides what a key does, and from which the help popup
+//! and the footer are generated, so they never lie.
+
+use super::app::Choice;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Where a binding applies. The app asks for a stack of contexts, innermost first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Context {
+    /// Everywhere, even while typing.
+    Always,
+    /// Every screen when no popup or text field has the keys.
+    Global,
+    Worklist,
+    /// Typing a search in the worklist.
+    Search,
+    Patient,
+    /// The answer popup, choosing the answer.
+    AnswerChoice,
+    /// The answer popup, typing the reason.
+    AnswerReason,
+    Help,
+}
+
+impl Context {
+    /// Heading of the context in the help popup.
+    pub fn title(self) -> &'static str {
+        match self {
+            Context::Always => "Everywhere",
+            Context::Global => "Worklist and patient screens",
+            Context::Worklist => "Worklist",
+            Context::Search => "Search (after /)",
+            Context::Patient => "Patient screening",
+            Context::AnswerChoice => "Answer popup: choosing the answer",
+            Context::AnswerReason => "Answer popup: typing the reason",
+            Context::Help => "This help",
+        }
+    }
+
+    /// The order of contexts in the help popup.
+    pub const HELP_ORDER: [Context; 8] = [
+        Context::Worklist,
+        Context::Search,
+        Context::Patient,
+        Context::AnswerChoice,
+        Context::AnswerReason,
+        Context::Global,
+        Context::Always,
+        Context::Help,
+    ];
+}
+
+/// A key, or a key sequence, as written in the keymap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    /// A character, typed with or without Shift.
+    Char(char),
+    /// Ctrl and a letter.
+    Ctrl(char),
+    /// A named key without Ctrl or Alt.
+    Code(KeyCode),
+    /// Two characters in a row (`gg`).
+    Seq(char, char),
+    /// Any printable character, for text fields.
+    Text,
+}
+
+impl KeySpec {
+    /// How the key is written in help and footer.
+    pub fn label(self) -> String {
+        match self {
+            KeySpec::Char(' ') => "Space".into(),
+            KeySpec::Char(c) => c.to_string(),
+            KeySpec::Ctrl(c) => format!("Ctrl-{c}"),
+            KeySpec::Seq(a, b) => format!("{a}{b}"),
+            KeySpec::Text => "type".into(),
+            KeySpec::Code(code) => match code {
+                KeyCode::Up => "↑".into(),
+                KeyCode::Down => "↓".into(),
+                KeyCode::Left => "←".into(),
+                KeyCode::Right => "→".into(),
+                KeyCode::Enter => "Enter".into(),
+                KeyCode::Esc => "Esc".into(),
+                KeyCode::Tab => "Tab".into(),
+                KeyCode::BackTab => "Shift-Tab".into(),
+                KeyCode::Backspace => "Backspace".into(),
+                KeyCode::Home => "Home".into(),
+                KeyCode::End => "End".into(),
+                KeyCode::PageUp => "PgUp".into(),
+                KeyCode::PageDown => "PgDn".into(),
+                other => format!("{other:?}"),
+            },
+        }
+    }
+
+    /// Whether a single key press matches (sequences are matched by `resolve`).
+    fn matches(self, key: &KeyEvent) -> bool {
+        let plain = !key
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+        match self {
+            KeySpec::Char(c) => plain && key.code == KeyCode::Char(c),
+            KeySpec::Ctrl(c) => {
+                key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char(c)
+            }
+            KeySpec::Code(code) => plain && key.code == code,
+            KeySpec::Seq(..) => false,
+            KeySpec::Text => plain && matches!(key.code, KeyCode::Char(c) if !c.is_control()),
+        }
+    }
+}
+
+/// What a key asks the app to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    ToggleHelp,
+    /// Close the popup or go back one screen.
+    Back,
+    Reload,
+    Up,
+    Down,
+    Top,
+    Bottom,
+    HalfPageUp,
+    HalfPageDown,
+    PageUp,
+    PageDown,
+    /// Open the selected patient.
+    Open,
+    NextPatient,
+    PrevPatient,
+    NextPane,
+    StartSearch,
+    ConfirmSearch,
+    CancelSearch,
+    CycleDecision,
+    CycleFlag,
+    CycleSite,
+    CycleGroup,
+    ClearFilters,
+    /// Open the answer popup on the selected criterion.
+    EditAnswer,
+    /// Pick an answer in the popup and go on to the reason.
+    Choose(Choice),
+    /// Switch between the answer and the reason field.
+    NextField,
+    Save,
+    /// A typed character (the keymap's `Text` binding carries the character typed).
+    Input(char),
+    Backspace,
+    ClearInput,
+}
+
+/// One line of the keymap.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    pub context: Context,
+    pub keys: &'static [KeySpec],
+    pub action: Action,
+    /// What the help popup says.
+    pub help: &'static str,
+    /// What the footer says, when the binding is worth a place there. Bindings of
+    /// one context with the same footer word are shown together ("j/k move").
+    pub footer: Option<&'static str>,
+}
+
+use Action as A;
+use Context as X;
+use KeyCode as K;
+use KeySpec::{Char, Code, Ctrl, Seq, Text};
+
+const fn b(
+    context: Context,
+    keys: &'static [KeySpec],
+    action: Action,
+    help: &'static str,
+    footer: Option<&'static str>,
+) -> Binding {
+    Binding {
+        context,
+        keys,
+        action,
+        help,
+        footer,
+    }
+}
+
+/// The whole keymap. Order matters only for display.
+#[rustfmt::skip]
+pub const KEYMAP: &[Binding] = &[
+    // Worklist
+    b(X::Worklist, &[Char('j'), Code(K::Down)], A::Down, "next patient", Some("move")),
+    b(X::Worklist, &[Char('k'), Code(K::Up)], A::Up, "previous patient", Some("move")),
+    b(X::Worklist, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first patient", None),
+    b(X::Worklist, &[Char('G'), Code(K::End)], A::Bottom, "last patient", None),
+    b(X::Worklist, &[Ctrl('d')], A::HalfPageDown, "half a page down", None),
+    b(X::Worklist, &[Ctrl('u')], A::HalfPageUp, "half a page up", None),
+    b(X::Worklist, &[Code(K::PageDown)], A::PageDown, "a page down", None),
+    b(X::Worklist, &[Code(K::PageUp)], A::PageUp, "a page up", None),
+    b(X::Worklist, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "open the patient's screening", Some("open")),
+    b(X::Worklist, &[Char('/')], A::StartSearch, "search by study ID (as you type)", Some("search")),
+    b(X::Worklist, &[Char('d')], A::CycleDecision, "filter by decision (cycles)", Some("filter")),
+    b(X::Worklist, &[Char('f')], A::CycleFlag, "filter by flag (cycles)", Some("filter")),
+    b(X::Worklist, &[Char('s')], A::CycleSite, "filter by site (cycles)", Some("filter")),
+    b(X::Worklist, &[Char('c')], A::CycleGroup, "filter by group OA/OP/CONTROL (cycles)", Some("filter")),
+    b(X::Worklist, &[Char('x')], A::ClearFilters, "clear filters and search", Some("clear")),
+    b(X::Worklist, &[Code(K::Esc)], A::CancelSearch, "clear the search", None),
+    // Search
+    b(X::Search, &[Text], A::Input(' '), "narrow the list by study ID", None),
+    b(X::Search, &[Code(K::Backspace)], A::Backspace, "delete a character", None),
+    b(X::Search, &[Ctrl('u')], A::ClearInput, "clear the search text", None),
+    b(X::Search, &[Code(K::Down)], A::Down, "next patient", None),
+    b(X::Search, &[Code(K::Up)], A::Up, "previous patient", None),
+    b(X::Search, &[Code(K::Enter)], A::ConfirmSearch, "keep the search, back to the list", Some("keep")),
+    b(X::Search, &[Code(K::Esc)], A::CancelSearch, "drop the search", Some("cancel")),
+    // Patient
+    b(X::Patient, &[Char('j'), Code(K::Down)], A::Down, "next criterion (or scroll the pane)", Some("move")),
+    b(X::Patient, &[Char('k'), Code(K::Up)], A::Up, "previous criterion (or scroll the pane)", Some("move")),
+    b(X::Patient, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first criterion / top", None),
+    b(X::Patient, &[Char('G'), Code(K::End)], A::Bottom, "last criterion / bottom", None),
+    b(X::Patient, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "scroll down", None),
+    b(X::Patient, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "scroll up", None),
+    b(X::Patient, &[Code(K::Enter), Char('e')], A::EditAnswer, "answer the criterion by hand", Some("answer")),
+    b(X::Patient, &[Code(K::Tab), Code(K::BackTab)], A::NextPane, "switch pane (checklist, bone density)", Some("pane")),
+    b(X::Patient, &[Char(']')], A::NextPatient, "next patient of the worklist", Some("patient")),
+    b(X::Patient, &[Char('[')], A::PrevPatient, "previous patient of the worklist", Some("patient")),
+    b(X::Patient, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the worklist", Some("back")),
+    // Answer popup, choosing
+    b(X::AnswerChoice, &[Char('y')], A::Choose(Choice::Yes), "yes (met / applies), then the reason", Some("answer")),
+    b(X::AnswerChoice, &[Char('n')], A::Choose(Choice::No), "no (not met / does not apply), then the reason", Some("answer")),
+    b(X::AnswerChoice, &[Char('u')], A::Choose(Choice::Unknown), "unknown, then the reason", Some("answer")),
+    b(X::AnswerChoice, &[Char('x')], A::Choose(Choice::Clear), "clear the manual answer, then the reason", Some("answer")),
+    b(X::AnswerChoice, &[Char('j'), Code(K::Down)], A::Down, "next answer", None),
+    b(X::AnswerChoice, &[Char('k'), Code(K::Up)], A::Up, "previous answer", None),
+    b(X::AnswerChoice, &[Code(K::Tab), Code(K::BackTab)], A::NextField, "go to the reason", Some("reason")),
+    b(X::AnswerChoice, &[Code(K::Enter)], A::Save, "save (asks for a reason first)", Some("save")),
+    b(X::AnswerChoice, &[Code(K::Esc)], A::Back, "cancel, nothing is saved", Some("cancel")),
+    // Answer popup, typing the reason
+    b(X::AnswerReason, &[Text], A::Input(' '), "type why (kept in the audit trail)", None),
+    b(X::AnswerReason, &[Code(K::Backspace)], A::Backspace, "delete a character", None),
+    b(X::AnswerReason, &[Ctrl('u')], A::ClearInput, "clear the reason", None),
+    b(X::AnswerReason, &[Code(K::Tab), Code(K::BackTab)], A::NextField, "back to the answer", Some("answer")),
+    b(X::AnswerReason, &[Code(K::Enter)], A::Save, "save the answer", Some("save")),
+    b(X::AnswerReason, &[Code(K::Esc)], A::Back, "cancel, nothing is saved", Some("cancel")),
+    // Screens
+    b(X::Global, &[Char('r')], A::Reload, "reload from the database", Some("reload")),
+    b(X::Global, &[Char('?')], A::ToggleHelp, "this help", Some("help")),
+    b(X::Global, &[Char('q')], A::Quit, "quit", Some("quit")),
+    b(X::Always, &[Ctrl('c')], A::Quit, "quit", None),
+    // Help
+    b(X::Help, &[Char('j'), Code(K::Down)], A::Down, "scroll down", Some("scroll")),
+    b(X::Help, &[Char('k'), Code(K::Up)], A::Up, "scroll up", Some("scroll")),
+    b(X::Help, &[Seq('g', 'g'), Code(K::Home)], A::Top, "top", None),
+    b(X::Help, &[Char('G'), Code(K::End)], A::Bottom, "bottom", None),
+    b(X::Help, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "a page down", None),
+    b(X::Help, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "a page up", None),
+    b(X::Help, &[Code(K::Esc), Char('?'), Char('q')], A::Back, "close the help", Some("close")),
+];
+
+/// The bindings of the given contexts, innermost first.
+pub fn bindings(stack: &[Context]) -> impl Iterator<Item = &'static Binding> + '_ {
+    stack
+        .iter()
+        .flat_map(|c| KEYMAP.iter().filter(move |b| b.context == *c))
+}
+
+/// The action a key press asks for, given the active contexts (innermost first) and
+/// the first key of a pending sequence. Sets `pending` when the key starts a sequence.
+pub fn resolve(stack: &[Context], key: &KeyEvent, pending: &mut Option<char>) -> Option<Action> {
+    let typed = match key.code {
+        KeyCode::Char(c)
+            if !key
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+        {
+            Some(c)
+        }
+        _ => None,
+    };
+    if let Some(first) = pending.take()
+        && let Some(second) = typed
+        && let Some(b) = bindings(stack).find(|b| b.keys.contains(&KeySpec::Seq(first, second)))
+    {
+        return Some(b.action);
+    }
+    for b in bindings(stack) {
+        for k in b.keys {
+            if k.matches(key) {
+                return Some(match (k, typed) {
+                    (KeySpec::Text, Some(c)) => Action::Input(c),
+                    _ => b.action,
+                });
+            }
+        }
+    }
+    if let Some(c) = typed
+        && bindings(stack).any(|b| {
+            b.keys
+                .iter()
+                .any(|k| matches!(k, KeySpec::Seq(a, _) if *a == c))
+        })
+    {
+        *pending = Some(c);
+    }
+    None
+}
+
+/// The keys of a binding as help shows them ("j/↓").
+pub fn keys_label(b: &Binding) -> String {
+    b.keys
+        .iter()
+        .map(|k| k.label())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Footer entries for the active contexts: (keys, word), bindings with the same word
+/// in one context merged ("j/k move", "d/f/s/c filter").
+pub fn footer(stack: &[Context]) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(Context, String, &'static str)> = Vec::new();
+    for b in bindings(stack) {
+        let Some(word) = b.footer else { continue };
+        let first = b.keys.first().map(|k| k.label()).unwrap_or_default();
+        match out
+            .iter_mut()
+            .find(|(c, _, w)| *c == b.context && *w == word)
+        {
+            Some((_, keys, _)) => {
+                keys.push('/');
+                keys.push_str(&first);
+            }
+            None => out.push((b.context, first, word)),
+        }
+    }
+    out.into_iter().map(|(_, k, w)| (k, w)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn no_key_is_bound_twice_in_one_context() {
+        let mut seen = HashSet::new();
+        for b in KEYMAP {
+            for k in b.keys {
+                assert!(
+                    seen.insert((b.context, format!("{k:?}"))),
+                    "{k:?} bound twice in {:?}",
+                    b.context
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gg_is_a_sequence_and_g_alone_waits() {
+        let stack = [Context::Worklist, Context::Global, Context::Always];
+        let mut pending = None;
+        assert_eq!(
+            resolve(&stack, &key(KeyCode::Char('g')), &mut pending),
+            None
+        );
+        assert_eq!(pending, Some('g'));
+        assert_eq!(
+            resolve(&stack, &key(KeyCode::Char('g')), &mut pending),
+            Some(Action::Top)
+        );
+        assert_eq!(pending, None);
+        // g then something else: the second key acts on its own
+        resolve(&stack, &key(KeyCode::Char('g')), &mut pending);
+        assert_eq!(
+            resolve(&stack, &key(KeyCode::Char('j')), &mut pending),
+            Some(Action::Down)
+        );
+    }
+
+    #[test]
+    fn text_contexts_take_letters_but_ctrl_c_still_quits() {
+        let stack = [Context::Search, Context::Always];
+        let mut p = None;
+        assert_eq!(
+            resolve(&stack, &key(KeyCode::Char('q')), &mut p),
+            Some(Action::Input('q'))
+        );
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(resolve(&stack, &ctrl_c, &mut p), Some(Action::Quit));
+    }
+
+    #[test]
+    fn footer_merges_keys_with_the_same_word() {
+        let f = footer(&[Context::Worklist, Context::Global, Context::Always]);
+        assert!(f.contains(&("j/k".to_string(), "move")));
+        assert!(f.contains(&("d/f/s/c".to_string(), "filter")));
+        assert!(f.contains(&("?".to_string(), "help")));
+    }
+}

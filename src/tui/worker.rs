@@ -1,0 +1,304 @@
+//! The database worker: a plain thread that owns its own `Study` and answers typed
+//! requests over a channel, so the UI thread never waits on SQLite.
+
+use super::app::Session;
+use crate::db::study::{PatientDetail, PatientFilter, PatientSummary};
+use crate::db::{DbError, Study};
+use crate::domain::eligibility::{Answer, Criterion};
+use crate::domain::status::StatusReport;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// What the UI asks of the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Every patient's summary and the status counts (filters apply in memory).
+    LoadWorklist,
+    LoadPatient {
+        study_id: String,
+    },
+    SetAnswer(SetAnswer),
+}
+
+/// A manual answer to save (`answer: None` clears it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetAnswer {
+    pub study_id: String,
+    pub criterion: Criterion,
+    pub answer: Option<Answer>,
+    pub reason: String,
+    /// The patient's version when the screen loaded it; a newer one is a conflict.
+    pub expected_version: i64,
+}
+
+/// Why a save failed, as far as the screen needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveFailure {
+    /// Someone changed the patient since it was loaded.
+    Conflict,
+    /// The user's role may not answer criteria.
+    NotAllowed,
+    /// Anything else (busy database, disk full, ...): worth another try.
+    Other,
+}
+
+/// What the database answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Worklist {
+        patients: Vec<PatientSummary>,
+        status: Option<StatusReport>,
+    },
+    WorklistFailed(String),
+    Patient(Box<PatientDetail>),
+    PatientFailed {
+        study_id: String,
+        error: String,
+    },
+    Saved {
+        detail: Box<PatientDetail>,
+        criterion: Criterion,
+        answer: Option<Answer>,
+        status: Option<StatusReport>,
+    },
+    SaveFailed {
+        study_id: String,
+        criterion: Criterion,
+        kind: SaveFailure,
+        error: String,
+        /// The patient as it is now, reloaded after a conflict.
+        fresh: Option<Box<PatientDetail>>,
+    },
+    /// The worker is gone (it panicked or could not be reached).
+    WorkerStopped,
+}
+
+/// The running worker: send requests, stop it when done.
+pub struct Worker {
+    requests: Option<Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the worker, which opens the study itself. Returns once the study is
+    /// open (with who is using it) or with the error that kept it closed.
+    pub fn spawn(
+        db: PathBuf,
+        key_file: Option<PathBuf>,
+        as_user: Option<String>,
+        reply: impl Fn(Response) + Send + 'static,
+    ) -> Result<(Worker, Session), String> {
+        let (opened_tx, opened_rx) = mpsc::sync_channel::<Result<Session, String>>(1);
+        let (req_tx, req_rx) = mpsc::channel::<Request>();
+        let thread = std::thread::Builder::new()
+            .name("marrow-db".into())
+            .spawn(move || {
+                let study = match Study::open(&db, key_file.as_deref(), as_user.as_deref()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let session = Session {
+                    user: study.actor().name.clone(),
+                    role: study.role(),
+                    sites: study.protocol().sites.clone(),
+                };
+                if opened_tx.send(Ok(session)).is_err() {
+                    return;
+                }
+                let notice = StopNotice(reply);
+                serve(study, req_rx, &notice.0);
+            })
+            .map_err(|e| format!("cannot start the database thread: {e}"))?;
+        let session = match opened_rx.recv() {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err("the database thread stopped while opening the study".into());
+            }
+        };
+        Ok((
+            Worker {
+                requests: Some(req_tx),
+                thread: Some(thread),
+            },
+            session,
+        ))
+    }
+
+    /// Queues a request; false when the worker is gone.
+    pub fn send(&self, r: Request) -> bool {
+        self.requests.as_ref().is_some_and(|tx| tx.send(r).is_ok())
+    }
+
+    /// Lets the worker finish what it is doing (a write is never cut short) and waits.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.requests.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Takes whatever is queued and keeps only what still matters: every write in order,
+/// the last worklist load and the last patient load (older loads are stale).
+pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
+    let mut writes = Vec::new();
+    let mut worklist = false;
+    let mut patient = None;
+    for r in batch {
+        match r {
+            Request::SetAnswer(_) => writes.push(r),
+            Request::LoadWorklist => worklist = true,
+            Request::LoadPatient { .. } => patient = Some(r),
+        }
+    }
+    if worklist {
+        writes.push(Request::LoadWorklist);
+    }
+    writes.extend(patient);
+    writes
+}
+
+/// Tells the UI when the worker dies of a panic, so nothing waits forever.
+struct StopNotice<F: Fn(Response)>(F);
+
+impl<F: Fn(Response)> Drop for StopNotice<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            (self.0)(Response::WorkerStopped);
+        }
+    }
+}
+
+fn serve(mut study: Study, requests: Receiver<Request>, reply: &impl Fn(Response)) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        batch.extend(requests.try_iter());
+        for r in coalesce(batch) {
+            let started = Instant::now();
+            let what = format!("{r:?}");
+            let response = handle(&mut study, r);
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "tui worker: {what}"
+            );
+            reply(response);
+        }
+    }
+}
+
+fn handle(study: &mut Study, r: Request) -> Response {
+    match r {
+        Request::LoadWorklist => match study.patients(&PatientFilter::default()) {
+            Ok(patients) => Response::Worklist {
+                patients,
+                status: status(study),
+            },
+            Err(e) => Response::WorklistFailed(e.to_string()),
+        },
+        Request::LoadPatient { study_id } => match study.patient(&study_id) {
+            Ok(d) => Response::Patient(Box::new(d)),
+            Err(e) => Response::PatientFailed {
+                study_id,
+                error: e.to_string(),
+            },
+        },
+        Request::SetAnswer(s) => {
+            match study.set_answer(
+                &s.study_id,
+                s.criterion,
+                s.answer,
+                &s.reason,
+                Some(s.expected_version),
+            ) {
+                Ok(detail) => {
+                    tracing::info!("tui: {} {} set to {:?}", s.study_id, s.criterion, s.answer);
+                    Response::Saved {
+                        detail: Box::new(detail),
+                        criterion: s.criterion,
+                        answer: s.answer,
+                        status: status(study),
+                    }
+                }
+                Err(e) => {
+                    let kind = match e {
+                        DbError::Conflict(_) => SaveFailure::Conflict,
+                        DbError::NotAllowed { .. } => SaveFailure::NotAllowed,
+                        _ => SaveFailure::Other,
+                    };
+                    let fresh = match kind {
+                        SaveFailure::Conflict => study.patient(&s.study_id).ok().map(Box::new),
+                        _ => None,
+                    };
+                    tracing::warn!("tui: saving {} {} failed: {e}", s.study_id, s.criterion);
+                    Response::SaveFailed {
+                        study_id: s.study_id,
+                        criterion: s.criterion,
+                        kind,
+                        error: e.to_string(),
+                        fresh,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn status(study: &Study) -> Option<StatusReport> {
+    match study.status() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("tui: status counts failed: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(id: &str) -> Request {
+        Request::LoadPatient {
+            study_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn coalesce_keeps_writes_and_only_the_last_loads() {
+        let w = Request::SetAnswer(SetAnswer {
+            study_id: "A".into(),
+            criterion: Criterion::I4,
+            answer: Some(Answer::Yes),
+            reason: "r".into(),
+            expected_version: 1,
+        });
+        let out = coalesce(vec![
+            load("A"),
+            Request::LoadWorklist,
+            w.clone(),
+            load("B"),
+            Request::LoadWorklist,
+        ]);
+        assert_eq!(out, vec![w, Request::LoadWorklist, load("B")]);
+    }
+}
