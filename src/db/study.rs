@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 /// An open study database, acting as one user.
 pub struct Study {
     conn: Connection,
+    key: Key,
+    key_source: KeySource,
     protocol: Protocol,
     hasher: IdentifierHasher,
     actor: Actor,
@@ -308,7 +310,7 @@ fn screen_stored(
 fn store_screening(tx: &Transaction, patient_id: i64, s: &Screening, actor: &str) -> Result<()> {
     tx.prepare_cached(
         "UPDATE patients SET decision = ?2, reasons = ?3, pending = ?4, flags = ?5, who_stage = ?6, \
-         version = version + 1, updated_at = ?7, updated_by = ?8 WHERE id = ?1",
+         version = version + 1, updated_at = ?7, updated_by = ?8, missing_dxa = ?9 WHERE id = ?1",
     )?
     .execute(params![
         patient_id,
@@ -319,6 +321,7 @@ fn store_screening(tx: &Transaction, patient_id: i64, s: &Screening, actor: &str
         s.op_reading.who_stage().map(|w| w.label()),
         now_utc(),
         actor,
+        s.flags.contains(&Flag::MissingDxa),
     ])?;
     Ok(())
 }
@@ -446,6 +449,8 @@ impl Study {
         let hasher = key.identifier_hasher();
         Ok(Study {
             conn,
+            key: key.clone(),
+            key_source: source.clone(),
             protocol,
             hasher,
             actor: Actor {
@@ -478,6 +483,11 @@ impl Study {
         &self.conn
     }
 
+    /// The keyed hasher of hospital identifiers (for work done off the database thread).
+    pub fn identifier_hasher(&self) -> &IdentifierHasher {
+        &self.hasher
+    }
+
     /// Hash of a hospital identifier under this study's key.
     pub fn identifier_hash(&self, identifier: &str) -> String {
         self.hasher.hash(identifier)
@@ -499,6 +509,38 @@ impl Study {
                 what: format!("{}{hint}", p.describe()),
             })
         }
+    }
+
+    /// Hands WAL checkpoints to a second connection on its own thread for a bulk
+    /// write, so the writer never stops to copy pages into the database file.
+    /// Automatic checkpoints of this connection stay off until `end_bulk_write`.
+    pub fn begin_bulk_write(&self) -> Result<Checkpointer> {
+        let conn = super::open_connection(&self.path, &self.key, &self.key_source)?;
+        self.conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            let checkpoint = || {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!("background checkpoint: {e}");
+                }
+            };
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                checkpoint();
+            }
+            checkpoint();
+        });
+        Ok(Checkpointer {
+            nudge: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Turns automatic checkpoints back on after a bulk write.
+    pub fn end_bulk_write(&self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 1000;")?;
+        Ok(())
     }
 
     // ----- users -----
@@ -752,30 +794,37 @@ impl Study {
 
     /// Enrollment and eligibility figures, one row per cohort of the protocol.
     pub fn status(&self) -> Result<StatusReport> {
+        // One pass over the covering index patients_cohort.
         let mut st = self.conn.prepare(
-            "SELECT site, grp, phase, decision, count(*) FROM patients GROUP BY site, grp, phase, decision",
+            "SELECT site, grp, phase, decision, count(*), \
+             sum(CASE WHEN decision != 'ineligible' THEN missing_dxa ELSE 0 END) \
+             FROM patients GROUP BY site, grp, phase, decision",
         )?;
+        let mut missing = 0u64;
         let counts = st
             .query_map([], |r| {
-                Ok(CohortCount {
-                    site: r.get(0)?,
-                    group: r.get::<_, String>(1)?.parse().unwrap_or(Group::Control),
-                    phase: r
-                        .get::<_, String>(2)?
-                        .parse()
-                        .unwrap_or(Phase::Retrospective),
-                    decision: r.get::<_, String>(3)?.parse().unwrap_or(Decision::Pending),
-                    count: r.get::<_, i64>(4)? as u64,
-                })
+                Ok((
+                    CohortCount {
+                        site: r.get(0)?,
+                        group: r.get::<_, String>(1)?.parse().unwrap_or(Group::Control),
+                        phase: r
+                            .get::<_, String>(2)?
+                            .parse()
+                            .unwrap_or(Phase::Retrospective),
+                        decision: r.get::<_, String>(3)?.parse().unwrap_or(Decision::Pending),
+                        count: r.get::<_, i64>(4)? as u64,
+                    },
+                    r.get::<_, i64>(5)? as u64,
+                ))
             })?
+            .map(|r| {
+                r.map(|(c, m)| {
+                    missing += m;
+                    c
+                })
+            })
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let missing: i64 = self.conn.query_row(
-            "SELECT count(*) FROM patients WHERE (',' || flags || ',') LIKE '%,missing_dxa,%' \
-             AND decision != 'ineligible'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(StatusReport::build(&self.protocol, &counts, missing as u64))
+        Ok(StatusReport::build(&self.protocol, &counts, missing))
     }
 
     /// Patients needing attention: not ineligible, and flagged or with criteria pending.
@@ -848,6 +897,62 @@ fn insert_user(
     )
 }
 
+/// The background checkpointer of a bulk write; dropping it runs a last checkpoint
+/// and waits for it.
+pub struct Checkpointer {
+    nudge: Option<std::sync::mpsc::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Asks for a checkpoint of what has been committed so far.
+    pub fn nudge(&self) {
+        if let Some(tx) = &self.nudge {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.nudge.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A patient row ready to store: the MRN already hashed and the record already in
+/// JSON for the audit trail (an import does both on its row-checking thread).
+pub struct PatientRow<'a> {
+    pub mrn_hash: String,
+    pub record: &'a PatientRecord,
+    pub record_json: String,
+    /// The screening of the record as a new patient (no DXA, no manual answers yet).
+    pub new_screening: Screening,
+}
+
+impl<'a> PatientRow<'a> {
+    pub fn new(
+        hasher: &IdentifierHasher,
+        protocol: &Protocol,
+        mrn: &str,
+        record: &'a PatientRecord,
+    ) -> Self {
+        PatientRow {
+            mrn_hash: hasher.hash(mrn),
+            record,
+            record_json: json(record),
+            new_screening: eligibility::screen(
+                &facts(record, false),
+                &[],
+                protocol.dxa_window_days,
+                &[],
+            ),
+        }
+    }
+}
+
 /// One import transaction. Rows are checked before anything is written, so a row
 /// is stored whole or not at all; `commit` rescreens the patients it touched.
 pub struct Batch<'s> {
@@ -890,111 +995,150 @@ impl Batch<'_> {
 
     /// Inserts a new patient or updates a changed one; an identical row changes nothing.
     pub fn upsert_patient(&mut self, mrn: &str, rec: &PatientRecord) -> Result<Upsert> {
-        let hash = self.hasher.hash(mrn);
-        let existing: Option<(i64, String, PatientRecord)> = self
-            .tx
-            .prepare_cached(&format!(
+        let row = PatientRow::new(self.hasher, self.protocol, mrn, rec);
+        Ok(self
+            .upsert_patients(&[row])?
+            .pop()
+            .expect("one outcome per row"))
+    }
+
+    /// Upserts many patients (MRNs distinct). Study IDs are handed out and the audit
+    /// trail written in the rows' order; the table and its indexes are written in the
+    /// order of the MRN hashes, which keeps a bulk import's index pages few and warm.
+    pub fn upsert_patients(&mut self, rows: &[PatientRow]) -> Result<Vec<Upsert>> {
+        let hashes: Vec<&str> = rows.iter().map(|r| r.mrn_hash.as_str()).collect();
+        let mut by_hash: Vec<usize> = (0..rows.len()).collect();
+        by_hash.sort_unstable_by(|a, b| hashes[*a].cmp(hashes[*b]));
+
+        let mut existing: Vec<Option<(i64, String, PatientRecord)>> = vec![None; rows.len()];
+        {
+            let mut st = self.tx.prepare_cached(&format!(
                 "SELECT id, study_id, {RECORD_COLS} FROM patients WHERE mrn_hash = ?1"
-            ))?
-            .query_row([&hash], |r| Ok((r.get(0)?, r.get(1)?, read_record(r, 2)?)))
-            .optional()?;
-        let now = now_utc();
-        match existing {
-            Some((_, sid, old)) if &old == rec => Ok(Upsert::Unchanged(sid)),
-            Some((id, sid, old)) => {
-                self.tx
-                    .prepare_cached(
-                        "UPDATE patients SET site=?2, grp=?3, phase=?4, sex=?5, age=?6, index_date=?7, bmi=?8, \
-                         deformity=?9, implant=?10, pathological_fracture=?11, malignancy=?12, \
-                         steroid_long_term=?13, radio_chemo_last=?14 WHERE id = ?1",
-                    )?
-                    .execute(params![
-                        id,
-                        rec.site,
-                        rec.group.code(),
-                        rec.phase.code(),
-                        rec.sex.map(|s| s.code()),
-                        rec.age,
-                        rec.index_date.map(|d| d.to_string()),
-                        rec.bmi,
-                        bool_col(rec.deformity),
-                        bool_col(rec.implant),
-                        bool_col(rec.pathological_fracture),
-                        bool_col(rec.malignancy),
-                        bool_col(rec.steroid_long_term),
-                        radio_chemo_col(rec.radio_chemo_last),
-                    ])?;
-                let (_, s, _, _) = screen_stored(&self.tx, self.protocol, id)?;
-                store_screening(&self.tx, id, &s, self.actor)?;
-                self.audit.append(
-                    &self.tx,
-                    &Change {
-                        action: "patient.update",
-                        entity: "patient",
-                        entity_id: &sid,
-                        patient: Some(&sid),
-                        before: Some(json(&old)),
-                        after: Some(json(rec)),
-                        reason: Some("patients import"),
-                    },
-                )?;
-                Ok(Upsert::Updated(sid))
-            }
-            None => {
-                let n = self.next_study_number(&rec.site, rec.group)?;
-                let sid = format!("{}-{}-{:04}", rec.site, rec.group.code(), n);
-                let s = eligibility::screen(
-                    &facts(rec, false),
-                    &[],
-                    self.protocol.dxa_window_days,
-                    &[],
-                );
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO patients (study_id, mrn_hash, site, grp, phase, sex, age, index_date, bmi, \
-                         deformity, implant, pathological_fracture, malignancy, steroid_long_term, radio_chemo_last, \
-                         decision, reasons, pending, flags, who_stage, updated_at, updated_by) \
-                         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
-                    )?
-                    .execute(params![
-                        sid,
-                        hash,
-                        rec.site,
-                        rec.group.code(),
-                        rec.phase.code(),
-                        rec.sex.map(|s| s.code()),
-                        rec.age,
-                        rec.index_date.map(|d| d.to_string()),
-                        rec.bmi,
-                        bool_col(rec.deformity),
-                        bool_col(rec.implant),
-                        bool_col(rec.pathological_fracture),
-                        bool_col(rec.malignancy),
-                        bool_col(rec.steroid_long_term),
-                        radio_chemo_col(rec.radio_chemo_last),
-                        s.decision.code(),
-                        join(&s.reasons),
-                        join(&s.pending),
-                        join(&s.flags),
-                        s.op_reading.who_stage().map(|w| w.label()),
-                        now,
-                        self.actor,
-                    ])?;
-                self.audit.append(
-                    &self.tx,
-                    &Change {
-                        action: "patient.add",
-                        entity: "patient",
-                        entity_id: &sid,
-                        patient: Some(&sid),
-                        before: None,
-                        after: Some(json(rec)),
-                        reason: Some("patients import"),
-                    },
-                )?;
-                Ok(Upsert::Inserted(sid))
+            ))?;
+            for &i in &by_hash {
+                existing[i] = st
+                    .query_row([hashes[i]], |r| {
+                        Ok((r.get(0)?, r.get(1)?, read_record(r, 2)?))
+                    })
+                    .optional()?;
             }
         }
+
+        // In file order: study IDs for new patients, updates of changed ones.
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let mut before: Vec<Option<String>> = vec![None; rows.len()];
+        for (i, PatientRow { record: rec, .. }) in rows.iter().enumerate() {
+            match &existing[i] {
+                Some((_, sid, old)) if old == *rec => outcomes.push(Upsert::Unchanged(sid.clone())),
+                Some((id, sid, old)) => {
+                    self.update_patient_record(*id, rec)?;
+                    before[i] = Some(json(old));
+                    outcomes.push(Upsert::Updated(sid.clone()));
+                }
+                None => {
+                    let n = self.next_study_number(&rec.site, rec.group)?;
+                    outcomes.push(Upsert::Inserted(format!(
+                        "{}-{}-{:04}",
+                        rec.site,
+                        rec.group.code(),
+                        n
+                    )));
+                }
+            }
+        }
+
+        // In hash order: the new rows.
+        let now = now_utc();
+        {
+            let mut st = self.tx.prepare_cached(
+                "INSERT INTO patients (study_id, mrn_hash, site, grp, phase, sex, age, index_date, bmi, \
+                 deformity, implant, pathological_fracture, malignancy, steroid_long_term, radio_chemo_last, \
+                 decision, reasons, pending, flags, who_stage, updated_at, updated_by, missing_dxa) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)",
+            )?;
+            for &i in &by_hash {
+                let Upsert::Inserted(sid) = &outcomes[i] else {
+                    continue;
+                };
+                let rec = rows[i].record;
+                let s = &rows[i].new_screening;
+                st.execute(params![
+                    sid,
+                    hashes[i],
+                    rec.site,
+                    rec.group.code(),
+                    rec.phase.code(),
+                    rec.sex.map(|s| s.code()),
+                    rec.age,
+                    rec.index_date.map(|d| d.to_string()),
+                    rec.bmi,
+                    bool_col(rec.deformity),
+                    bool_col(rec.implant),
+                    bool_col(rec.pathological_fracture),
+                    bool_col(rec.malignancy),
+                    bool_col(rec.steroid_long_term),
+                    radio_chemo_col(rec.radio_chemo_last),
+                    s.decision.code(),
+                    join(&s.reasons),
+                    join(&s.pending),
+                    join(&s.flags),
+                    s.op_reading.who_stage().map(|w| w.label()),
+                    now,
+                    self.actor,
+                    s.flags.contains(&Flag::MissingDxa),
+                ])?;
+            }
+        }
+
+        // In file order: the audit trail.
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let (action, sid) = match outcome {
+                Upsert::Unchanged(_) => continue,
+                Upsert::Updated(sid) => ("patient.update", sid),
+                Upsert::Inserted(sid) => ("patient.add", sid),
+            };
+            self.audit.append(
+                &self.tx,
+                &Change {
+                    action,
+                    entity: "patient",
+                    entity_id: sid,
+                    patient: Some(sid),
+                    before: before[i].take(),
+                    after: Some(rows[i].record_json.clone()),
+                    reason: Some("patients import"),
+                },
+            )?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Overwrites a stored patient's imported fields and rescreens them.
+    fn update_patient_record(&mut self, id: i64, rec: &PatientRecord) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE patients SET site=?2, grp=?3, phase=?4, sex=?5, age=?6, index_date=?7, bmi=?8, \
+                 deformity=?9, implant=?10, pathological_fracture=?11, malignancy=?12, \
+                 steroid_long_term=?13, radio_chemo_last=?14 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                rec.site,
+                rec.group.code(),
+                rec.phase.code(),
+                rec.sex.map(|s| s.code()),
+                rec.age,
+                rec.index_date.map(|d| d.to_string()),
+                rec.bmi,
+                bool_col(rec.deformity),
+                bool_col(rec.implant),
+                bool_col(rec.pathological_fracture),
+                bool_col(rec.malignancy),
+                bool_col(rec.steroid_long_term),
+                radio_chemo_col(rec.radio_chemo_last),
+            ])?;
+        let (_, s, _, _) = screen_stored(&self.tx, self.protocol, id)?;
+        store_screening(&self.tx, id, &s, self.actor)
     }
 
     /// Adds or updates one region of a DXA scan of a known patient.

@@ -38,7 +38,9 @@ pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate, String> {
             "{field} '{s}' is not a date in the form YYYY-MM-DD"
         ));
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap_or(0);
+    NaiveDate::from_ymd_opt(num(0..4) as i32, num(5..7), num(8..10))
+        .ok_or(())
         .map_err(|_| format!("{field} '{s}' is not a real calendar date"))
 }
 

@@ -4,8 +4,9 @@
 //! rows are listed as `line N: reason` and written beside the input as
 //! `NAME.rejected.csv` with a `reason` column.
 
-use crate::db::study::Upsert;
+use crate::db::study::{PatientRow, Upsert};
 use crate::db::{DbError, Study};
+use crate::domain::eligibility::Screening;
 use crate::domain::records::{
     self, DXA_COLUMNS, DxaRecord, LAB_COLUMNS, LabRecord, PATIENT_COLUMNS, PatientRecord, RowFields,
 };
@@ -77,7 +78,7 @@ pub enum ImportError {
 }
 
 /// Rows per write transaction: short enough that other users' writes get in.
-const CHUNK: usize = 5_000;
+const CHUNK: usize = 20_000;
 
 struct Row<'a> {
     columns: &'a HashMap<String, usize>,
@@ -93,8 +94,10 @@ impl RowFields for Row<'_> {
     }
 }
 
+#[derive(Clone)]
 enum Parsed {
-    Patient(String, PatientRecord),
+    /// MRN, record, keyed hash of the MRN, the record as JSON, its screening as a new patient.
+    Patient(String, PatientRecord, String, String, Box<Screening>),
     Dxa(String, DxaRecord),
     Lab(String, LabRecord),
 }
@@ -102,7 +105,7 @@ enum Parsed {
 impl Parsed {
     fn mrn(&self) -> &str {
         match self {
-            Parsed::Patient(m, _) | Parsed::Dxa(m, _) | Parsed::Lab(m, _) => m,
+            Parsed::Patient(m, ..) | Parsed::Dxa(m, _) | Parsed::Lab(m, _) => m,
         }
     }
 
@@ -119,7 +122,7 @@ impl Parsed {
     /// Whether two rows of the same record carry the same values.
     fn same_values(&self, other: &Parsed) -> bool {
         match (self, other) {
-            (Parsed::Patient(_, a), Parsed::Patient(_, b)) => a == b,
+            (Parsed::Patient(_, a, ..), Parsed::Patient(_, b, ..)) => a == b,
             (Parsed::Dxa(_, a), Parsed::Dxa(_, b)) => a == b,
             (Parsed::Lab(_, a), Parsed::Lab(_, b)) => a == b,
             _ => false,
@@ -143,6 +146,7 @@ pub fn import_csv(
     path: &Path,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport, ImportError> {
+    let started = std::time::Instant::now();
     let bytes = std::fs::read(path).map_err(|e| ImportError::Unreadable {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -194,148 +198,220 @@ pub fn import_csv(
         });
     }
 
-    // Pass 1: check every row on its own, and against earlier rows of the same file.
-    let mut raw_rows: Vec<(u64, csv::ByteRecord)> = Vec::new();
-    let mut parsed: Vec<(u64, Parsed)> = Vec::new();
-    let mut rejected: Vec<Rejection> = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    // Two stages on two threads: one checks rows (on their own, and against earlier
+    // rows of the same file) and hands them over in chunks; this one writes each chunk
+    // in a short transaction.
     let protocol = study.protocol().clone();
     let width = raw_headers.len();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+    let approx_rows = body
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        .saturating_sub(1) as u64;
+    let (to_writer, chunks) = std::sync::mpsc::sync_channel::<Vec<(u64, Parsed)>>(2);
+    let columns = &columns;
+    let headers = &raw_headers;
+    let protocol = &protocol;
+    let hasher = study.identifier_hasher().clone();
+    let check_rows = move || -> (Vec<(u64, u64)>, Vec<Rejection>) {
+        // Where each row starts (line, byte offset), to copy rejected rows out verbatim later.
+        let mut row_starts: Vec<(u64, u64)> = Vec::new();
+        let mut rejected: Vec<Rejection> = Vec::new();
+        let mut seen: HashMap<String, (u64, Parsed)> = HashMap::new();
+        let mut chunk: Vec<(u64, Parsed)> = Vec::with_capacity(CHUNK);
+        let mut record = csv::ByteRecord::new();
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    rejected.push(Rejection {
+                        line,
+                        reason: format!("unreadable CSV: {e}"),
+                    });
+                    continue;
+                }
+            }
+            let (line, offset) = record
+                .position()
+                .map(|p| (p.line(), p.byte()))
+                .unwrap_or((0, 0));
+            if record
+                .iter()
+                .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
+            {
+                continue; // a blank line is not a row
+            }
+            row_starts.push((line, offset));
+            if record.len() != width {
                 rejected.push(Rejection {
                     line,
-                    reason: format!("unreadable CSV: {e}"),
+                    reason: format!(
+                        "has {} fields but the header has {width} (a stray comma or an unclosed quote?)",
+                        record.len()
+                    ),
                 });
                 continue;
             }
-        }
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        if record
-            .iter()
-            .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
-        {
-            continue; // a blank line is not a row
-        }
-        raw_rows.push((line, record.clone()));
-        if record.len() != width {
-            rejected.push(Rejection {
-                line,
-                reason: format!(
-                    "has {} fields but the header has {width} (a stray comma or an unclosed quote?)",
-                    record.len()
-                ),
-            });
-            continue;
-        }
-        let mut fields = Vec::with_capacity(record.len());
-        let mut bad_utf8 = None;
-        for (i, f) in record.iter().enumerate() {
-            match std::str::from_utf8(f) {
-                Ok(s) => fields.push(s),
-                Err(_) => {
-                    bad_utf8 = Some(i);
-                    break;
-                }
-            }
-        }
-        if let Some(i) = bad_utf8 {
-            let col = String::from_utf8_lossy(&raw_headers[i]).trim().to_string();
-            rejected.push(Rejection {
-                line,
-                reason: format!("column '{col}' is not valid UTF-8 (save the export as UTF-8)"),
-            });
-            continue;
-        }
-        let row = Row {
-            columns: &columns,
-            fields,
-        };
-        let result = match kind {
-            ImportKind::Patients => {
-                records::parse_patient(&row, &protocol).map(|(m, r)| Parsed::Patient(m, r))
-            }
-            ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
-            ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
-        };
-        match result {
-            Err(reason) => rejected.push(Rejection { line, reason }),
-            Ok(p) => {
-                let key = p.identity();
-                match seen.get(&key) {
-                    Some(&i) if !parsed[i].1.same_values(&p) => rejected.push(Rejection {
-                        line,
-                        reason: format!(
-                            "the same record is on line {} with different values; fix one of them",
-                            parsed[i].0
-                        ),
-                    }),
-                    Some(_) => {} // an exact repeat changes nothing
-                    None => {
-                        seen.insert(key, parsed.len());
-                        parsed.push((line, p));
+            let mut fields = Vec::with_capacity(record.len());
+            let mut bad_utf8 = None;
+            for (i, f) in record.iter().enumerate() {
+                match std::str::from_utf8(f) {
+                    Ok(s) => fields.push(s),
+                    Err(_) => {
+                        bad_utf8 = Some(i);
+                        break;
                     }
                 }
             }
+            if let Some(i) = bad_utf8 {
+                let col = String::from_utf8_lossy(&headers[i]).trim().to_string();
+                rejected.push(Rejection {
+                    line,
+                    reason: format!("column '{col}' is not valid UTF-8 (save the export as UTF-8)"),
+                });
+                continue;
+            }
+            let row = Row { columns, fields };
+            let result = match kind {
+                ImportKind::Patients => records::parse_patient(&row, protocol).map(|(m, r)| {
+                    let stored = PatientRow::new(&hasher, protocol, &m, &r);
+                    let (hash, json, screening) =
+                        (stored.mrn_hash, stored.record_json, stored.new_screening);
+                    Parsed::Patient(m, r, hash, json, Box::new(screening))
+                }),
+                ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
+                ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
+            };
+            match result {
+                Err(reason) => rejected.push(Rejection { line, reason }),
+                Ok(p) => match seen.get(&p.identity()) {
+                    Some((first, earlier)) if !earlier.same_values(&p) => {
+                        rejected.push(Rejection {
+                            line,
+                            reason: format!(
+                                "the same record is on line {first} with different values; fix one of them"
+                            ),
+                        })
+                    }
+                    Some(_) => {} // an exact repeat changes nothing
+                    None => {
+                        seen.insert(p.identity(), (line, p.clone()));
+                        chunk.push((line, p));
+                        if chunk.len() == CHUNK
+                            && to_writer.send(std::mem::take(&mut chunk)).is_err()
+                        {
+                            break; // the writer stopped on an error
+                        }
+                    }
+                },
+            }
         }
-    }
-    drop(seen);
+        if !chunk.is_empty() {
+            let _ = to_writer.send(chunk);
+        }
+        (row_starts, rejected)
+    };
 
-    // Pass 2: write in short transactions.
-    let total = parsed.len() as u64;
     let mut report = ImportReport {
         file: path.to_path_buf(),
-        rows: raw_rows.len() as u64,
         ..Default::default()
     };
     let db_err = |source| ImportError::Database {
         path: path.to_path_buf(),
         source,
     };
-    let mut done = 0u64;
-    for chunk in parsed.chunks(CHUNK) {
-        let mut batch = study.batch().map_err(db_err)?;
-        for (line, p) in chunk {
-            let outcome = match p {
-                Parsed::Patient(mrn, rec) => Some(batch.upsert_patient(mrn, rec).map_err(db_err)?),
-                Parsed::Dxa(mrn, rec) => match batch.find_patient(mrn).map_err(db_err)? {
-                    Some((id, sid)) => Some(batch.upsert_dxa((id, &sid), rec).map_err(db_err)?),
-                    None => None,
-                },
-                Parsed::Lab(mrn, rec) => match batch.find_patient(mrn).map_err(db_err)? {
-                    Some((id, sid)) => Some(batch.upsert_lab((id, &sid), rec).map_err(db_err)?),
-                    None => None,
-                },
-            };
-            match outcome {
-                Some(Upsert::Inserted(_)) => report.inserted += 1,
-                Some(Upsert::Updated(_)) => report.updated += 1,
-                Some(Upsert::Unchanged(_)) => report.unchanged += 1,
-                None => rejected.push(Rejection {
-                    line: *line,
-                    reason: "mrn is not a known patient (import patients.csv first)".into(),
-                }),
+    let mut rejected: Vec<Rejection> = Vec::new();
+    let checkpointer = study.begin_bulk_write().map_err(db_err)?;
+    let (written, checked) = std::thread::scope(|scope| {
+        let checker = scope.spawn(check_rows);
+        let mut done = 0u64;
+        let written = (|| -> Result<(), ImportError> {
+            for chunk in chunks.iter() {
+                let mut batch = study.batch().map_err(db_err)?;
+                let patients: Vec<PatientRow> = chunk
+                    .iter()
+                    .filter_map(|(_, p)| match p {
+                        Parsed::Patient(_, record, hash, json, screening) => Some(PatientRow {
+                            mrn_hash: hash.clone(),
+                            record,
+                            record_json: json.clone(),
+                            new_screening: (**screening).clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let mut patient_outcomes = batch
+                    .upsert_patients(&patients)
+                    .map_err(db_err)?
+                    .into_iter();
+                for (line, p) in &chunk {
+                    let outcome = match p {
+                        Parsed::Patient(..) => patient_outcomes.next(),
+                        Parsed::Dxa(mrn, rec) => match batch.find_patient(mrn).map_err(db_err)? {
+                            Some((id, sid)) => {
+                                Some(batch.upsert_dxa((id, &sid), rec).map_err(db_err)?)
+                            }
+                            None => None,
+                        },
+                        Parsed::Lab(mrn, rec) => match batch.find_patient(mrn).map_err(db_err)? {
+                            Some((id, sid)) => {
+                                Some(batch.upsert_lab((id, &sid), rec).map_err(db_err)?)
+                            }
+                            None => None,
+                        },
+                    };
+                    match outcome {
+                        Some(Upsert::Inserted(_)) => report.inserted += 1,
+                        Some(Upsert::Updated(_)) => report.updated += 1,
+                        Some(Upsert::Unchanged(_)) => report.unchanged += 1,
+                        None => rejected.push(Rejection {
+                            line: *line,
+                            reason: "mrn is not a known patient (import patients.csv first)".into(),
+                        }),
+                    }
+                }
+                batch.commit().map_err(db_err)?;
+                checkpointer.nudge();
+                done += chunk.len() as u64;
+                on_progress(done, approx_rows.max(done));
             }
+            Ok(())
+        })();
+        // On an error the channel closes here and the checker stops at its next chunk.
+        drop(chunks);
+        (written, checker.join())
+    });
+    drop(checkpointer);
+    study.end_bulk_write().map_err(db_err)?;
+    written?;
+    let (row_starts, mut rejected_by_check) = match checked {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(ImportError::Unreadable {
+                path: path.to_path_buf(),
+                reason: "the row checker stopped unexpectedly (see the log)".into(),
+            });
         }
-        batch.commit().map_err(db_err)?;
-        done += chunk.len() as u64;
-        on_progress(done, total);
-    }
+    };
+    report.rows = row_starts.len() as u64;
+    rejected.append(&mut rejected_by_check);
 
+    tracing::info!(
+        file = %path.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "import: rows written"
+    );
     rejected.sort_by_key(|r| r.line);
     let reject_path = rejected_path(path);
     if !rejected.is_empty() {
-        write_rejects(&reject_path, &raw_headers, &raw_rows, &rejected).map_err(|reason| {
-            ImportError::RejectFile {
+        write_rejects(&reject_path, &raw_headers, body, &row_starts, &rejected).map_err(
+            |reason| ImportError::RejectFile {
                 path: reject_path.clone(),
                 reason,
-            }
-        })?;
+            },
+        )?;
         report.rejected_file = Some(reject_path);
     } else if reject_path.exists() {
         // A list from an earlier run would send someone chasing rows that are now in.
@@ -348,10 +424,23 @@ pub fn import_csv(
 fn write_rejects(
     path: &Path,
     headers: &csv::ByteRecord,
-    rows: &[(u64, csv::ByteRecord)],
+    body: &[u8],
+    row_starts: &[(u64, u64)],
     rejected: &[Rejection],
 ) -> Result<(), String> {
-    let by_line: HashMap<u64, &csv::ByteRecord> = rows.iter().map(|(l, r)| (*l, r)).collect();
+    let offsets: HashMap<u64, u64> = row_starts.iter().copied().collect();
+    // Re-reads one row, verbatim, from where it starts in the file.
+    let row_at = |line: u64| -> csv::ByteRecord {
+        let mut rec = csv::ByteRecord::new();
+        if let Some(&off) = offsets.get(&line) {
+            let mut r = csv::ReaderBuilder::new()
+                .flexible(true)
+                .has_headers(false)
+                .from_reader(&body[(off as usize).min(body.len())..]);
+            let _ = r.read_byte_record(&mut rec);
+        }
+        rec
+    };
     let tmp = path.with_extension("csv.tmp");
     {
         let file = std::fs::OpenOptions::new()
@@ -365,10 +454,7 @@ fn write_rejects(
         h.push_field(b"reason");
         w.write_byte_record(&h).map_err(|e| e.to_string())?;
         for r in rejected {
-            let mut rec = by_line
-                .get(&r.line)
-                .map(|r| (*r).clone())
-                .unwrap_or_default();
+            let mut rec = row_at(r.line);
             while rec.len() < headers.len() {
                 rec.push_field(b"");
             }

@@ -83,8 +83,9 @@ pub fn raw_connection(db: &Path) -> rusqlite::Connection {
     let key = std::fs::read_to_string(marrow::db::keys::default_key_file(db)).expect("key file");
     let c = rusqlite::Connection::open(db).expect("open raw");
     c.execute_batch(&format!(
-        "PRAGMA cipher_log_level = NONE; PRAGMA key = \"x'{}'\";",
-        key.trim()
+        "PRAGMA cipher_log_level = NONE; PRAGMA key = \"x'{}'\"; {}",
+        key.trim(),
+        marrow::db::CIPHER_SETTINGS
     ))
     .expect("key");
     c
