@@ -219,3 +219,43 @@ fn init_refuses_to_overwrite_and_open_never_creates() {
         Err(DbError::AlreadyExists(_))
     ));
 }
+
+#[test]
+fn worklist_order_is_site_group_then_study_number() {
+    use marrow::db::study::{PatientSummary, sort_by_study_id};
+    use marrow::domain::eligibility::Decision;
+    use marrow::domain::protocol::{Group, Phase};
+    let p = |id: &str| PatientSummary {
+        study_id: id.into(),
+        site: id.split('-').next().unwrap().into(),
+        group: Group::Oa,
+        phase: Phase::Retrospective,
+        sex: None,
+        age: None,
+        decision: Decision::Pending,
+        reasons: vec![],
+        pending: vec![],
+        flags: vec![],
+        who_stage: None,
+        version: 1,
+    };
+    let mut rows = vec![
+        p("SYSMH-OA-0001"),
+        p("PKUPH-OA-10000"),
+        p("PKUPH-OA-9999"),
+        p("PKUPH-CONTROL-0002"),
+        p("PKUPH-OA-0001"),
+    ];
+    sort_by_study_id(&mut rows);
+    let ids: Vec<&str> = rows.iter().map(|r| r.study_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "PKUPH-CONTROL-0002",
+            "PKUPH-OA-0001",
+            "PKUPH-OA-9999",
+            "PKUPH-OA-10000",
+            "SYSMH-OA-0001"
+        ]
+    );
+}

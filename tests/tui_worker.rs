@@ -8,7 +8,7 @@ use marrow::domain::protocol::Protocol;
 use marrow::domain::user::Role;
 use marrow::import::{ImportKind, import_csv};
 use marrow::tui::worker::Worker;
-use marrow::tui::{App, MessageKind, Request, Response, SaveFailure, Screen, SetAnswer};
+use marrow::tui::{App, LoadState, MessageKind, Request, Response, SaveFailure, Screen, SetAnswer};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
@@ -62,6 +62,12 @@ fn worker_loads_saves_and_reports_conflicts() {
     );
 
     assert!(w.send(Request::LoadWorklist));
+    // the first load sends the first page ahead of the whole list
+    let Response::WorklistFirstPage { patients, status } = next(&rx) else {
+        panic!("expected the first page")
+    };
+    assert_eq!(patients.len(), 3);
+    assert_eq!(status.unwrap().patients, 3);
     let Response::Worklist { patients, status } = next(&rx) else {
         panic!("expected the worklist")
     };
@@ -175,8 +181,11 @@ fn headless_app_answers_through_the_worker_and_survives_a_conflict() {
     let mut app = App::new(session);
     for r in app.start() {
         w.send(r);
-        app.apply(next(&rx));
+        app.apply(next(&rx)); // the first page
+        assert_eq!(*app.worklist_state(), LoadState::Loading);
+        app.apply(next(&rx)); // the whole list
     }
+    assert_eq!(*app.worklist_state(), LoadState::Loaded);
     assert_eq!(app.visible_len(), 3);
 
     // open PKUPH-OA-0001, go to I4, type an answer

@@ -909,6 +909,16 @@ impl App {
                     self.message = None;
                 }
             }
+            Response::WorklistFirstPage { patients, status } => {
+                // Shown at once; the worklist stays Loading until the whole list arrives.
+                if self.worklist.patients.is_empty() {
+                    self.worklist.set_patients(patients, &self.session.sites);
+                    self.worklist.state = LoadState::Loading;
+                }
+                if let Some(s) = status {
+                    self.status = Some(s);
+                }
+            }
             Response::WorklistFailed(e) => {
                 self.error(format!("the worklist did not load: {e}"));
                 self.worklist.state = LoadState::Failed(e);

@@ -104,8 +104,29 @@ fn event_loop(
     worker: &Worker,
     inbox: &Receiver<UiEvent>,
 ) -> anyhow::Result<()> {
+    // The startup figures of docs/BENCHMARKS.md, from process start: the first frame
+    // that shows patients (or the empty or failed worklist), and the frame that shows
+    // the whole worklist.
+    let (mut first_logged, mut whole_logged) = (false, false);
     loop {
         terminal.draw(|f| app.render(f))?;
+        let loaded = *app.worklist_state() != LoadState::Loading;
+        if !first_logged && (loaded || app.visible_len() > 0) {
+            first_logged = true;
+            tracing::info!(
+                elapsed_ms = crate::process_start().elapsed().as_secs_f64() * 1000.0,
+                patients = app.visible_len(),
+                "tui: first frame with the worklist"
+            );
+        }
+        if !whole_logged && loaded {
+            whole_logged = true;
+            tracing::info!(
+                elapsed_ms = crate::process_start().elapsed().as_secs_f64() * 1000.0,
+                patients = app.visible_len(),
+                "tui: whole worklist shown"
+            );
+        }
         let Ok(first) = inbox.recv() else {
             return Ok(());
         };

@@ -51,6 +51,12 @@ pub enum Response {
         patients: Vec<PatientSummary>,
         status: Option<StatusReport>,
     },
+    /// The first rows of the worklist, sent ahead of the whole list on the first load
+    /// so a large study shows something at once.
+    WorklistFirstPage {
+        patients: Vec<PatientSummary>,
+        status: Option<StatusReport>,
+    },
     WorklistFailed(String),
     Patient(Box<PatientDetail>),
     PatientFailed {
@@ -189,12 +195,25 @@ impl<F: Fn(Response)> Drop for StopNotice<F> {
     }
 }
 
+/// Rows sent ahead of the whole worklist on the first load.
+pub const FIRST_PAGE: usize = 200;
+
 fn serve(mut study: Study, requests: Receiver<Request>, reply: &impl Fn(Response)) {
+    let mut first_page_sent = false;
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         batch.extend(requests.try_iter());
         for r in coalesce(batch) {
             let started = Instant::now();
+            if r == Request::LoadWorklist && !first_page_sent {
+                first_page_sent = true;
+                if let Ok(patients) = study.patients_first_page(FIRST_PAGE) {
+                    reply(Response::WorklistFirstPage {
+                        patients,
+                        status: status(&study),
+                    });
+                }
+            }
             let what = format!("{r:?}");
             let response = handle(&mut study, r);
             tracing::debug!(

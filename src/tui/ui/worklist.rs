@@ -152,10 +152,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
 
     let mut title = vec![Span::styled(" Patients ", t.focused_title())];
-    if w.state != LoadState::Loading || !w.patients.is_empty() {
+    if w.state != LoadState::Loading {
         title.push(Span::raw(format!(
             "{} of {} ",
             thousands(w.visible.len() as u64),
+            thousands(w.patients.len() as u64)
+        )));
+    } else if !w.patients.is_empty() {
+        // The first page arrived ahead of the rest (a large study).
+        title.push(Span::raw(format!(
+            "first {} ",
             thousands(w.patients.len() as u64)
         )));
     }
