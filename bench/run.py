@@ -30,11 +30,17 @@ t = time.perf_counter()
 subprocess.run([marrow, "generate", "--patients", str(n), "--out", os.path.join(work, "exports")],
                env=env, check=True, stdout=subprocess.DEVNULL)
 gen_s = time.perf_counter() - t
-run("init")
-t = time.perf_counter()
-out = run("import", "patients", os.path.join(work, "exports", "patients.csv"))
-import_s = time.perf_counter() - t
-print(out.stdout.strip().splitlines()[-1])
+imports = []
+for attempt in range(3):
+    for f in os.listdir(work):
+        if f.startswith("s.db"):
+            os.remove(os.path.join(work, f))
+    run("init")
+    t = time.perf_counter()
+    out = run("import", "patients", os.path.join(work, "exports", "patients.csv"))
+    imports.append(time.perf_counter() - t)
+    print(out.stdout.strip().splitlines()[-1])
+import_s = statistics.median(imports)
 t = time.perf_counter()
 run("import", "dxa", os.path.join(work, "exports", "dxa.csv"))
 dxa_s = time.perf_counter() - t
@@ -77,7 +83,8 @@ if shutil.which("tmux"):
 print()
 print(f"patients: {n}")
 print(f"generate {n} patients + dxa + labs: {gen_s:.2f} s")
-print(f"import patients: {import_s:.2f} s whole process = {n / import_s:,.0f} rows/s (target >= 50,000)")
+print(f"import patients (fresh database, whole process, median of {len(imports)}): {import_s:.2f} s "
+      f"= {n / import_s:,.0f} rows/s; best {n / min(imports):,.0f} rows/s (target >= 50,000)")
 print(f"import dxa: {dxa_rows} rows in {dxa_s:.2f} s = {dxa_rows / dxa_s:,.0f} rows/s")
 print(f"status --json: median {statistics.median(status) * 1000:.0f} ms, max {max(status) * 1000:.0f} ms "
       f"over {len(status)} runs (target < 200 ms)")

@@ -961,31 +961,31 @@ impl Drop for Checkpointer {
 
 /// A patient row ready to store: the MRN already hashed and the record already in
 /// JSON for the audit trail (an import does both on its row-checking thread).
-pub struct PatientRow<'a> {
+pub struct PatientRow {
     pub mrn_hash: String,
-    pub record: &'a PatientRecord,
+    pub record: PatientRecord,
     pub record_json: String,
     /// The screening of the record as a new patient (no DXA, no manual answers yet).
     pub new_screening: Screening,
 }
 
-impl<'a> PatientRow<'a> {
+impl PatientRow {
     pub fn new(
         hasher: &IdentifierHasher,
         protocol: &Protocol,
         mrn: &str,
-        record: &'a PatientRecord,
+        record: PatientRecord,
     ) -> Self {
         PatientRow {
             mrn_hash: hasher.hash(mrn),
-            record,
-            record_json: json(record),
+            record_json: json(&record),
             new_screening: eligibility::screen(
-                &facts(record, false),
+                &facts(&record, false),
                 &[],
                 protocol.dxa_window_days,
                 &[],
             ),
+            record,
         }
     }
 }
@@ -1032,7 +1032,7 @@ impl Batch<'_> {
 
     /// Inserts a new patient or updates a changed one; an identical row changes nothing.
     pub fn upsert_patient(&mut self, mrn: &str, rec: &PatientRecord) -> Result<Upsert> {
-        let row = PatientRow::new(self.hasher, self.protocol, mrn, rec);
+        let row = PatientRow::new(self.hasher, self.protocol, mrn, rec.clone());
         Ok(self
             .upsert_patients(&[row])?
             .pop()
@@ -1066,7 +1066,7 @@ impl Batch<'_> {
         let mut before: Vec<Option<String>> = vec![None; rows.len()];
         for (i, PatientRow { record: rec, .. }) in rows.iter().enumerate() {
             match &existing[i] {
-                Some((_, sid, old)) if old == *rec => outcomes.push(Upsert::Unchanged(sid.clone())),
+                Some((_, sid, old)) if old == rec => outcomes.push(Upsert::Unchanged(sid.clone())),
                 Some((id, sid, old)) => {
                     self.update_patient_record(*id, rec)?;
                     before[i] = Some(json(old));
@@ -1097,7 +1097,7 @@ impl Batch<'_> {
                 let Upsert::Inserted(sid) = &outcomes[i] else {
                     continue;
                 };
-                let rec = rows[i].record;
+                let rec = &rows[i].record;
                 let s = &rows[i].new_screening;
                 st.execute(params![
                     sid,

@@ -6,7 +6,6 @@
 
 use crate::db::study::{PatientRow, Upsert};
 use crate::db::{DbError, Study};
-use crate::domain::eligibility::Screening;
 use crate::domain::records::{
     self, DXA_COLUMNS, DxaRecord, LAB_COLUMNS, LabRecord, PATIENT_COLUMNS, PatientRecord, RowFields,
 };
@@ -96,8 +95,7 @@ impl RowFields for Row<'_> {
 
 #[derive(Clone)]
 enum Parsed {
-    /// MRN, record, keyed hash of the MRN, the record as JSON, its screening as a new patient.
-    Patient(String, PatientRecord, String, String, Box<Screening>),
+    Patient(String, PatientRecord),
     Dxa(String, DxaRecord),
     Lab(String, LabRecord),
 }
@@ -122,12 +120,20 @@ impl Parsed {
     /// Whether two rows of the same record carry the same values.
     fn same_values(&self, other: &Parsed) -> bool {
         match (self, other) {
-            (Parsed::Patient(_, a, ..), Parsed::Patient(_, b, ..)) => a == b,
+            (Parsed::Patient(_, a), Parsed::Patient(_, b)) => a == b,
             (Parsed::Dxa(_, a), Parsed::Dxa(_, b)) => a == b,
             (Parsed::Lab(_, a), Parsed::Lab(_, b)) => a == b,
             _ => false,
         }
     }
+}
+
+/// A checked row on its way to the writer; a patient row comes with its MRN hashed,
+/// its JSON and its screening as a new patient, so the writer only writes.
+enum Staged {
+    Patient(PatientRow),
+    Dxa(String, DxaRecord),
+    Lab(String, LabRecord),
 }
 
 /// The path rejected rows of `input` go to: `patients.csv` gives `patients.rejected.csv`.
@@ -144,8 +150,20 @@ pub fn import_csv(
     study: &mut Study,
     kind: ImportKind,
     path: &Path,
+    on_progress: impl FnMut(u64, u64),
+) -> Result<ImportReport, ImportError> {
+    import_csv_in_chunks(study, kind, path, CHUNK, on_progress)
+}
+
+/// [`import_csv`] with `chunk` rows per transaction (tests use small chunks).
+pub fn import_csv_in_chunks(
+    study: &mut Study,
+    kind: ImportKind,
+    path: &Path,
+    chunk_rows: usize,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport, ImportError> {
+    let chunk_rows = chunk_rows.max(1);
     let started = std::time::Instant::now();
     let bytes = std::fs::read(path).map_err(|e| ImportError::Unreadable {
         path: path.to_path_buf(),
@@ -208,7 +226,7 @@ pub fn import_csv(
         .filter(|&&b| b == b'\n')
         .count()
         .saturating_sub(1) as u64;
-    let (to_writer, chunks) = std::sync::mpsc::sync_channel::<Vec<(u64, Parsed)>>(2);
+    let (to_writer, chunks) = std::sync::mpsc::sync_channel::<Vec<(u64, Staged)>>(2);
     let columns = &columns;
     let headers = &raw_headers;
     let protocol = &protocol;
@@ -218,7 +236,7 @@ pub fn import_csv(
         let mut row_starts: Vec<(u64, u64)> = Vec::new();
         let mut rejected: Vec<Rejection> = Vec::new();
         let mut seen: HashMap<String, (u64, Parsed)> = HashMap::new();
-        let mut chunk: Vec<(u64, Parsed)> = Vec::with_capacity(CHUNK);
+        let mut chunk: Vec<(u64, Staged)> = Vec::with_capacity(chunk_rows);
         let mut record = csv::ByteRecord::new();
         loop {
             match reader.read_byte_record(&mut record) {
@@ -275,12 +293,9 @@ pub fn import_csv(
             }
             let row = Row { columns, fields };
             let result = match kind {
-                ImportKind::Patients => records::parse_patient(&row, protocol).map(|(m, r)| {
-                    let stored = PatientRow::new(&hasher, protocol, &m, &r);
-                    let (hash, json, screening) =
-                        (stored.mrn_hash, stored.record_json, stored.new_screening);
-                    Parsed::Patient(m, r, hash, json, Box::new(screening))
-                }),
+                ImportKind::Patients => {
+                    records::parse_patient(&row, protocol).map(|(m, r)| Parsed::Patient(m, r))
+                }
                 ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
                 ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
             };
@@ -298,8 +313,15 @@ pub fn import_csv(
                     Some(_) => {} // an exact repeat changes nothing
                     None => {
                         seen.insert(p.identity(), (line, p.clone()));
-                        chunk.push((line, p));
-                        if chunk.len() == CHUNK
+                        let staged = match p {
+                            Parsed::Patient(mrn, rec) => {
+                                Staged::Patient(PatientRow::new(&hasher, protocol, &mrn, rec))
+                            }
+                            Parsed::Dxa(mrn, rec) => Staged::Dxa(mrn, rec),
+                            Parsed::Lab(mrn, rec) => Staged::Lab(mrn, rec),
+                        };
+                        chunk.push((line, staged));
+                        if chunk.len() == chunk_rows
                             && to_writer.send(std::mem::take(&mut chunk)).is_err()
                         {
                             break; // the writer stopped on an error
@@ -330,37 +352,42 @@ pub fn import_csv(
         let written = (|| -> Result<(), ImportError> {
             for chunk in chunks.iter() {
                 let mut batch = study.batch().map_err(db_err)?;
-                let patients: Vec<PatientRow> = chunk
-                    .iter()
-                    .filter_map(|(_, p)| match p {
-                        Parsed::Patient(_, record, hash, json, screening) => Some(PatientRow {
-                            mrn_hash: hash.clone(),
-                            record,
-                            record_json: json.clone(),
-                            new_screening: (**screening).clone(),
-                        }),
-                        _ => None,
-                    })
-                    .collect();
+                let n = chunk.len();
+                let mut patients: Vec<PatientRow> = Vec::new();
+                let mut others: Vec<(u64, Option<Staged>)> = Vec::with_capacity(n);
+                for (line, staged) in chunk {
+                    match staged {
+                        Staged::Patient(row) => {
+                            patients.push(row);
+                            others.push((line, None));
+                        }
+                        other => others.push((line, Some(other))),
+                    }
+                }
                 let mut patient_outcomes = batch
                     .upsert_patients(&patients)
                     .map_err(db_err)?
                     .into_iter();
-                for (line, p) in &chunk {
-                    let outcome = match p {
-                        Parsed::Patient(..) => patient_outcomes.next(),
-                        Parsed::Dxa(mrn, rec) => match batch.find_patient(mrn).map_err(db_err)? {
-                            Some((id, sid)) => {
-                                Some(batch.upsert_dxa((id, &sid), rec).map_err(db_err)?)
+                for (line, staged) in &others {
+                    let outcome = match staged {
+                        None => patient_outcomes.next(),
+                        Some(Staged::Dxa(mrn, rec)) => {
+                            match batch.find_patient(mrn).map_err(db_err)? {
+                                Some((id, sid)) => {
+                                    Some(batch.upsert_dxa((id, &sid), rec).map_err(db_err)?)
+                                }
+                                None => None,
                             }
-                            None => None,
-                        },
-                        Parsed::Lab(mrn, rec) => match batch.find_patient(mrn).map_err(db_err)? {
-                            Some((id, sid)) => {
-                                Some(batch.upsert_lab((id, &sid), rec).map_err(db_err)?)
+                        }
+                        Some(Staged::Lab(mrn, rec)) => {
+                            match batch.find_patient(mrn).map_err(db_err)? {
+                                Some((id, sid)) => {
+                                    Some(batch.upsert_lab((id, &sid), rec).map_err(db_err)?)
+                                }
+                                None => None,
                             }
-                            None => None,
-                        },
+                        }
+                        Some(Staged::Patient(_)) => unreachable!("patients were taken out above"),
                     };
                     match outcome {
                         Some(Upsert::Inserted(_)) => report.inserted += 1,
@@ -374,7 +401,7 @@ pub fn import_csv(
                 }
                 batch.commit().map_err(db_err)?;
                 checkpointer.nudge();
-                done += chunk.len() as u64;
+                done += n as u64;
                 on_progress(done, approx_rows.max(done));
             }
             Ok(())
