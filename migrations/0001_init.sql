@@ -27,7 +27,8 @@ CREATE TABLE study_id_counters (
 CREATE TABLE patients (
     id                    INTEGER PRIMARY KEY,
     study_id              TEXT NOT NULL UNIQUE,
-    mrn_hash              TEXT NOT NULL UNIQUE,
+    -- HMAC-SHA256 of the MRN, 32 bytes (hex in Rust, unhex() on the way in)
+    mrn_hash              BLOB NOT NULL UNIQUE CHECK (length(mrn_hash) = 32),
     site                  TEXT NOT NULL,
     grp                   TEXT NOT NULL CHECK (grp = 'OA' OR grp = 'OP' OR grp = 'CONTROL'),
     phase                 TEXT NOT NULL CHECK (phase = 'retrospective' OR phase = 'prospective'),
@@ -100,8 +101,9 @@ CREATE TABLE audit_log (
     before     TEXT,
     after      TEXT,
     reason     TEXT,
-    prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL
+    -- SHA-256 digests, 32 bytes each (hex outside the database)
+    prev_hash  BLOB NOT NULL,
+    hash       BLOB NOT NULL
 ) STRICT;
 CREATE INDEX audit_by_patient ON audit_log (patient);
 

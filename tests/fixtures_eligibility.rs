@@ -119,7 +119,7 @@ fn every_fixture_patient_gets_the_expected_decision_and_flags() {
         let (study_id, decision, flags, who): (String, String, String, Option<String>) = study
             .conn()
             .query_row(
-                "SELECT study_id, decision, flags, who_stage FROM patients WHERE mrn_hash = ?1",
+                "SELECT study_id, decision, flags, who_stage FROM patients WHERE mrn_hash = unhex(?1)",
                 [study.identifier_hash(mrn)],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )

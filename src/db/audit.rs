@@ -120,7 +120,7 @@ impl AuditWriter {
     pub fn begin(tx: &Transaction, actor: &Actor) -> Result<AuditWriter> {
         let last: Option<(i64, String)> = tx
             .query_row(
-                "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1",
+                "SELECT id, lower(hex(hash)) FROM audit_log ORDER BY id DESC LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -158,7 +158,7 @@ impl AuditWriter {
         );
         tx.prepare_cached(
             "INSERT INTO audit_log (id, at, actor, real_actor, action, entity, entity_id, patient, \
-             before, after, reason, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+             before, after, reason, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,unhex(?12),unhex(?13))",
         )?
         .execute(params![
             self.next_id,
@@ -217,7 +217,8 @@ fn read_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRow> {
     })
 }
 
-const COLUMNS: &str = "id, at, actor, real_actor, action, entity, entity_id, patient, before, after, reason, prev_hash, hash";
+const COLUMNS: &str = "id, at, actor, real_actor, action, entity, entity_id, patient, before, after, reason, \
+     lower(hex(prev_hash)), lower(hex(hash))";
 
 /// The trail, oldest first; only the rows of one patient when asked.
 pub fn log(conn: &Connection, patient: Option<&str>) -> Result<Vec<AuditRow>> {

@@ -510,7 +510,8 @@ impl Study {
         &self.hasher
     }
 
-    /// Hash of a hospital identifier under this study's key.
+    /// Hash of a hospital identifier under this study's key, in hex (the database holds
+    /// the 32 bytes: compare with `mrn_hash = unhex(?)`).
     pub fn identifier_hash(&self, identifier: &str) -> String {
         self.hasher.hash(identifier)
     }
@@ -1025,7 +1026,7 @@ impl Batch<'_> {
         let hash = self.hasher.hash(mrn);
         Ok(self
             .tx
-            .prepare_cached("SELECT id, study_id FROM patients WHERE mrn_hash = ?1")?
+            .prepare_cached("SELECT id, study_id FROM patients WHERE mrn_hash = unhex(?1)")?
             .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
@@ -1050,7 +1051,7 @@ impl Batch<'_> {
         let mut existing: Vec<Option<(i64, String, PatientRecord)>> = vec![None; rows.len()];
         {
             let mut st = self.tx.prepare_cached(&format!(
-                "SELECT id, study_id, {RECORD_COLS} FROM patients WHERE mrn_hash = ?1"
+                "SELECT id, study_id, {RECORD_COLS} FROM patients WHERE mrn_hash = unhex(?1)"
             ))?;
             for &i in &by_hash {
                 existing[i] = st
@@ -1091,7 +1092,7 @@ impl Batch<'_> {
                 "INSERT INTO patients (study_id, mrn_hash, site, grp, phase, sex, age, index_date, bmi, \
                  deformity, implant, pathological_fracture, malignancy, steroid_long_term, radio_chemo_last, \
                  decision, reasons, pending, flags, who_stage, updated_at, updated_by, missing_dxa) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)",
+                 VALUES (?1,unhex(?2),?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)",
             )?;
             for &i in &by_hash {
                 let Upsert::Inserted(sid) = &outcomes[i] else {
