@@ -14,6 +14,7 @@ use crate::import::{self, ImportKind};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -188,7 +189,13 @@ pub enum AuditCommand {
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = init_logging(&cli.global.db);
+    // `demo` and `generate` work outside the study database's folder: no log beside it.
+    if !matches!(
+        cli.command,
+        Some(Command::Demo { .. }) | Some(Command::Generate { .. })
+    ) {
+        init_logging(&cli.global.db);
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -210,6 +217,7 @@ fn init_logging(db: &Path) -> Option<()> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(PathBuf::from(path))
         .ok()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
