@@ -6,9 +6,7 @@ use super::audit::{self, Actor, AuditRow, AuditWriter, Change, Verification};
 use super::keys::{self, IdentifierHasher, Key, KeySource};
 use super::{DbError, Result, migrate, now_utc};
 use crate::domain::dxa::{DxaScan, Region};
-use crate::domain::eligibility::{
-    self, Answer, Criterion, Decision, Flag, PatientFacts, RadioChemo, Screening,
-};
+use crate::domain::eligibility::{self, Answer, Criterion, Decision, Flag, RadioChemo, Screening};
 use crate::domain::protocol::{Group, Phase, Protocol};
 use crate::domain::records::{DxaRecord, LabRecord, PatientRecord, Sex};
 use crate::domain::status::{CohortCount, StatusReport};
@@ -225,21 +223,6 @@ fn read_record(r: &rusqlite::Row, o: usize) -> rusqlite::Result<PatientRecord> {
     })
 }
 
-fn facts(rec: &PatientRecord, has_image: bool) -> PatientFacts {
-    PatientFacts {
-        group: rec.group,
-        age: rec.age,
-        index_date: rec.index_date,
-        deformity: rec.deformity,
-        implant: rec.implant,
-        pathological_fracture: rec.pathological_fracture,
-        malignancy: rec.malignancy,
-        steroid_long_term: rec.steroid_long_term,
-        radio_chemo_last: rec.radio_chemo_last,
-        has_image,
-    }
-}
-
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
@@ -320,7 +303,7 @@ fn screen_stored(
     let answers: Vec<(Criterion, Answer)> =
         manual.iter().map(|m| (m.criterion, m.answer)).collect();
     let s = eligibility::screen(
-        &facts(&rec, has_image),
+        &rec.facts(has_image),
         &scans,
         protocol.dxa_window_days,
         &answers,
@@ -981,7 +964,7 @@ impl PatientRow {
             mrn_hash: hasher.hash(mrn),
             record_json: json(&record),
             new_screening: eligibility::screen(
-                &facts(&record, false),
+                &record.facts(false),
                 &[],
                 protocol.dxa_window_days,
                 &[],
@@ -1209,24 +1192,7 @@ impl Batch<'_> {
         let before = existing.map(|(t, z, b)| {
             json(&serde_json::json!({"t_score": t, "z_score": z, "bmd_g_cm2": b}))
         });
-        let updated = before.is_some();
-        self.audit.append(
-            &self.tx,
-            &Change {
-                action: if updated { "dxa.update" } else { "dxa.add" },
-                entity: "dxa_scan",
-                entity_id: &entity_id,
-                patient: Some(sid),
-                before,
-                after: Some(json(rec)),
-                reason: Some("dxa import"),
-            },
-        )?;
-        Ok(if updated {
-            Upsert::Updated(entity_id)
-        } else {
-            Upsert::Inserted(entity_id)
-        })
+        self.audit_import(("dxa", "dxa_scan"), entity_id, sid, before, json(rec))
     }
 
     /// Adds or updates one lab result of a known patient.
@@ -1256,17 +1222,32 @@ impl Batch<'_> {
             )?
             .execute(params![pid, date, rec.analyte, rec.value, rec.unit])?;
         let before = existing.map(|(v, u)| json(&serde_json::json!({"value": v, "unit": u})));
+        self.audit_import(("lab", "lab"), entity_id, sid, before, json(rec))
+    }
+
+    /// Records an imported row of a patient's results: `kind.add`, or `kind.update`
+    /// with the values it replaced.
+    fn audit_import(
+        &mut self,
+        (kind, entity): (&str, &str),
+        entity_id: String,
+        study_id: &str,
+        before: Option<String>,
+        after: String,
+    ) -> Result<Upsert> {
         let updated = before.is_some();
+        let action = format!("{kind}.{}", if updated { "update" } else { "add" });
+        let reason = format!("{kind} import");
         self.audit.append(
             &self.tx,
             &Change {
-                action: if updated { "lab.update" } else { "lab.add" },
-                entity: "lab",
+                action: &action,
+                entity,
                 entity_id: &entity_id,
-                patient: Some(sid),
+                patient: Some(study_id),
                 before,
-                after: Some(json(rec)),
-                reason: Some("labs import"),
+                after: Some(after),
+                reason: Some(&reason),
             },
         )?;
         Ok(if updated {

@@ -4,7 +4,7 @@
 //! only becomes an age.
 
 use super::dxa::Region;
-use super::eligibility::{RadioChemo, age_at};
+use super::eligibility::{PatientFacts, RadioChemo, age_at};
 use super::protocol::{Group, Phase, Protocol};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,24 @@ pub struct PatientRecord {
     pub malignancy: Option<bool>,
     pub steroid_long_term: Option<bool>,
     pub radio_chemo_last: RadioChemo,
+}
+
+impl PatientRecord {
+    /// What screening reads of this record.
+    pub fn facts(&self, has_image: bool) -> PatientFacts {
+        PatientFacts {
+            group: self.group,
+            age: self.age,
+            index_date: self.index_date,
+            deformity: self.deformity,
+            implant: self.implant,
+            pathological_fracture: self.pathological_fracture,
+            malignancy: self.malignancy,
+            steroid_long_term: self.steroid_long_term,
+            radio_chemo_last: self.radio_chemo_last,
+            has_image,
+        }
+    }
 }
 
 /// Required columns of patients.csv.
