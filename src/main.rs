@@ -5,6 +5,7 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    marrow::db::configure_sqlite();
     marrow::cli::main()
 }
 

@@ -480,3 +480,61 @@ fn status_patients_and_flags_agree() {
         stderr(&out)
     );
 }
+
+#[test]
+fn init_in_a_missing_folder_says_so() {
+    let mut s = TempStudy::empty();
+    s.db = s.path("nope/study.db");
+    let out = s.run(&["init"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn demo_builds_a_study_whose_figures_agree_with_status() {
+    let s = TempStudy::empty();
+    let dir = s.path("demo");
+    let out = s
+        .cmd()
+        .args(["demo", "--no-tui", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("patients_bad.csv"), "{text}");
+    assert!(text.contains("on purpose"), "{text}");
+    let db = dir.join("demo.db");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_marrow"))
+        .arg("--db")
+        .arg(&db)
+        .args(["status", "--json"])
+        .env_remove("MARROW_KEY")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let total = v["patients"].as_u64().unwrap();
+    // 42 edge cases, 3 good rows of the bad-rows file, the generated cohort
+    assert_eq!(total, 42 + 3 + marrow::cli::DEMO_GENERATED_PATIENTS as u64);
+    for d in ["eligible", "ineligible", "pending"] {
+        assert!(
+            v["eligibility"][d].as_u64().unwrap() > 0,
+            "no {d} patient in the demo"
+        );
+    }
+    assert!(v["missing_dxa"].as_u64().unwrap() > 0);
+    assert!(text.contains(&format!("patients {total}")), "{text}");
+    // a second demo into the same folder refuses rather than overwriting
+    let again = s
+        .cmd()
+        .args(["demo", "--no-tui", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already holds a demo"),
+        "{}",
+        stderr(&again)
+    );
+}

@@ -3,6 +3,7 @@
 //! 3 (an import that refused some rows).
 
 mod demo;
+pub use demo::GENERATED_PATIENTS as DEMO_GENERATED_PATIENTS;
 mod output;
 
 use crate::db::study::{PatientFilter, Upsert};

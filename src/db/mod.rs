@@ -88,6 +88,17 @@ pub type Result<T> = std::result::Result<T, DbError>;
 pub const CIPHER_SETTINGS: &str =
     "PRAGMA cipher_hmac_algorithm = HMAC_SHA256; PRAGMA cipher_page_size = 16384;";
 
+/// Process-wide SQLite settings; call once before the first connection (main does).
+pub fn configure_sqlite() {
+    // Without memory statistics every allocation skips a global mutex; marrow never
+    // reads them.
+    // SAFETY: called before SQLite is initialised, as sqlite3_config requires; a
+    // late call just returns SQLITE_MISUSE, which is harmless.
+    unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+    }
+}
+
 fn apply_key(conn: &Connection, key: &Key) -> Result<()> {
     // SQLCipher logs a wrong key to stderr, which would garble the TUI. Zeroing every
     // freed allocation costs a third of an import; SQLCipher wipes its key material anyway.

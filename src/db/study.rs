@@ -338,6 +338,14 @@ impl Study {
         if db.exists() {
             return Err(DbError::AlreadyExists(db.to_path_buf()));
         }
+        if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(DbError::Invalid(format!(
+                "the folder {} does not exist; create it first (mode 0700 keeps it private)",
+                dir.display()
+            )));
+        }
         let (key, key_source, created) = keys::create_key(db, key_file)?;
         let mut conn = super::create_connection(db, &key)?;
         migrate::migrate(&mut conn)?;

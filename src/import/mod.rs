@@ -410,7 +410,12 @@ pub fn import_csv_in_chunks(
         drop(chunks);
         (written, checker.join())
     });
+    let t = std::time::Instant::now();
     drop(checkpointer);
+    tracing::info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "import: last checkpoint"
+    );
     study.end_bulk_write().map_err(db_err)?;
     written?;
     let (row_starts, mut rejected_by_check) = match checked {
