@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod db;
+pub mod dicom;
 pub mod domain;
 pub mod import;
 pub mod synth;

@@ -467,7 +467,7 @@ fn status_patients_and_flags_agree() {
     }
     let flags: serde_json::Value =
         serde_json::from_str(&s.expect(&["flags", "--json"], 0)).unwrap();
-    let flagged = flags.as_array().unwrap();
+    let flagged = flags["patients"].as_array().unwrap();
     assert_eq!(flagged.len(), 1);
     assert_eq!(flagged[0]["study_id"], "PKUPH-OP-0001");
     assert_eq!(flagged[0]["flags"][0], "missing_dxa");

@@ -72,12 +72,13 @@ pub enum Command {
         #[arg(long)]
         protocol: Option<PathBuf>,
     },
-    /// Import a hospital export (CSV): patients, dxa or labs.
+    /// Import a hospital export: patients, dxa or labs (a CSV file), or dicom (folders of DICOM files, de-identified on the way in).
     Import {
         #[arg(value_enum)]
         kind: ImportArg,
-        /// The CSV file.
-        file: PathBuf,
+        /// The CSV file; for dicom, one or more folders (searched recursively; symbolic links are not followed).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
     /// Enrollment and eligibility figures per cohort.
     Status {
@@ -155,6 +156,7 @@ pub enum ImportArg {
     Patients,
     Dxa,
     Labs,
+    Dicom,
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,15 +283,27 @@ pub fn run(cli: Cli) -> Result<u8> {
             println!("{} is the study's admin", out.admin);
             Ok(0)
         }
-        Command::Import { kind, file } => {
+        Command::Import { kind, paths } => {
             let kind = match kind {
                 ImportArg::Patients => ImportKind::Patients,
                 ImportArg::Dxa => ImportKind::Dxa,
                 ImportArg::Labs => ImportKind::Labs,
+                ImportArg::Dicom => {
+                    let mut study = open(&g)?;
+                    study.require(crate::domain::user::Permission::Import)?;
+                    return import_dicom(&mut study, &paths, std::io::stderr().is_terminal());
+                }
+            };
+            let [file] = paths.as_slice() else {
+                return Err(anyhow!(
+                    "`marrow import {}` takes one CSV file ({} given); import them one at a time",
+                    kind.name(),
+                    paths.len()
+                ));
             };
             let mut study = open(&g)?;
             study.require(crate::domain::user::Permission::Import)?;
-            import_file(&mut study, kind, &file, std::io::stderr().is_terminal())
+            import_file(&mut study, kind, file, std::io::stderr().is_terminal())
         }
         Command::Status { json } => {
             let study = open(&g)?;
@@ -304,13 +318,19 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Flags { json } => {
             let study = open(&g)?;
             let rows = study.flagged()?;
+            let waiting = crate::db::imaging::waiting_images(study.conn())?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&output::flags_json(&rows))?
-                );
+                let v = serde_json::json!({
+                    "patients": output::flags_json(&rows),
+                    "images_waiting_for_patient": {
+                        "count": waiting.len(),
+                        "images": waiting,
+                    },
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", output::flags_table(&rows));
+                print!("{}", waiting_images_table(&waiting));
             }
             Ok(0)
         }
@@ -505,7 +525,137 @@ pub fn import_file(study: &mut Study, kind: ImportKind, file: &Path, progress: b
     if let Some(p) = &report.rejected_file {
         println!("rejected rows written to {}", p.display());
     }
+    if report.images_linked > 0 {
+        println!(
+            "{} waiting DICOM images linked to their patient",
+            report.images_linked
+        );
+    }
+    if let Some(note) = &report.images_note {
+        println!("{note}");
+    }
     Ok(if report.rejected.is_empty() {
+        0
+    } else {
+        EXIT_SOME_REJECTED
+    })
+}
+
+/// Waiting images listed by `marrow flags` in text (all of them in `--json`).
+const WAITING_SHOWN: usize = 20;
+
+/// The "images waiting for their patient" section of `marrow flags`: store paths
+/// and dates, never the PatientID.
+fn waiting_images_table(waiting: &[crate::db::imaging::WaitingImage]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if waiting.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "images waiting for their patient: {} (linked when `marrow import patients` brings the patient)",
+        waiting.len()
+    );
+    let _ = writeln!(
+        s,
+        "  {:<10} {:<8} {:<12} {:<24} store file",
+        "study date", "modality", "body part", "waiting since"
+    );
+    for w in waiting.iter().take(WAITING_SHOWN) {
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<8} {:<12} {:<24} {}",
+            w.study_date.as_deref().unwrap_or("?"),
+            w.modality.as_deref().unwrap_or("?"),
+            w.body_part.as_deref().unwrap_or("?"),
+            w.since,
+            w.store_path
+        );
+    }
+    if waiting.len() > WAITING_SHOWN {
+        let _ = writeln!(
+            s,
+            "  ... and {} more (`marrow flags --json` lists them all)",
+            waiting.len() - WAITING_SHOWN
+        );
+    }
+    s
+}
+
+/// `marrow import dicom PATH...`: a progress bar on a terminal, the refused files
+/// with their reasons, and a summary.
+pub fn import_dicom(study: &mut Study, paths: &[PathBuf], progress: bool) -> Result<u8> {
+    let started = std::time::Instant::now();
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} importing DICOM [{bar:30}] {msg} {binary_bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let report = crate::dicom::import_dicom(study, paths, |p| {
+        if let Some(b) = &bar {
+            b.set_length(p.bytes_total);
+            b.set_position(p.bytes_done);
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            b.set_message(format!(
+                "{}/{} files, {:.0} files/s",
+                p.files_done,
+                p.files_total,
+                p.files_done as f64 / secs
+            ));
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = report.map_err(|e| match e {
+        crate::dicom::DicomError::Database(DbError::DiskFull) => anyhow!(
+            "the disk is full; the images already recorded are kept and a re-run finishes the rest"
+        ),
+        other => anyhow!(other),
+    })?;
+    for r in &report.refused {
+        println!("{}: {}", r.path.display(), r.reason);
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    println!(
+        "{} files: {} imported ({} waiting for their patient), {} already imported, {} not DICOM or malformed ({:.0} files/s, {:.1} MB/s)",
+        report.files,
+        report.imported,
+        report.quarantined,
+        report.skipped,
+        report.refused.len(),
+        report.files as f64 / secs,
+        report.bytes as f64 / 1e6 / secs
+    );
+    if report.linked_from_quarantine > 0 {
+        println!(
+            "{} waiting images linked to their patient",
+            report.linked_from_quarantine
+        );
+    }
+    if report.waiting > 0 {
+        println!(
+            "{} images wait for their patient (`marrow flags` lists them; `marrow import patients` links them)",
+            report.waiting
+        );
+    }
+    if report.links_not_followed > 0 {
+        println!("{} symbolic links not followed", report.links_not_followed);
+    }
+    if report.recovered != (0, 0) {
+        println!(
+            "finished what an interrupted import left: {} copies moved into the store, {} partial files removed",
+            report.recovered.0, report.recovered.1
+        );
+    }
+    Ok(if report.refused.is_empty() {
         0
     } else {
         EXIT_SOME_REJECTED

@@ -74,12 +74,19 @@ impl Key {
         format!("\"x'{}'\"", self.to_hex())
     }
 
-    /// Hasher for identifiers (MRN, DICOM PatientID), keyed by a secret derived from this key.
-    pub fn identifier_hasher(&self) -> IdentifierHasher {
+    /// A 256-bit secret for one purpose, derived from this key with HKDF-SHA256 under
+    /// `label` (so one key file is all there is to guard).
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
         let mut secret = [0u8; 32];
-        hk.expand(IDENTIFIER_LABEL, &mut secret)
+        hk.expand(label, &mut secret)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
+        secret
+    }
+
+    /// Hasher for identifiers (MRN, DICOM PatientID), keyed by a secret derived from this key.
+    pub fn identifier_hasher(&self) -> IdentifierHasher {
+        let secret = self.derive(IDENTIFIER_LABEL);
         IdentifierHasher(
             Hmac::<Sha256>::new_from_slice(&secret).expect("HMAC takes keys of any length"),
         )

@@ -5,10 +5,16 @@ use super::DbError;
 use rusqlite::Connection;
 
 /// The migrations, in order. Migration N (1-based) brings the schema to version N.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_imaging.sql",
+        include_str!("../../migrations/0002_imaging.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
 pub fn latest_version() -> i64 {

@@ -2,6 +2,7 @@
 //! timeout), migrations, the audit trail and the typed repositories.
 
 pub mod audit;
+pub mod imaging;
 pub mod keys;
 pub mod migrate;
 pub mod study;

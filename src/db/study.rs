@@ -496,6 +496,11 @@ impl Study {
         &self.conn
     }
 
+    /// A secret for one purpose derived from the study key (see [`Key::derive`]).
+    pub fn derived_secret(&self, label: &[u8]) -> [u8; 32] {
+        self.key.derive(label)
+    }
+
     /// The keyed hasher of hospital identifiers (for work done off the database thread).
     pub fn identifier_hasher(&self) -> &IdentifierHasher {
         &self.hasher
@@ -985,12 +990,13 @@ impl PatientRow {
 /// One import transaction. Rows are checked before anything is written, so a row
 /// is stored whole or not at all; `commit` rescreens the patients it touched.
 pub struct Batch<'s> {
-    tx: Transaction<'s>,
-    audit: AuditWriter,
+    pub(super) tx: Transaction<'s>,
+    pub(super) audit: AuditWriter,
     hasher: &'s IdentifierHasher,
     protocol: &'s Protocol,
-    actor: &'s str,
-    dirty: BTreeSet<i64>,
+    pub(super) actor: &'s str,
+    /// Patients to rescreen on commit (their DXA or images changed).
+    pub(super) dirty: BTreeSet<i64>,
     /// Next study number per (site, group), written back on commit.
     counters: HashMap<(String, Group), i64>,
 }

@@ -57,6 +57,10 @@ pub struct ImportReport {
     pub rejected: Vec<Rejection>,
     /// Where the rejected rows were written, when there were any.
     pub rejected_file: Option<PathBuf>,
+    /// DICOM images that waited for these patients and are now linked to them.
+    pub images_linked: u64,
+    /// Why waiting images were not linked now, when they were not.
+    pub images_note: Option<String>,
 }
 
 /// Why an import could not run at all.
@@ -450,6 +454,21 @@ pub fn import_csv_in_chunks(
         let _ = std::fs::remove_file(&reject_path);
     }
     report.rejected = rejected;
+    if kind == ImportKind::Patients {
+        // DICOM images that arrived before their patient are linked now.
+        match crate::dicom::link_waiting(study) {
+            Ok(l) => {
+                report.images_linked = l.linked;
+                report.images_note = l.deferred;
+            }
+            Err(e) => {
+                tracing::warn!("linking waiting images: {e}");
+                report.images_note = Some(format!(
+                    "waiting images were not linked ({e}); the next `marrow import dicom` links them"
+                ));
+            }
+        }
+    }
     Ok(report)
 }
 

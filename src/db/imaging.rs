@@ -1,0 +1,360 @@
+//! The imaging repository: de-identified DICOM instances (with their series and
+//! studies) in the managed store, and the quarantine of instances whose patient is
+//! not imported yet. Writes go through an import [`Batch`], so each one commits
+//! with its audit row, and a patient who gains an image is rescreened (criterion I3)
+//! in the same transaction.
+
+use super::Result;
+use super::audit::Change;
+use super::now_utc;
+use super::study::Batch;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// The de-identified description of one instance, as stored and as audited.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageRecord {
+    pub sop_uid: String,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_class_uid: Option<String>,
+    pub modality: Option<String>,
+    pub body_part: Option<String>,
+    pub laterality: Option<String>,
+    pub view_position: Option<String>,
+    /// YYYY-MM-DD.
+    pub study_date: Option<String>,
+    pub series_number: Option<i64>,
+    pub rows: Option<i64>,
+    pub columns: Option<i64>,
+    pub bits_allocated: Option<i64>,
+    pub bits_stored: Option<i64>,
+    pub photometric: Option<String>,
+    pub transfer_syntax: String,
+    /// Millimetres between rows and between columns.
+    pub pixel_spacing: Option<(f64, f64)>,
+    pub frames: i64,
+    /// Relative to the store folder.
+    pub store_path: String,
+    pub bytes: i64,
+    /// Why the image needs a look for burned-in text, if it does.
+    pub review_reason: Option<String>,
+}
+
+/// An image ready to be recorded: its record, the keyed hash of its original SOP
+/// Instance UID and of its PatientID (hex), and the patient it links to, if known.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub record: ImageRecord,
+    pub source_uid_hash: String,
+    pub patient_hash: String,
+    /// (patients.id, study ID); `None` puts the instance in quarantine.
+    pub patient: Option<(i64, String)>,
+}
+
+/// What recording an image did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    Linked,
+    Quarantined,
+    /// The same original instance is already recorded (nothing written).
+    AlreadyImported,
+}
+
+/// An instance waiting for its patient (never the PatientID: only what the store holds).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitingImage {
+    pub sop_uid: String,
+    pub store_path: String,
+    pub study_date: Option<String>,
+    pub modality: Option<String>,
+    pub body_part: Option<String>,
+    pub since: String,
+}
+
+/// A quarantined instance whose patient now exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLink {
+    pub instance_id: i64,
+    pub sop_uid: String,
+    pub store_path: String,
+    pub patient_id: i64,
+    pub study_id: String,
+}
+
+fn blob32(hex_text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out).ok()?;
+    Some(out)
+}
+
+/// The keyed hashes of every original SOP Instance UID already imported.
+pub fn imported_source_hashes(conn: &Connection) -> Result<HashSet<[u8; 32]>> {
+    let mut st = conn.prepare("SELECT source_uid_hash FROM image_instances")?;
+    let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = HashSet::new();
+    for r in rows {
+        if let Ok(h) = <[u8; 32]>::try_from(r?.as_slice()) {
+            out.insert(h);
+        }
+    }
+    Ok(out)
+}
+
+/// Every patient by the keyed hash of their MRN: (patients.id, study ID).
+pub fn patients_by_hash(conn: &Connection) -> Result<HashMap<[u8; 32], (i64, String)>> {
+    let mut st = conn.prepare("SELECT mrn_hash, id, study_id FROM patients")?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
+    })?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let (h, id, sid) = r?;
+        if let Ok(h) = <[u8; 32]>::try_from(h.as_slice()) {
+            out.insert(h, (id, sid));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether any instance waits for its patient (one index probe).
+pub fn any_waiting(conn: &Connection) -> Result<bool> {
+    Ok(
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM image_quarantine)", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// The instances waiting for their patient, oldest first.
+pub fn waiting_images(conn: &Connection) -> Result<Vec<WaitingImage>> {
+    let mut st = conn.prepare(
+        "SELECT i.sop_uid, i.store_path, st.study_date, se.modality, se.body_part, q.since \
+         FROM image_quarantine q JOIN image_instances i ON i.id = q.instance_id \
+         JOIN image_series se ON se.id = i.series JOIN image_studies st ON st.id = se.study \
+         ORDER BY q.since, i.store_path",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(WaitingImage {
+            sop_uid: r.get(0)?,
+            store_path: r.get(1)?,
+            study_date: r.get(2)?,
+            modality: r.get(3)?,
+            body_part: r.get(4)?,
+            since: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Quarantined instances whose patient has been imported since.
+pub fn pending_links(conn: &Connection) -> Result<Vec<PendingLink>> {
+    let mut st = conn.prepare(
+        "SELECT q.instance_id, i.sop_uid, i.store_path, p.id, p.study_id \
+         FROM image_quarantine q JOIN patients p ON p.mrn_hash = q.patient_hash \
+         JOIN image_instances i ON i.id = q.instance_id ORDER BY q.instance_id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(PendingLink {
+            instance_id: r.get(0)?,
+            sop_uid: r.get(1)?,
+            store_path: r.get(2)?,
+            patient_id: r.get(3)?,
+            study_id: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The store path of a recorded instance, by its (new) SOP Instance UID.
+pub fn store_path_of(conn: &Connection, sop_uid: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT store_path FROM image_instances WHERE sop_uid = ?1")?
+        .query_row([sop_uid], |r| r.get(0))
+        .optional()?)
+}
+
+/// How many instances the study holds, and how many of them wait for their patient.
+pub fn counts(conn: &Connection) -> Result<(u64, u64)> {
+    Ok(conn.query_row(
+        "SELECT (SELECT count(*) FROM image_instances), (SELECT count(*) FROM image_quarantine)",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?)
+}
+
+impl Batch<'_> {
+    /// Records a de-identified instance (with its study and series) and, when its
+    /// patient is known, marks that patient as imaged (rescreened on commit);
+    /// otherwise puts it in quarantine. An instance recorded before changes nothing.
+    pub fn add_image(&mut self, img: &NewImage) -> Result<Added> {
+        let rec = &img.record;
+        let exists: bool = self
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM image_instances WHERE source_uid_hash = unhex(?1) OR sop_uid = ?2)",
+            )?
+            .query_row(params![img.source_uid_hash, rec.sop_uid], |r| r.get(0))?;
+        if exists {
+            return Ok(Added::AlreadyImported);
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO image_studies (study_uid, study_date) VALUES (?1, ?2) \
+                 ON CONFLICT (study_uid) DO UPDATE SET study_date = coalesce(study_date, excluded.study_date)",
+            )?
+            .execute(params![rec.study_uid, rec.study_date])?;
+        let study: i64 = self
+            .tx
+            .prepare_cached("SELECT id FROM image_studies WHERE study_uid = ?1")?
+            .query_row([&rec.study_uid], |r| r.get(0))?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO image_series (series_uid, study, modality, body_part, series_number) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (series_uid) DO NOTHING",
+            )?
+            .execute(params![
+                rec.series_uid,
+                study,
+                rec.modality,
+                rec.body_part,
+                rec.series_number
+            ])?;
+        let series: i64 = self
+            .tx
+            .prepare_cached("SELECT id FROM image_series WHERE series_uid = ?1")?
+            .query_row([&rec.series_uid], |r| r.get(0))?;
+        let now = now_utc();
+        let patient_id = img.patient.as_ref().map(|(id, _)| *id);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO image_instances (sop_uid, source_uid_hash, series, patient_id, sop_class_uid, \
+                 laterality, view_position, image_rows, image_columns, bits_allocated, bits_stored, photometric, \
+                 transfer_syntax, pixel_spacing_row, pixel_spacing_col, frames, store_path, bytes, \
+                 burned_in_review, review_reason, imported_at, imported_by) \
+                 VALUES (?1, unhex(?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                 ?18, ?19, ?20, ?21, ?22)",
+            )?
+            .execute(params![
+                rec.sop_uid,
+                img.source_uid_hash,
+                series,
+                patient_id,
+                rec.sop_class_uid,
+                rec.laterality,
+                rec.view_position,
+                rec.rows,
+                rec.columns,
+                rec.bits_allocated,
+                rec.bits_stored,
+                rec.photometric,
+                rec.transfer_syntax,
+                rec.pixel_spacing.map(|p| p.0),
+                rec.pixel_spacing.map(|p| p.1),
+                rec.frames,
+                rec.store_path,
+                rec.bytes,
+                rec.review_reason.is_some(),
+                rec.review_reason,
+                now,
+                self.actor,
+            ])?;
+        let instance_id = self.tx.last_insert_rowid();
+        let added = match &img.patient {
+            Some((pid, _)) => {
+                self.mark_imaged(*pid)?;
+                Added::Linked
+            }
+            None => {
+                if blob32(&img.patient_hash).is_none() {
+                    return Err(super::DbError::Invalid(format!(
+                        "internal: patient hash of {} is not 64 hex characters",
+                        rec.sop_uid
+                    )));
+                }
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO image_quarantine (instance_id, patient_hash, since) VALUES (?1, unhex(?2), ?3)",
+                    )?
+                    .execute(params![instance_id, img.patient_hash, now])?;
+                Added::Quarantined
+            }
+        };
+        let sid = img.patient.as_ref().map(|(_, s)| s.as_str());
+        let mut after = serde_json::to_value(rec).unwrap_or_default();
+        if let Some(o) = after.as_object_mut() {
+            o.insert("patient".into(), serde_json::json!(sid));
+            o.insert(
+                "quarantined".into(),
+                serde_json::json!(added == Added::Quarantined),
+            );
+        }
+        self.audit.append(
+            &self.tx,
+            &Change {
+                action: "image.add",
+                entity: "image",
+                entity_id: &rec.sop_uid,
+                patient: sid,
+                before: None,
+                after: Some(after.to_string()),
+                reason: Some(if added == Added::Quarantined {
+                    "dicom import; no study patient has this PatientID yet: waiting in quarantine"
+                } else {
+                    "dicom import"
+                }),
+            },
+        )?;
+        Ok(added)
+    }
+
+    /// Links a quarantined instance to its now-imported patient. Returns false when
+    /// it was no longer waiting (linked meanwhile by another run).
+    pub fn link_image(&mut self, link: &PendingLink) -> Result<bool> {
+        let removed = self
+            .tx
+            .prepare_cached("DELETE FROM image_quarantine WHERE instance_id = ?1")?
+            .execute([link.instance_id])?;
+        if removed == 0 {
+            return Ok(false);
+        }
+        self.tx
+            .prepare_cached(
+                "UPDATE image_instances SET patient_id = ?2 WHERE id = ?1 AND patient_id IS NULL",
+            )?
+            .execute(params![link.instance_id, link.patient_id])?;
+        self.mark_imaged(link.patient_id)?;
+        self.audit.append(
+            &self.tx,
+            &Change {
+                action: "image.link",
+                entity: "image",
+                entity_id: &link.sop_uid,
+                patient: Some(&link.study_id),
+                before: Some(
+                    serde_json::json!({ "patient": null, "quarantined": true }).to_string(),
+                ),
+                after: Some(
+                    serde_json::json!({ "patient": link.study_id, "store_path": link.store_path })
+                        .to_string(),
+                ),
+                reason: Some("the image's patient has been imported"),
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// Criterion I3: the patient has a linked image. Rescreened on commit when this
+    /// is new for them.
+    fn mark_imaged(&mut self, patient_id: i64) -> Result<()> {
+        let changed = self
+            .tx
+            .prepare_cached("UPDATE patients SET has_image = 1 WHERE id = ?1 AND has_image = 0")?
+            .execute([patient_id])?;
+        if changed > 0 {
+            self.dirty.insert(patient_id);
+        }
+        Ok(())
+    }
+}

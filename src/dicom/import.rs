@@ -1,0 +1,634 @@
+//! `marrow import dicom DIR...`: walks folders (symbolic links are not followed),
+//! reads and de-identifies the instances on every core, and records them on one
+//! writer thread.
+//!
+//! Each instance is linked to its patient by the keyed hash of its PatientID (the
+//! hash of `import patients`' MRN), or waits in quarantine until that patient is
+//! imported. Its de-identified copy goes into the managed store ([`Store`]); the
+//! original is only read. An instance already imported (same original SOP Instance
+//! UID) is skipped, so a re-run after a kill finishes the rest: rows commit before
+//! their files take their final names, and the next run's [`Store::recover`] moves
+//! in what a kill left behind.
+
+use super::deid::{self, QUARANTINE_LABEL, UidMapper};
+use super::store::{Store, StoreError};
+use crate::db::imaging::{self, Added, ImageRecord, NewImage, PendingLink};
+use crate::db::keys::IdentifierHasher;
+use crate::db::{DbError, Study};
+use dicom_core::Tag;
+use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+
+/// Instances per write transaction (fewer when the readers fall behind).
+const BATCH: usize = 256;
+
+const SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0018);
+const PATIENT_ID: Tag = Tag(0x0010, 0x0020);
+const STUDY_INSTANCE_UID: Tag = Tag(0x0020, 0x000D);
+const SERIES_INSTANCE_UID: Tag = Tag(0x0020, 0x000E);
+const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+const FLOAT_PIXEL_DATA: Tag = Tag(0x7FE0, 0x0008);
+const DOUBLE_PIXEL_DATA: Tag = Tag(0x7FE0, 0x0009);
+
+/// A file that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DicomReport {
+    /// Regular files found under the folders.
+    pub files: u64,
+    /// Instances recorded by this run (linked or quarantined).
+    pub imported: u64,
+    /// Of those, the ones waiting for their patient.
+    pub quarantined: u64,
+    /// Instances that were already in the study (or a second copy in this run).
+    pub skipped: u64,
+    /// Files that are not DICOM images, or are malformed.
+    pub refused: Vec<Refusal>,
+    /// Symbolic links seen and not followed.
+    pub links_not_followed: u64,
+    /// Bytes read from the input files.
+    pub bytes: u64,
+    /// Instances that waited in quarantine and are now linked to their patient.
+    pub linked_from_quarantine: u64,
+    /// Instances still waiting for their patient after this run (all runs).
+    pub waiting: u64,
+    /// Copies a killed run left half-done: (moved into place, deleted).
+    pub recovered: (u64, u64),
+}
+
+/// Where an import stands, for a progress bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub files_done: u64,
+    pub files_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// Why an import could not run (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum DicomError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("image store: {0}")]
+    StoreIo(String),
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+/// What happened to one file on a reader thread.
+enum Prepared {
+    Skipped,
+    Refused(String),
+    Ready(Box<Ready>),
+    /// The store cannot be written: the import stops.
+    Fatal(String),
+}
+
+struct Ready {
+    image: NewImage,
+    partial: PathBuf,
+}
+
+struct Readers<'a> {
+    store: &'a Store,
+    uids: &'a UidMapper,
+    hasher: &'a IdentifierHasher,
+    imported: &'a HashSet<[u8; 32]>,
+    patients: &'a HashMap<[u8; 32], (i64, String)>,
+    /// Original instances claimed by a reader in this run: one copy each.
+    claimed: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// A reading error in words: its chain of causes, and a plain hint for a file that
+/// ends early.
+fn malformed(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut truncated = false;
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        {
+            truncated = true;
+        }
+        cause = c.source();
+    }
+    let chain = parts.join(": ");
+    if truncated {
+        format!("malformed DICOM: the file ends early (cut short?): {chain}")
+    } else {
+        format!("malformed DICOM: {chain}")
+    }
+}
+
+fn hash32(hex_text: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let _ = hex::decode_to_slice(hex_text, &mut out);
+    out
+}
+
+fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    obj.get(tag)?.to_int::<i64>().ok()
+}
+
+fn dicom_date(s: Option<String>) -> Option<String> {
+    let s = s?;
+    let d = s.trim();
+    (d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..]))
+}
+
+/// The stored description of a de-identified instance.
+pub fn describe(
+    obj: &FileDicomObject<InMemDicomObject>,
+    store_path: String,
+    bytes: i64,
+    review_reason: Option<String>,
+) -> ImageRecord {
+    let t = |g, e| deid::text(obj, Tag(g, e));
+    let spacing = [Tag(0x0028, 0x0030), Tag(0x0018, 0x1164)]
+        .into_iter()
+        .find_map(|tag| {
+            let v = obj.get(tag)?.to_multi_float64().ok()?;
+            (v.len() >= 2).then(|| (v[0], v[1]))
+        });
+    ImageRecord {
+        sop_uid: t(0x0008, 0x0018).unwrap_or_default(),
+        study_uid: t(0x0020, 0x000D).unwrap_or_default(),
+        series_uid: t(0x0020, 0x000E).unwrap_or_default(),
+        sop_class_uid: t(0x0008, 0x0016),
+        modality: t(0x0008, 0x0060),
+        body_part: t(0x0018, 0x0015),
+        laterality: t(0x0020, 0x0062).or_else(|| t(0x0020, 0x0060)),
+        view_position: t(0x0018, 0x5101),
+        study_date: dicom_date(t(0x0008, 0x0020)),
+        series_number: int(obj, Tag(0x0020, 0x0011)),
+        rows: int(obj, Tag(0x0028, 0x0010)),
+        columns: int(obj, Tag(0x0028, 0x0011)),
+        bits_allocated: int(obj, Tag(0x0028, 0x0100)),
+        bits_stored: int(obj, Tag(0x0028, 0x0101)),
+        photometric: t(0x0028, 0x0004),
+        transfer_syntax: obj
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches(['\0', ' '])
+            .to_string(),
+        pixel_spacing: spacing,
+        frames: int(obj, Tag(0x0028, 0x0008)).unwrap_or(1).max(1),
+        store_path,
+        bytes,
+        review_reason,
+    }
+}
+
+impl Readers<'_> {
+    fn prepare(&self, path: &Path) -> Prepared {
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => return Prepared::Refused(format!("cannot read it: {e}")),
+        };
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
+        match reader.fill_buf() {
+            Ok(head) if head.len() >= 132 && &head[128..132] == b"DICM" => {}
+            Ok(head) if head.len() >= 4 && &head[..4] == b"DICM" => {}
+            Ok(_) => {
+                return Prepared::Refused(
+                    "not a DICOM file (no DICM marker after the 128-byte preamble)".into(),
+                );
+            }
+            Err(e) => return Prepared::Refused(format!("cannot read it: {e}")),
+        }
+        // The header alone says whether the instance is new.
+        let header = match OpenFileOptions::new()
+            .read_until(PIXEL_DATA)
+            .from_reader(&mut reader)
+        {
+            Ok(h) => h,
+            Err(e) => return Prepared::Refused(malformed(&e)),
+        };
+        let Some(source_uid) = deid::text(&header, SOP_INSTANCE_UID) else {
+            return Prepared::Refused(
+                "malformed DICOM: it has no SOP Instance UID (0008,0018)".into(),
+            );
+        };
+        drop(header);
+        drop(reader);
+        let source_uid_hash = self.hasher.hash(&source_uid);
+        let key = hash32(&source_uid_hash);
+        if self.imported.contains(&key) {
+            return Prepared::Skipped;
+        }
+        if !self
+            .claimed
+            .lock()
+            .map(|mut c| c.insert(key))
+            .unwrap_or(false)
+        {
+            return Prepared::Skipped; // another copy of the same instance in this run
+        }
+        let out = self.prepare_new(path, source_uid_hash);
+        if matches!(out, Prepared::Refused(_)) {
+            // A good copy elsewhere in the folders may still be imported.
+            if let Ok(mut c) = self.claimed.lock() {
+                c.remove(&key);
+            }
+        }
+        out
+    }
+
+    fn prepare_new(&self, path: &Path, source_uid_hash: String) -> Prepared {
+        let obj = match OpenFileOptions::new().open_file(path) {
+            Ok(o) => o,
+            Err(e) => return Prepared::Refused(malformed(&e)),
+        };
+        if [PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA]
+            .iter()
+            .all(|t| obj.get(*t).is_none())
+        {
+            return Prepared::Refused(format!(
+                "not an image: it has no Pixel Data (SOP class {})",
+                deid::text(&obj, Tag(0x0008, 0x0016)).unwrap_or_else(|| "unknown".into())
+            ));
+        }
+        for (tag, name) in [
+            (STUDY_INSTANCE_UID, "Study Instance UID (0020,000D)"),
+            (SERIES_INSTANCE_UID, "Series Instance UID (0020,000E)"),
+        ] {
+            if deid::text(&obj, tag).is_none() {
+                return Prepared::Refused(format!("malformed DICOM: it has no {name}"));
+            }
+        }
+        let Some(patient_id) = deid::text(&obj, PATIENT_ID) else {
+            return Prepared::Refused(
+                "it has no PatientID (0010,0020), so it cannot be linked to a study patient".into(),
+            );
+        };
+        let patient_hash = self.hasher.hash(&patient_id);
+        drop(patient_id);
+        let patient = self.patients.get(&hash32(&patient_hash)).cloned();
+        let review = deid::burned_in_reason(&obj);
+        let label = patient
+            .as_ref()
+            .map(|(_, sid)| sid.as_str())
+            .unwrap_or(QUARANTINE_LABEL);
+        let copy = deid::deidentify(obj, self.uids, label);
+        let mut record = describe(&copy, String::new(), 0, review);
+        record.store_path = Store::relative_path(&record.study_uid, &record.sop_uid);
+        let partial = self.store.partial_new(&record.sop_uid);
+        match Store::write_partial(&partial, &copy) {
+            Ok(n) => record.bytes = n as i64,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Prepared::Fatal(format!(
+                    "cannot write the de-identified copy of {} into {}: {e}",
+                    path.display(),
+                    self.store.root().display()
+                ));
+            }
+        }
+        Prepared::Ready(Box::new(Ready {
+            image: NewImage {
+                record,
+                source_uid_hash,
+                patient_hash,
+                patient,
+            },
+            partial,
+        }))
+    }
+}
+
+/// Lists the regular files under the roots (symbolic links not followed, the store
+/// itself left out), in path order, with their sizes; unreadable folders are refused.
+fn walk(roots: &[PathBuf], store_root: &Path, report: &mut DicomReport) -> Vec<(PathBuf, u64)> {
+    let store_canon = std::fs::canonicalize(store_root).ok();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut files = Vec::new();
+    for root in roots {
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                !(e.file_type().is_dir()
+                    && store_canon.is_some()
+                    && std::fs::canonicalize(e.path()).ok() == store_canon)
+            });
+        for entry in walker {
+            match entry {
+                Ok(e) if e.file_type().is_file() => {
+                    let canon = std::fs::canonicalize(e.path()).unwrap_or(e.path().to_path_buf());
+                    if seen.insert(canon) {
+                        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        files.push((e.into_path(), len));
+                    }
+                }
+                Ok(e) if e.file_type().is_symlink() => report.links_not_followed += 1,
+                Ok(_) => {}
+                Err(e) => report.refused.push(Refusal {
+                    path: e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone()),
+                    reason: format!(
+                        "cannot read it: {}",
+                        e.io_error()
+                            .map(|io| io.to_string())
+                            .unwrap_or_else(|| e.to_string())
+                    ),
+                }),
+            }
+        }
+    }
+    files
+}
+
+fn store_io(e: std::io::Error) -> DicomError {
+    DicomError::StoreIo(e.to_string())
+}
+
+/// Runs the store's recovery against the database.
+fn recover(study: &Study, store: &Store) -> Result<(u64, u64), DicomError> {
+    let conn = study.conn();
+    store
+        .recover(|sop| imaging::store_path_of(conn, sop).ok().flatten())
+        .map_err(store_io)
+}
+
+/// Imports the DICOM instances under `roots`. `on_progress` is called as files are done.
+pub fn import_dicom(
+    study: &mut Study,
+    roots: &[PathBuf],
+    mut on_progress: impl FnMut(Progress),
+) -> Result<DicomReport, DicomError> {
+    study.require(crate::domain::user::Permission::Import)?;
+    for r in roots {
+        if !r.exists() {
+            return Err(DicomError::Input(format!(
+                "{} does not exist; give the folders that hold the DICOM files",
+                r.display()
+            )));
+        }
+    }
+    let started = std::time::Instant::now();
+    let store = Store::open_locked(study.path())?;
+    let mut report = DicomReport {
+        recovered: recover(study, &store)?,
+        ..Default::default()
+    };
+    report.linked_from_quarantine += link_pending(study, &store)?;
+
+    let files = walk(roots, store.root(), &mut report);
+    report.files = files.len() as u64;
+    let mut progress = Progress {
+        files_total: files.len() as u64,
+        bytes_total: files.iter().map(|(_, n)| n).sum(),
+        ..Default::default()
+    };
+    on_progress(progress);
+
+    let hasher = study.identifier_hasher().clone();
+    let uids = UidMapper::new(study);
+    let imported = imaging::imported_source_hashes(study.conn())?;
+    let patients = imaging::patients_by_hash(study.conn())?;
+    let readers = Readers {
+        store: &store,
+        uids: &uids,
+        hasher: &hasher,
+        imported: &imported,
+        patients: &patients,
+        claimed: Mutex::new(HashSet::new()),
+    };
+
+    let (to_writer, from_readers) = mpsc::sync_channel::<(usize, Prepared)>(64);
+    let written = std::thread::scope(|scope| {
+        let files = &files;
+        let readers = &readers;
+        scope.spawn(move || {
+            let _ = files
+                .par_iter()
+                .enumerate()
+                .try_for_each_with(to_writer, |tx, (i, (path, _))| {
+                    tx.send((i, readers.prepare(path))).map_err(|_| ())
+                });
+        });
+        let out = write_all(
+            study,
+            &store,
+            files,
+            &from_readers,
+            &mut report,
+            &mut progress,
+            &mut on_progress,
+        );
+        // On an error the readers stop at their next send.
+        drop(from_readers);
+        out
+    });
+    // Copies of instances that were not recorded (an error stopped the writer) go.
+    let (moved, deleted) = recover(study, &store)?;
+    report.recovered.0 += moved;
+    report.recovered.1 += deleted;
+    written?;
+    // Patients imported while this ran.
+    report.linked_from_quarantine += link_pending(study, &store)?;
+    report.waiting = imaging::counts(study.conn())?.1;
+    report.refused.sort_by(|a, b| a.path.cmp(&b.path));
+    tracing::info!(
+        files = report.files,
+        imported = report.imported,
+        skipped = report.skipped,
+        refused = report.refused.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "dicom import done"
+    );
+    Ok(report)
+}
+
+/// The writer: records what the readers prepared, a batch per transaction, and moves
+/// each copy under its final name once its row has committed.
+fn write_all(
+    study: &mut Study,
+    store: &Store,
+    files: &[(PathBuf, u64)],
+    from_readers: &mpsc::Receiver<(usize, Prepared)>,
+    report: &mut DicomReport,
+    progress: &mut Progress,
+    on_progress: &mut impl FnMut(Progress),
+) -> Result<(), DicomError> {
+    // Counts a file as done; hands back what still needs the database.
+    let mut take = |(i, prepared): (usize, Prepared),
+                    report: &mut DicomReport|
+     -> Result<Option<Box<Ready>>, String> {
+        let (path, size) = &files[i];
+        progress.files_done += 1;
+        progress.bytes_done += size;
+        report.bytes += size;
+        on_progress(*progress);
+        match prepared {
+            Prepared::Skipped => report.skipped += 1,
+            Prepared::Refused(reason) => report.refused.push(Refusal {
+                path: path.clone(),
+                reason,
+            }),
+            Prepared::Fatal(why) => return Err(why),
+            Prepared::Ready(ready) => return Ok(Some(ready)),
+        }
+        Ok(None)
+    };
+    let mut fatal = None;
+    while fatal.is_none() {
+        let Ok(msg) = from_readers.recv() else { break };
+        let first = match take(msg, report) {
+            Ok(Some(ready)) => ready,
+            Ok(None) => continue,
+            Err(why) => {
+                fatal = Some(why);
+                break;
+            }
+        };
+        // One transaction for what is ready now (up to BATCH instances).
+        let mut batch = study.batch()?;
+        let mut publish: Vec<(PathBuf, String)> = Vec::new();
+        let mut next = Some(first);
+        while let Some(ready) = next.take() {
+            match batch.add_image(&ready.image)? {
+                Added::AlreadyImported => {
+                    let _ = std::fs::remove_file(&ready.partial);
+                    report.skipped += 1;
+                }
+                added => {
+                    report.imported += 1;
+                    if added == Added::Quarantined {
+                        report.quarantined += 1;
+                    }
+                    publish.push((ready.partial, ready.image.record.store_path));
+                }
+            }
+            while next.is_none() && publish.len() < BATCH {
+                let Ok(msg) = from_readers.try_recv() else {
+                    break;
+                };
+                match take(msg, report) {
+                    Ok(r) => next = r,
+                    Err(why) => {
+                        fatal = Some(why);
+                        break;
+                    }
+                }
+            }
+            if fatal.is_some() {
+                break;
+            }
+        }
+        batch.commit()?;
+        for (partial, rel) in &publish {
+            store.publish(partial, rel).map_err(store_io)?;
+        }
+        store.sync_dirs(publish.iter().map(|(_, r)| r.as_str()));
+    }
+    match fatal {
+        Some(why) => Err(DicomError::StoreIo(why)),
+        None => Ok(()),
+    }
+}
+
+/// Rewrites a stored copy's PatientName and PatientID (to the study ID, when the
+/// instance is linked), through a partial file and a rename.
+fn rewrite_patient(store: &Store, link: &PendingLink) -> Result<(), String> {
+    let path = store.path_of(&link.store_path);
+    let mut obj = OpenFileOptions::new()
+        .open_file(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    deid::set_patient(&mut obj, &link.study_id);
+    let partial = store.partial_rewrite(&link.sop_uid);
+    Store::write_partial(&partial, &obj)
+        .and_then(|_| std::fs::rename(&partial, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            format!("cannot rewrite {}: {e}", path.display())
+        })
+}
+
+/// Links the quarantined instances whose patient now exists: each stored copy gets
+/// the study ID first, then its row is linked (and the patient rescreened), audited.
+/// A copy that cannot be rewritten stays in quarantine for the next run.
+fn link_pending(study: &mut Study, store: &Store) -> Result<u64, DicomError> {
+    if !imaging::any_waiting(study.conn())? {
+        return Ok(0);
+    }
+    let pending = imaging::pending_links(study.conn())?;
+    let mut linked = 0;
+    for chunk in pending.chunks(BATCH) {
+        let mut ready = Vec::with_capacity(chunk.len());
+        for link in chunk {
+            match rewrite_patient(store, link) {
+                Ok(()) => ready.push(link),
+                Err(why) => tracing::warn!("image {} stays in quarantine: {why}", link.sop_uid),
+            }
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        let mut batch = study.batch()?;
+        for link in ready {
+            if batch.link_image(link)? {
+                linked += 1;
+            }
+        }
+        batch.commit()?;
+    }
+    Ok(linked)
+}
+
+/// What linking waiting images after a patients import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LinkOutcome {
+    pub linked: u64,
+    /// Why linking was put off, when it was (the next run links them).
+    pub deferred: Option<String>,
+}
+
+/// After patients were imported: links the instances that waited for them. Costs one
+/// index probe when nothing waits.
+pub fn link_waiting(study: &mut Study) -> Result<LinkOutcome, DicomError> {
+    if !imaging::any_waiting(study.conn())? || imaging::pending_links(study.conn())?.is_empty() {
+        return Ok(LinkOutcome::default());
+    }
+    let store = match Store::open_locked(study.path()) {
+        Ok(s) => s,
+        Err(StoreError::Busy(_)) => {
+            return Ok(LinkOutcome {
+                linked: 0,
+                deferred: Some(
+                    "a DICOM import is running; it links the waiting images when it ends".into(),
+                ),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    recover(study, &store)?;
+    Ok(LinkOutcome {
+        linked: link_pending(study, &store)?,
+        deferred: None,
+    })
+}
