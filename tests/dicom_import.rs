@@ -423,6 +423,12 @@ fn an_unknown_patient_waits_in_quarantine_until_the_patient_is_imported() {
     let json: serde_json::Value = serde_json::from_str(&s.expect(&["flags", "--json"], 0)).unwrap();
     assert_eq!(json["images_waiting_for_patient"]["count"], 1);
     assert!(!json.to_string().to_uppercase().contains("LATE-007"));
+    let status: serde_json::Value =
+        serde_json::from_str(&s.expect(&["status", "--json"], 0)).unwrap();
+    assert_eq!(
+        (status["images"].as_u64(), status["quarantined"].as_u64()),
+        (Some(1), Some(1))
+    );
 
     let p = s.write(
         "late.csv",
@@ -431,6 +437,12 @@ fn an_unknown_patient_waits_in_quarantine_until_the_patient_is_imported() {
     let out = s.expect(&["import", "patients", p.to_str().unwrap()], 0);
     assert!(out.contains("1 waiting DICOM images linked"), "{out}");
     assert_eq!(count(&s, "SELECT count(*) FROM image_quarantine"), 0);
+    let status: serde_json::Value =
+        serde_json::from_str(&s.expect(&["status", "--json"], 0)).unwrap();
+    assert_eq!(
+        (status["images"].as_u64(), status["quarantined"].as_u64()),
+        (Some(1), Some(0))
+    );
     assert_eq!(
         count(
             &s,

@@ -143,8 +143,8 @@ fn answer_a_criterion_in_the_tui_and_find_it_in_the_audit_trail() {
     let tmux = Tmux::start(100, 30, &command);
     let wait = Duration::from_secs(20);
 
-    let screen = tmux.wait_for("PKUPH-OA-0002", wait);
-    assert!(screen.contains("Patients 3 of 3"), "{screen}");
+    let screen = tmux.wait_for("Patients 3 of 3", wait);
+    assert!(screen.contains("PKUPH-OA-0002"), "{screen}");
 
     // search, keep the search, open the patient
     tmux.type_text("/");

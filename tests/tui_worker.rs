@@ -62,12 +62,7 @@ fn worker_loads_saves_and_reports_conflicts() {
     );
 
     assert!(w.send(Request::LoadWorklist));
-    // the first load sends the first page ahead of the whole list
-    let Response::WorklistFirstPage { patients, status } = next(&rx) else {
-        panic!("expected the first page")
-    };
-    assert_eq!(patients.len(), 3);
-    assert_eq!(status.unwrap().patients, 3);
+    // a study smaller than the first page comes whole at once
     let Response::Worklist { patients, status } = next(&rx) else {
         panic!("expected the worklist")
     };
@@ -181,9 +176,7 @@ fn headless_app_answers_through_the_worker_and_survives_a_conflict() {
     let mut app = App::new(session);
     for r in app.start() {
         w.send(r);
-        app.apply(next(&rx)); // the first page
-        assert_eq!(*app.worklist_state(), LoadState::Loading);
-        app.apply(next(&rx)); // the whole list
+        app.apply(next(&rx));
     }
     assert_eq!(*app.worklist_state(), LoadState::Loaded);
     assert_eq!(app.visible_len(), 3);
@@ -239,4 +232,38 @@ fn headless_app_answers_through_the_worker_and_survives_a_conflict() {
             .count(),
         1
     );
+}
+
+#[test]
+fn a_large_study_shows_its_first_page_before_the_whole_worklist() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    Study::init(&db, None, Protocol::default()).unwrap();
+    let exports = dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    marrow::synth::write_exports(&exports, 450, 9).unwrap();
+    let mut s = Study::open(&db, None, None).unwrap();
+    import_csv(&mut s, ImportKind::Patients, &exports.join("patients.csv"), |_, _| {}).unwrap();
+    let all = s.patients(&Default::default()).unwrap();
+    drop(s);
+
+    let (w, session, rx) = spawn(&db, None);
+    let mut app = App::new(session);
+    for r in app.start() {
+        assert!(w.send(r));
+    }
+    let first = next(&rx);
+    let Response::WorklistFirstPage { patients, .. } = &first else {
+        panic!("expected the first page, got {first:?}")
+    };
+    assert_eq!(patients.len(), marrow::tui::worker::FIRST_PAGE);
+    // the first page is the head of the whole list, in the same order
+    assert_eq!(patients[..], all[..patients.len()]);
+    app.apply(first);
+    assert_eq!(*app.worklist_state(), LoadState::Loading);
+    assert_eq!(app.visible_len(), marrow::tui::worker::FIRST_PAGE);
+    app.apply(next(&rx));
+    assert_eq!(*app.worklist_state(), LoadState::Loaded);
+    assert_eq!(app.visible_len(), all.len());
+    w.stop();
 }

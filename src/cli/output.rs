@@ -25,6 +25,13 @@ pub fn status_table(r: &StatusReport) -> String {
         r.eligibility.pending,
         r.missing_dxa
     );
+    if r.images > 0 || r.quarantined > 0 {
+        let _ = writeln!(
+            s,
+            "images {}   waiting for their patient {}",
+            r.images, r.quarantined
+        );
+    }
     let _ = writeln!(s);
     let _ = writeln!(
         s,

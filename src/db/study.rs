@@ -857,7 +857,18 @@ impl Study {
                 })
             })
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(StatusReport::build(&self.protocol, &counts, missing))
+        let mut report = StatusReport::build(&self.protocol, &counts, missing);
+        report.images = self
+            .conn
+            .query_row("SELECT count(*) FROM image_instances", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
+        report.quarantined =
+            self.conn
+                .query_row("SELECT count(*) FROM image_quarantine", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64;
+        Ok(report)
     }
 
     /// Patients needing attention: not ineligible, and flagged or with criteria pending.

@@ -32,6 +32,12 @@ pub struct StatusReport {
     /// Patients flagged missing_dxa who are not ineligible: the list to chase.
     pub missing_dxa: u64,
     pub cohorts: Vec<CohortStatus>,
+    /// DICOM instances in the store.
+    #[serde(default)]
+    pub images: u64,
+    /// Instances waiting for their patient to be imported.
+    #[serde(default)]
+    pub quarantined: u64,
 }
 
 /// One count of patients of a cohort with a decision.
@@ -85,6 +91,8 @@ impl StatusReport {
             eligibility,
             missing_dxa,
             cohorts,
+            images: 0,
+            quarantined: 0,
         }
     }
 }

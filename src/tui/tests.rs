@@ -602,3 +602,17 @@ fn too_small_terminal_says_so() {
     assert!(s.contains("terminal too small"), "{s}");
     assert!(draw(&a, 80, 24).contains("Patients"));
 }
+
+#[test]
+fn header_counts_images_waiting_for_their_patient_only_when_there_are_some() {
+    use crate::domain::protocol::Protocol;
+    use crate::domain::status::StatusReport;
+    let mut a = app(3);
+    let mut status = StatusReport::build(&Protocol::default(), &[], 0);
+    a.set_status(status.clone());
+    assert!(!draw(&a, 120, 40).contains("waiting"));
+    status.quarantined = 7;
+    a.set_status(status);
+    assert!(draw(&a, 120, 40).contains("7 images waiting"));
+    assert!(draw(&a, 80, 24).contains("7 waiting"));
+}

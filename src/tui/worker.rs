@@ -208,6 +208,14 @@ fn serve(mut study: Study, requests: Receiver<Request>, reply: &impl Fn(Response
             if r == Request::LoadWorklist && !first_page_sent {
                 first_page_sent = true;
                 if let Ok(patients) = study.patients_first_page(FIRST_PAGE) {
+                    if patients.len() < FIRST_PAGE {
+                        // The first page is the whole study: nothing more to load.
+                        reply(Response::Worklist {
+                            patients,
+                            status: status(&study),
+                        });
+                        continue;
+                    }
                     reply(Response::WorklistFirstPage {
                         patients,
                         status: status(&study),

@@ -173,6 +173,15 @@ fn count_spans(
             t.muted()
         },
     ));
+    if s.quarantined > 0 {
+        // Images whose patient is not imported yet (`marrow flags` lists them).
+        let what = if roomy { "images waiting" } else { "waiting" };
+        spans.push(Span::raw(gap));
+        spans.push(Span::styled(
+            format!("{FLAG_SYMBOL}{sep}{} {what}", thousands(s.quarantined)),
+            t.warning(),
+        ));
+    }
     spans
 }
 
