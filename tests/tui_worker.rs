@@ -243,7 +243,13 @@ fn a_large_study_shows_its_first_page_before_the_whole_worklist() {
     std::fs::create_dir_all(&exports).unwrap();
     marrow::synth::write_exports(&exports, 450, 9).unwrap();
     let mut s = Study::open(&db, None, None).unwrap();
-    import_csv(&mut s, ImportKind::Patients, &exports.join("patients.csv"), |_, _| {}).unwrap();
+    import_csv(
+        &mut s,
+        ImportKind::Patients,
+        &exports.join("patients.csv"),
+        |_, _| {},
+    )
+    .unwrap();
     let all = s.patients(&Default::default()).unwrap();
     drop(s);
 

@@ -5,6 +5,7 @@
 mod demo;
 pub use demo::GENERATED_PATIENTS as DEMO_GENERATED_PATIENTS;
 mod output;
+mod view;
 
 use crate::db::study::{PatientFilter, Upsert};
 use crate::db::{DbError, Study};
@@ -135,6 +136,8 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// Show one frame of a DICOM image in the terminal (a one-line description when stdout is not a terminal).
+    View(view::ViewArgs),
     /// Open the terminal application (the same as no command).
     Tui,
     /// Write generated (synthetic) exports for tests and benchmarks.
@@ -192,10 +195,10 @@ pub enum AuditCommand {
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `demo` and `generate` work outside the study database's folder: no log beside it.
+    // `demo`, `generate` and `view` work outside the study database's folder: no log beside it.
     if !matches!(
         cli.command,
-        Some(Command::Demo { .. }) | Some(Command::Generate { .. })
+        Some(Command::Demo { .. }) | Some(Command::Generate { .. }) | Some(Command::View(..))
     ) {
         init_logging(&cli.global.db);
     }
@@ -260,6 +263,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Demo { dir, no_tui } => demo::run(dir, no_tui),
+        Command::View(args) => view::run(args),
         Command::Init { protocol } => {
             let protocol = match protocol {
                 None => Protocol::default(),

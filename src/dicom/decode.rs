@@ -1,0 +1,905 @@
+//! Opening a DICOM image and turning one frame into display-ready 8-bit pixels.
+//!
+//! The codecs of dicom-pixeldata (pure Rust only: native, RLE, JPEG, JPEG 2000
+//! through openjp2, deflate) and, for JPEG-LS, [`super::jpegls`] turn the
+//! Pixel Data into raw samples; the display pipeline of [`super::display`]
+//! (Modality LUT, window or VOI LUT, MONOCHROME1 inversion, automatic window)
+//! makes them 8-bit. dicom-pixeldata's own windowing is never used.
+//!
+//! Files without the 128-byte preamble, and bare data sets without a file
+//! meta group (read as Implicit VR Little Endian, else Explicit VR Little
+//! Endian), are opened too.
+
+use super::deid::text;
+use super::display::{
+    self, DisplayError, GrayPipeline, ModalityLut, Voi, VoiFunction, VoiLut, Window,
+};
+use dicom_core::value::{PrimitiveValue, Value as DicomValue};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::file::ReadPreamble;
+use dicom_object::mem::InMemElement;
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Why a file cannot be shown; the message names the file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct DecodeError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+/// JPEG-LS Lossless and JPEG-LS Near-Lossless.
+pub const JPEG_LS_UIDS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
+
+/// How the file was laid out on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// 128-byte preamble, "DICM", file meta group.
+    Standard,
+    /// "DICM" and the file meta group without the preamble.
+    NoPreamble,
+    /// A bare data set; the transfer syntax was guessed.
+    NoMeta,
+}
+
+/// The attributes of an image that the display needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInfo {
+    pub rows: usize,
+    pub columns: usize,
+    pub frames: usize,
+    pub samples_per_pixel: u16,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub high_bit: u16,
+    pub signed: bool,
+    pub photometric: String,
+    pub planar_configuration: u16,
+    pub transfer_syntax: String,
+    pub transfer_syntax_name: String,
+    pub modality: Option<String>,
+    pub layout: Layout,
+}
+
+/// An opened image: its attributes, VOI presets and the data set.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub path: PathBuf,
+    pub info: ImageInfo,
+    pub modality_lut: ModalityLut,
+    pub windows: Vec<Window>,
+    pub luts: Vec<VoiLut>,
+    obj: FileDicomObject<InMemDicomObject>,
+}
+
+/// 8-bit display samples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pixels {
+    /// One byte a pixel, row-major.
+    Gray(Vec<u8>),
+    /// Interleaved R G B, row-major.
+    Rgb(Vec<u8>),
+}
+
+/// One rendered frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub pixels: Pixels,
+    pub width: usize,
+    pub height: usize,
+    /// The VOI stage used, in words ("window 0 of 2: C 40 W 400 LINEAR",
+    /// "automatic window ...", "VOI LUT 1 ...", "colour (no window)").
+    pub voi: String,
+    /// The size the codec produced before downscaling: smaller than the image
+    /// when JPEG 2000 was decoded at a reduced resolution for a preview.
+    pub decoded_width: usize,
+    pub decoded_height: usize,
+}
+
+impl Image {
+    fn error(&self, reason: impl Into<String>) -> DecodeError {
+        DecodeError {
+            path: self.path.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The number of VOI presets (windows, then VOI LUTs).
+    pub fn presets(&self) -> usize {
+        self.windows.len() + self.luts.len()
+    }
+
+    /// A one-line description: size, modality, photometric interpretation,
+    /// bit depth, transfer syntax and frames.
+    pub fn describe(&self) -> String {
+        let i = &self.info;
+        let depth = if i.bits_stored == i.bits_allocated {
+            format!("{}-bit", i.bits_allocated)
+        } else {
+            format!("{}-bit ({} stored)", i.bits_allocated, i.bits_stored)
+        };
+        format!(
+            "{}x{}, {}, {}, {} {}, {} ({}){}, {} frame{}",
+            i.columns,
+            i.rows,
+            i.modality.as_deref().unwrap_or("modality unknown"),
+            i.photometric,
+            depth,
+            if i.signed { "signed" } else { "unsigned" },
+            i.transfer_syntax_name,
+            i.transfer_syntax,
+            match i.layout {
+                Layout::Standard => "",
+                Layout::NoPreamble => ", no preamble",
+                Layout::NoMeta => ", no file meta (transfer syntax guessed)",
+            },
+            i.frames,
+            if i.frames == 1 { "" } else { "s" },
+        )
+    }
+}
+
+/// Opens a DICOM file (with or without preamble and file meta group) and
+/// reads the attributes the display needs.
+pub fn load(path: impl AsRef<Path>) -> Result<Image, DecodeError> {
+    let path = path.as_ref();
+    let err = |reason: String| DecodeError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (obj, layout) = open_any(path).map_err(err)?;
+    from_object(path, obj, layout).map_err(err)
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+fn open_any(path: &Path) -> Result<(FileDicomObject<InMemDicomObject>, Layout), String> {
+    let mut head = Vec::with_capacity(132);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(132).read_to_end(&mut head))
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if head.len() >= 132 && &head[128..132] == b"DICM" {
+        return OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Always)
+            .open_file(path)
+            .map(|o| (o, Layout::Standard))
+            .map_err(|e| format!("malformed DICOM: {}", chain(&e)));
+    }
+    if head.starts_with(b"DICM") {
+        return OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Never)
+            .open_file(path)
+            .map(|o| (o, Layout::NoPreamble))
+            .map_err(|e| format!("malformed DICOM: {}", chain(&e)));
+    }
+    // A bare data set: the VR letters after the first tag tell explicit VR.
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    // Refuse early what cannot start a data set: the first element needs an
+    // even, standard group and (read as implicit VR) a length within the
+    // file, else a text file would be read as a multi-gigabyte element.
+    let plausible = bytes.len() >= 8 && {
+        let group = u16::from_le_bytes([bytes[0], bytes[1]]);
+        let implicit_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        let explicit = VR::from_binary([bytes[4], bytes[5]]).is_some();
+        group % 2 == 0
+            && (0x0002..=0x7FE0).contains(&group)
+            && (explicit || implicit_len == u32::MAX || (implicit_len as usize) <= bytes.len())
+    };
+    if !plausible {
+        return Err(
+            "not a DICOM file: no DICM marker, and it does not start like a data set".into(),
+        );
+    }
+    let explicit_first = VR::from_binary([bytes[4], bytes[5]]).is_some();
+    let order = if explicit_first {
+        [EXPLICIT_VR_LE, IMPLICIT_VR_LE]
+    } else {
+        [IMPLICIT_VR_LE, EXPLICIT_VR_LE]
+    };
+    let mut last = String::new();
+    for uid in order {
+        let ts = TransferSyntaxRegistry
+            .get(uid)
+            .ok_or_else(|| format!("transfer syntax {uid} is not registered"))?;
+        match InMemDicomObject::read_dataset_with_ts(&bytes[..], ts) {
+            Ok(obj) if obj.get(tags::PIXEL_DATA).is_some() && obj.get(tags::ROWS).is_some() => {
+                let obj = obj
+                    .with_meta(FileMetaTableBuilder::new().transfer_syntax(uid))
+                    .map_err(|e| format!("cannot build a file meta group: {}", chain(&e)))?;
+                return Ok((obj, Layout::NoMeta));
+            }
+            Ok(_) => last = format!("read as {uid} it has no Rows or Pixel Data"),
+            Err(e) => last = format!("read as {uid}: {}", chain(&e)),
+        }
+    }
+    Err(format!(
+        "not a DICOM file: no DICM marker, and not a bare data set ({last})"
+    ))
+}
+
+/// The element `tag` at the top level, else in the first item of a sequence
+/// of the Shared Functional Groups (enhanced multi-frame objects).
+fn find(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemElement> {
+    if let Some(e) = obj.get(tag) {
+        return Some(e);
+    }
+    let shared = obj.get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)?.items()?;
+    shared
+        .iter()
+        .flat_map(|item| item.iter())
+        .filter_map(|e| e.items())
+        .flat_map(|items| items.iter())
+        .find_map(|inner| inner.get(tag))
+}
+
+fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    obj.get(tag)?.to_int::<i64>().ok()
+}
+
+fn floats(obj: &InMemDicomObject, tag: Tag) -> Vec<f64> {
+    find(obj, tag)
+        .and_then(|e| e.to_multi_float64().ok())
+        .unwrap_or_default()
+}
+
+fn u16_attr(obj: &InMemDicomObject, tag: Tag, name: &str) -> Result<Option<u16>, String> {
+    match int(obj, tag) {
+        None => Ok(None),
+        Some(v) => u16::try_from(v)
+            .map(Some)
+            .map_err(|_| format!("{name} {v} is out of range")),
+    }
+}
+
+fn display_err(e: DisplayError) -> String {
+    e.to_string()
+}
+
+fn from_object(
+    path: &Path,
+    obj: FileDicomObject<InMemDicomObject>,
+    layout: Layout,
+) -> Result<Image, String> {
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        let other = [tags::FLOAT_PIXEL_DATA, tags::DOUBLE_FLOAT_PIXEL_DATA]
+            .iter()
+            .any(|t| obj.get(*t).is_some());
+        return Err(if other {
+            "float Pixel Data (7FE0,0008/0009) is not supported for display".into()
+        } else {
+            "not an image: it has no Pixel Data (7FE0,0010)".into()
+        });
+    }
+    let rows = u16_attr(&obj, tags::ROWS, "Rows")?.ok_or("it has no Rows (0028,0010)")?;
+    let columns =
+        u16_attr(&obj, tags::COLUMNS, "Columns")?.ok_or("it has no Columns (0028,0011)")?;
+    let bits_allocated = u16_attr(&obj, tags::BITS_ALLOCATED, "Bits Allocated")?
+        .ok_or("it has no Bits Allocated (0028,0100)")?;
+    let bits_stored = u16_attr(&obj, tags::BITS_STORED, "Bits Stored")?.unwrap_or(bits_allocated);
+    let high_bit =
+        u16_attr(&obj, tags::HIGH_BIT, "High Bit")?.unwrap_or(bits_stored.saturating_sub(1));
+    let samples_per_pixel =
+        u16_attr(&obj, tags::SAMPLES_PER_PIXEL, "Samples per Pixel")?.unwrap_or(1);
+    let signed = int(&obj, tags::PIXEL_REPRESENTATION) == Some(1);
+    let planar_configuration =
+        u16_attr(&obj, tags::PLANAR_CONFIGURATION, "Planar Configuration")?.unwrap_or(0);
+    let frames = match int(&obj, tags::NUMBER_OF_FRAMES) {
+        None => 1,
+        Some(n) if n >= 1 => n as usize,
+        Some(n) => return Err(format!("Number of Frames is {n}")),
+    };
+    let photometric = text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| {
+        if samples_per_pixel == 3 {
+            "RGB".into()
+        } else {
+            "MONOCHROME2".into()
+        }
+    });
+    if bits_stored == 0 || bits_stored > bits_allocated || high_bit >= bits_allocated {
+        return Err(format!(
+            "inconsistent bit depth: Bits Allocated {bits_allocated}, Bits Stored {bits_stored}, High Bit {high_bit}"
+        ));
+    }
+    let transfer_syntax = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_string();
+    let transfer_syntax_name = TransferSyntaxRegistry
+        .get(&transfer_syntax)
+        .map(|ts| ts.name().to_string())
+        .unwrap_or_else(|| "unknown transfer syntax".into());
+
+    let slope = floats(&obj, tags::RESCALE_SLOPE).first().copied();
+    let intercept = floats(&obj, tags::RESCALE_INTERCEPT).first().copied();
+    let modality_lut =
+        ModalityLut::new(slope.unwrap_or(1.0), intercept.unwrap_or(0.0)).map_err(display_err)?;
+
+    let function = match find(&obj, tags::VOILUT_FUNCTION).and_then(|e| e.to_str().ok()) {
+        Some(f) if !f.trim().is_empty() => {
+            VoiFunction::from_dicom(f.trim_end_matches(['\0', ' '])).map_err(display_err)?
+        }
+        _ => VoiFunction::Linear,
+    };
+    let windows = display::windows_from_attributes(
+        &floats(&obj, tags::WINDOW_CENTER),
+        &floats(&obj, tags::WINDOW_WIDTH),
+        function,
+    )
+    .map_err(display_err)?;
+    let luts = voi_luts(&obj, signed)?;
+
+    Ok(Image {
+        path: path.to_path_buf(),
+        info: ImageInfo {
+            rows: usize::from(rows),
+            columns: usize::from(columns),
+            frames,
+            samples_per_pixel,
+            bits_allocated,
+            bits_stored,
+            high_bit,
+            signed,
+            photometric,
+            planar_configuration,
+            transfer_syntax,
+            transfer_syntax_name,
+            modality: text(&obj, tags::MODALITY),
+            layout,
+        },
+        modality_lut,
+        windows,
+        luts,
+        obj,
+    })
+}
+
+/// The items of the VOI LUT Sequence (0028,3010).
+fn voi_luts(obj: &InMemDicomObject, signed: bool) -> Result<Vec<VoiLut>, String> {
+    let Some(items) = find(obj, tags::VOILUT_SEQUENCE).and_then(|e| e.items()) else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let descriptor: Vec<i64> = item
+                .get(tags::LUT_DESCRIPTOR)
+                .and_then(|e| e.to_multi_int::<i64>().ok())
+                .unwrap_or_default();
+            let [entries, first, bits] = descriptor[..] else {
+                return Err(format!(
+                    "VOI LUT {i}: the LUT Descriptor (0028,3002) must have 3 values"
+                ));
+            };
+            let data: Vec<u16> = match item.get(tags::LUT_DATA).map(|e| e.value()) {
+                Some(DicomValue::Primitive(PrimitiveValue::U8(b))) => b
+                    .chunks(2)
+                    .map(|c| u16::from_le_bytes([c[0], c.get(1).copied().unwrap_or(0)]))
+                    .collect(),
+                Some(DicomValue::Primitive(p)) => p
+                    .to_multi_int::<i64>()
+                    .map_err(|e| format!("VOI LUT {i}: LUT Data: {e}"))?
+                    .into_iter()
+                    .map(|v| v as u16)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            VoiLut::from_descriptor([entries as u16, first as u16, bits as u16], signed, &data)
+                .map_err(|e| format!("VOI LUT {i}: {e}"))
+        })
+        .collect()
+}
+
+/// Decoded samples of one frame.
+pub(super) enum Samples {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+}
+
+/// A frame's samples, the photometric interpretation they are in after
+/// decoding, and their planar configuration.
+struct Frame {
+    samples: Samples,
+    photometric: String,
+    planar_configuration: u16,
+    width: usize,
+    height: usize,
+}
+
+fn decode_frame(
+    image: &Image,
+    frame: usize,
+    max_w: usize,
+    max_h: usize,
+) -> Result<Frame, DecodeError> {
+    let info = &image.info;
+    let ts = info.transfer_syntax.as_str();
+    let ts_label = format!("transfer syntax {ts} ({})", info.transfer_syntax_name);
+    if JPEG_LS_UIDS.contains(&ts) {
+        let samples = super::jpegls::decode_frame(&image.obj, info, frame)
+            .map_err(|e| image.error(format!("{ts_label} cannot be decoded: {e}")))?;
+        return Ok(Frame {
+            samples,
+            photometric: info.photometric.clone(),
+            planar_configuration: 0,
+            width: info.columns,
+            height: info.rows,
+        });
+    }
+    if ts == RLE_LOSSLESS && info.bits_allocated == 32 {
+        // dicom-pixeldata's RLE decoder takes 8 and 16 bits only.
+        let samples = decode_rle_32(image, frame)
+            .map_err(|e| image.error(format!("{ts_label} cannot be decoded: {e}")))?;
+        return Ok(Frame {
+            samples,
+            photometric: info.photometric.clone(),
+            planar_configuration: 0,
+            width: info.columns,
+            height: info.rows,
+        });
+    }
+    if JPEG_2000_UIDS.contains(&ts) {
+        let reduce = j2k_reduce(info, max_w, max_h);
+        if reduce > 0 {
+            match decode_j2k_reduced(image, frame, reduce) {
+                Ok(f) => return Ok(f),
+                // The full decode below reports what is wrong, if anything.
+                Err(e) => tracing::debug!("reduced JPEG 2000 decode failed: {e}"),
+            }
+        }
+    }
+    let supported = TransferSyntaxRegistry
+        .get(ts)
+        .map(|t| t.can_decode_all())
+        .unwrap_or(false);
+    if !supported {
+        return Err(image.error(format!(
+            "{ts_label} cannot be decoded: {}",
+            if TransferSyntaxRegistry.get(ts).is_none() {
+                "the transfer syntax is unknown"
+            } else {
+                "no pure-Rust decoder for it is built into marrow"
+            }
+        )));
+    }
+    let px = image.obj.decode_pixel_data_frame(frame as u32).map_err(|e| {
+        let mut reason = format!("{ts_label} cannot be decoded: {}", chain(&e));
+        if reason.contains("SamplePrecision(12)") {
+            reason.push_str(
+                " (12-bit JPEG, as in JPEG Extended 1.2.840.10008.1.2.4.51, is not supported by the pure-Rust JPEG decoder)",
+            );
+        }
+        image.error(reason)
+    })?;
+    let data = px.data();
+    let bits = px.bits_allocated();
+    let samples = match bits {
+        1 | 8 => Samples::U8(data.to_vec()),
+        16 => Samples::U16(
+            data.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        32 => Samples::U32(
+            data.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        other => {
+            return Err(image.error(format!("Bits Allocated {other} is not supported")));
+        }
+    };
+    Ok(Frame {
+        samples,
+        photometric: px.photometric_interpretation().as_str().to_string(),
+        planar_configuration: match px.planar_configuration() {
+            dicom_pixeldata::PlanarConfiguration::Standard => 0,
+            dicom_pixeldata::PlanarConfiguration::PixelFirst => 1,
+        },
+        width: info.columns,
+        height: info.rows,
+    })
+}
+
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// JPEG 2000 Lossless Only and JPEG 2000.
+const JPEG_2000_UIDS: [&str; 2] = ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"];
+
+/// The JPEG 2000 resolution reduction for a preview within `max_w x max_h`:
+/// the largest (at most 5) whose image still covers the size the preview is
+/// downscaled to.
+fn j2k_reduce(info: &ImageInfo, max_w: usize, max_h: usize) -> u32 {
+    if max_w == 0 && max_h == 0 {
+        return 0;
+    }
+    let (mw, mh) = limits(max_w, max_h);
+    let (ow, oh) = display::fit_within(info.columns, info.rows, mw, mh);
+    if ow == 0 {
+        return 0;
+    }
+    let mut r = 0;
+    while r < 5 && (info.columns >> (r + 1)) >= ow && (info.rows >> (r + 1)) >= oh {
+        r += 1;
+    }
+    r
+}
+
+/// Decodes a grayscale JPEG 2000 frame at 1 / 2^reduce of its size.
+fn decode_j2k_reduced(image: &Image, frame: usize, reduce: u32) -> Result<Frame, String> {
+    let info = &image.info;
+    if info.samples_per_pixel != 1 {
+        return Err("reduced decoding is for grayscale only".into());
+    }
+    let bytes = super::jpegls::frame_bytes(&image.obj, info.frames, frame)?;
+    let j2k =
+        jpeg2k::Image::from_bytes_with(&bytes, jpeg2k::DecodeParameters::new().reduce(reduce))
+            .map_err(|e| e.to_string())?;
+    let comp = j2k.components().first().ok_or("no component")?;
+    let (width, height) = (comp.width() as usize, comp.height() as usize);
+    let data = comp.data();
+    if width == 0 || height == 0 || data.len() < width * height {
+        return Err(format!("{width}x{height} with {} samples", data.len()));
+    }
+    let data = &data[..width * height];
+    // Two's complement truncation: the pipeline masks to Bits Stored and
+    // sign-extends signed data again.
+    let samples = match info.bits_allocated {
+        8 => Samples::U8(data.iter().map(|&v| v as u8).collect()),
+        16 => Samples::U16(data.iter().map(|&v| v as u16).collect()),
+        other => return Err(format!("Bits Allocated {other}")),
+    };
+    Ok(Frame {
+        samples,
+        photometric: info.photometric.clone(),
+        planar_configuration: 0,
+        width,
+        height,
+    })
+}
+
+/// RLE Lossless (PS3.5 Annex G) of 32-bit grayscale samples: four segments,
+/// most significant byte first.
+fn decode_rle_32(image: &Image, frame: usize) -> Result<Samples, String> {
+    let info = &image.info;
+    if info.samples_per_pixel != 1 {
+        return Err("32-bit RLE colour is not supported".into());
+    }
+    let fragment = super::jpegls::frame_bytes(&image.obj, info.frames, frame)?;
+    let pixels = info.rows * info.columns;
+    let word = |at: usize| {
+        fragment
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or("the RLE header is truncated")
+    };
+    let segments = word(0)?;
+    if segments != 4 {
+        return Err(format!(
+            "the RLE header announces {segments} segments; 32-bit grayscale needs 4"
+        ));
+    }
+    let offsets = (1..=segments)
+        .map(|i| word(4 * i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = vec![0u32; pixels];
+    for (s, &start) in offsets.iter().enumerate() {
+        let end = offsets.get(s + 1).copied().unwrap_or(fragment.len());
+        let segment = fragment
+            .get(start..end.min(fragment.len()))
+            .ok_or_else(|| format!("RLE segment {s} lies outside the fragment"))?;
+        let bytes = packbits(segment, pixels);
+        if bytes.len() < pixels {
+            return Err(format!(
+                "RLE segment {s} decodes to {} bytes, {pixels} expected",
+                bytes.len()
+            ));
+        }
+        let shift = 8 * (3 - s as u32);
+        for (v, &b) in out.iter_mut().zip(&bytes) {
+            *v |= u32::from(b) << shift;
+        }
+    }
+    Ok(Samples::U32(out))
+}
+
+/// Decodes a PackBits segment, stopping at `want` bytes.
+fn packbits(src: &[u8], want: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(want);
+    let mut i = 0;
+    while i < src.len() && out.len() < want {
+        let h = src[i] as i8;
+        i += 1;
+        if h >= 0 {
+            let end = (i + h as usize + 1).min(src.len());
+            out.extend_from_slice(&src[i..end]);
+            i = end;
+        } else if h != -128 {
+            if let Some(&b) = src.get(i) {
+                out.resize(out.len() + (1 - isize::from(h)) as usize, b);
+            }
+            i += 1;
+        }
+    }
+    out.truncate(want);
+    out
+}
+
+fn describe_window(w: &Window) -> String {
+    format!("C {} W {} {}", w.center(), w.width(), w.function())
+}
+
+/// Renders frame `frame` (from 0) with VOI preset `voi_index` (windows first,
+/// then VOI LUTs; 0 is the default, the automatic window when the file has
+/// none) to 8-bit pixels fitting `max_w x max_h` (0 = no limit on that side).
+pub fn render(
+    image: &Image,
+    frame: usize,
+    voi_index: usize,
+    max_w: usize,
+    max_h: usize,
+) -> Result<Rendered, DecodeError> {
+    let info = &image.info;
+    if frame >= info.frames {
+        return Err(image.error(format!(
+            "frame {frame} is out of range: the file has {} frame{} (counted from 0)",
+            info.frames,
+            if info.frames == 1 { "" } else { "s" }
+        )));
+    }
+    let Frame {
+        samples,
+        photometric,
+        planar_configuration,
+        width: w,
+        height: h,
+    } = decode_frame(image, frame, max_w, max_h)?;
+    let derr = |e: DisplayError| image.error(e.to_string());
+    let (pixels, voi) = match info.samples_per_pixel {
+        1 => {
+            let invert = match photometric.as_str() {
+                "MONOCHROME1" => true,
+                "MONOCHROME2" => false,
+                other => {
+                    return Err(image.error(format!(
+                        "Photometric Interpretation {other} is not supported for display"
+                    )));
+                }
+            };
+            let (gray, voi) = render_gray(image, samples, invert, voi_index, (w, h))?;
+            (Pixels::Gray(gray), voi)
+        }
+        3 => {
+            let bytes = match samples {
+                Samples::U8(b) => b,
+                Samples::U16(v) => {
+                    let shift = info.bits_stored.saturating_sub(8).min(8);
+                    v.iter().map(|&s| (s >> shift).min(255) as u8).collect()
+                }
+                Samples::U32(_) => {
+                    return Err(image.error("32-bit colour samples are not supported"));
+                }
+            };
+            let mut rgb =
+                display::rgb_interleaved(&bytes, w, h, planar_configuration).map_err(derr)?;
+            match photometric.as_str() {
+                "RGB" => {}
+                "YBR_FULL" => ybr_full_to_rgb(&mut rgb),
+                other => {
+                    return Err(image.error(format!(
+                        "Photometric Interpretation {other} is not supported for display"
+                    )));
+                }
+            }
+            (Pixels::Rgb(rgb), "colour (no window)".to_string())
+        }
+        other => {
+            return Err(image.error(format!(
+                "Samples per Pixel {other} is not supported for display"
+            )));
+        }
+    };
+    let (pixels, width, height) = match pixels {
+        Pixels::Gray(g) => {
+            let (mw, mh) = limits(max_w, max_h);
+            let (g, ow, oh) = display::downscale(&g, w, h, mw, mh).map_err(derr)?;
+            (Pixels::Gray(g), ow, oh)
+        }
+        Pixels::Rgb(c) => {
+            let (mw, mh) = limits(max_w, max_h);
+            let (c, ow, oh) = display::downscale_rgb(&c, w, h, mw, mh).map_err(derr)?;
+            (Pixels::Rgb(c), ow, oh)
+        }
+    };
+    Ok(Rendered {
+        pixels,
+        width,
+        height,
+        voi,
+        decoded_width: w,
+        decoded_height: h,
+    })
+}
+
+fn limits(max_w: usize, max_h: usize) -> (usize, usize) {
+    let f = |m: usize| if m == 0 { usize::MAX } else { m };
+    (f(max_w), f(max_h))
+}
+
+fn render_gray(
+    image: &Image,
+    samples: Samples,
+    invert: bool,
+    voi_index: usize,
+    (width, height): (usize, usize),
+) -> Result<(Vec<u8>, String), DecodeError> {
+    let pixels = width * height;
+    let info = &image.info;
+    let derr = |e: DisplayError| image.error(e.to_string());
+    let voi = Voi::preset(&image.windows, &image.luts, voi_index).map_err(derr)?;
+    let mut pipeline = GrayPipeline {
+        modality: image.modality_lut,
+        voi,
+        invert,
+    };
+    let count = |n: usize| {
+        if n < pixels {
+            Err(image.error(format!(
+                "the frame holds {n} samples but the image is {width}x{height} ({pixels} samples)"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    // Samples whose High Bit is above Bits Stored - 1 are shifted down.
+    let shift = u32::from(info.high_bit + 1 - info.bits_stored);
+    let bits = info.bits_stored;
+    let signed = info.signed;
+    let describe = |pipeline: &GrayPipeline| -> String {
+        let presets = image.presets();
+        match &pipeline.voi {
+            Voi::Window(w) if presets == 0 => format!("automatic window {}", describe_window(w)),
+            Voi::Window(w) => format!("window {voi_index} of {presets}: {}", describe_window(w)),
+            Voi::Lut(l) => format!(
+                "VOI LUT {voi_index} of {presets} ({} entries from {}, {} bits)",
+                l.len(),
+                l.first_mapped(),
+                l.bits()
+            ),
+            Voi::Auto => "automatic window".to_string(),
+        }
+    };
+    let gray = match samples {
+        Samples::U8(v) if info.bits_allocated == 1 => {
+            count(v.len())?;
+            // Already expanded to 0 / 255 by the decoder: no windowing.
+            let v = &v[..pixels];
+            let out = if invert {
+                v.iter().map(|&x| 255 - x).collect()
+            } else {
+                v.to_vec()
+            };
+            return Ok((out, "1-bit (no window)".into()));
+        }
+        Samples::U8(v) => {
+            count(v.len())?;
+            let v: Vec<u8> = v[..pixels].iter().map(|&x| x >> shift).collect();
+            if matches!(pipeline.voi, Voi::Auto) {
+                pipeline.voi = Voi::Window(
+                    display::auto_window_stored(&v, bits, signed, &pipeline.modality)
+                        .map_err(derr)?,
+                );
+            }
+            pipeline.render_u8(&v, bits, signed).map_err(derr)?
+        }
+        Samples::U16(v) => {
+            count(v.len())?;
+            let v: Vec<u16> = v[..pixels].iter().map(|&x| x >> shift).collect();
+            if matches!(pipeline.voi, Voi::Auto) {
+                pipeline.voi = Voi::Window(
+                    display::auto_window_stored(&v, bits, signed, &pipeline.modality)
+                        .map_err(derr)?,
+                );
+            }
+            pipeline.render_u16(&v, bits, signed).map_err(derr)?
+        }
+        Samples::U32(v) => {
+            count(v.len())?;
+            let stored: Vec<i32> = v[..pixels]
+                .iter()
+                .map(|&x| stored_value_32(x >> shift, bits, signed))
+                .collect();
+            if matches!(pipeline.voi, Voi::Auto) {
+                pipeline.voi = Voi::Window(display::auto_window_i32(&stored, &pipeline.modality));
+            }
+            pipeline.render_i32(&stored)
+        }
+    };
+    Ok((gray, describe(&pipeline)))
+}
+
+/// The stored value of a 32-bit sample of `bits` bits; unsigned values above
+/// `i32::MAX` are clamped.
+fn stored_value_32(raw: u32, bits: u16, signed: bool) -> i32 {
+    let bits = u32::from(bits.clamp(1, 32));
+    let v = if bits == 32 {
+        raw
+    } else {
+        raw & ((1u32 << bits) - 1)
+    };
+    if signed {
+        if bits == 32 {
+            v as i32
+        } else if v & (1u32 << (bits - 1)) != 0 {
+            (i64::from(v) - (1i64 << bits)) as i32
+        } else {
+            v as i32
+        }
+    } else {
+        v.min(i32::MAX as u32) as i32
+    }
+}
+
+/// YBR_FULL (PS3.3 C.7.6.3.1.2) to RGB, in place on interleaved samples.
+fn ybr_full_to_rgb(data: &mut [u8]) {
+    for px in data.chunks_exact_mut(3) {
+        let y = f64::from(px[0]);
+        let cb = f64::from(px[1]) - 128.0;
+        let cr = f64::from(px[2]) - 128.0;
+        let r = y + 1.402 * cr;
+        let g = y - 0.344_136 * cb - 0.714_136 * cr;
+        let b = y + 1.772 * cb;
+        px[0] = r.round().clamp(0.0, 255.0) as u8;
+        px[1] = g.round().clamp(0.0, 255.0) as u8;
+        px[2] = b.round().clamp(0.0, 255.0) as u8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ybr_full_gray_and_red() {
+        let mut px = [128, 128, 128, 76, 85, 255];
+        ybr_full_to_rgb(&mut px);
+        assert_eq!(&px[..3], &[128, 128, 128]);
+        assert!(px[3] >= 250 && px[4] <= 5 && px[5] <= 5, "{px:?}");
+    }
+
+    #[test]
+    fn packbits_literal_and_repeat() {
+        assert_eq!(packbits(&[1, 7, 8, 0xFE, 9, 0x80], 10), vec![7, 8, 9, 9, 9]);
+        assert_eq!(packbits(&[0xFD, 1], 2), vec![1, 1]);
+    }
+
+    #[test]
+    fn stored_32() {
+        assert_eq!(stored_value_32(0xFFFF_FFFF, 32, true), -1);
+        assert_eq!(stored_value_32(0x0000_0FFF, 12, true), -1);
+        assert_eq!(stored_value_32(0xFFFF_FFFF, 32, false), i32::MAX);
+        assert_eq!(stored_value_32(5, 16, false), 5);
+    }
+}
