@@ -100,6 +100,15 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             r.rejected.len()
         );
     }
+    // Synthetic radiographs of some fixture patients (and one of nobody's), written
+    // by the generator of `fixtures/dicom/`, then imported like a hospital's folder.
+    let images = dir.join("dicom");
+    crate::dicom::synth::write_fixtures(&images)?;
+    let r = crate::dicom::import_dicom(&mut study, std::slice::from_ref(&images), |_| {})?;
+    println!(
+        "  {:<24} {:>5} files: {} imported, {} waiting for their patient (on purpose: `marrow flags` lists it)",
+        "dicom/", r.files, r.imported, r.quarantined
+    );
     Ok(db)
 }
 

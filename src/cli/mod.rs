@@ -146,11 +146,20 @@ pub enum Command {
         /// How many patients.
         #[arg(long, default_value_t = 1000)]
         patients: usize,
-        /// Output folder (gets patients.csv, dxa.csv, labs.csv).
+        /// Output folder (gets patients.csv, dxa.csv, labs.csv; or NNNNN.dcm with --dicom).
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Instead of CSV exports: N synthetic radiographs (DICOM) into --out.
+        #[arg(long, value_name = "N")]
+        dicom: Option<usize>,
+        /// Rows of the radiographs (with --dicom).
+        #[arg(long, default_value_t = 2500)]
+        rows: u16,
+        /// Columns of the radiographs (with --dicom).
+        #[arg(long, default_value_t = 2000)]
+        cols: u16,
     },
 }
 
@@ -465,9 +474,24 @@ pub fn run(cli: Cli) -> Result<u8> {
             patients,
             out,
             seed,
+            dicom,
+            rows,
+            cols,
         } => {
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
+            if let Some(n) = dicom {
+                use rayon::prelude::*;
+                (0..n).into_par_iter().try_for_each(|i| {
+                    let spec = crate::dicom::synth::bench_spec(i, rows, cols, seed);
+                    crate::dicom::synth::write_radiograph(out.join(format!("{i:05}.dcm")), &spec)
+                })?;
+                println!(
+                    "wrote {n} radiographs of {cols}x{rows} into {}",
+                    out.display()
+                );
+                return Ok(0);
+            }
             let n = crate::synth::write_exports(&out, patients, seed)
                 .with_context(|| format!("cannot write exports into {}", out.display()))?;
             println!(

@@ -4,10 +4,10 @@
 //! printed instead, so no escape codes ever go into a pipe.
 
 use crate::dicom::decode::{self, Pixels};
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct ViewArgs {
@@ -25,6 +25,10 @@ pub struct ViewArgs {
     /// Print the one-line description only (always the case when stdout is not a terminal).
     #[arg(long)]
     pub info: bool,
+    /// Write the displayed image (the same pipeline, full size unless --width gives
+    /// its width in pixels) to this PNG file instead of the terminal.
+    #[arg(long, value_name = "OUT.png")]
+    pub png: Option<PathBuf>,
 }
 
 /// The description line: file, attributes, frame and the VOI stage used.
@@ -38,6 +42,9 @@ fn description(image: &decode::Image, frame: usize, voi: &str) -> String {
 
 pub fn run(args: ViewArgs) -> Result<u8> {
     let image = decode::load(&args.file)?;
+    if let Some(out) = &args.png {
+        return write_png(&image, &args, out);
+    }
     let terminal = std::io::stdout().is_terminal();
     if args.info || !terminal {
         // A small rendering still decodes the frame and resolves the window.
@@ -74,12 +81,9 @@ pub fn run(args: ViewArgs) -> Result<u8> {
     };
     let r = decode::render(&image, args.frame, args.window, max_w, max_h)?;
     let (w, h) = (r.width as u32, r.height as u32);
-    let picture = match r.pixels {
-        Pixels::Gray(g) => image::GrayImage::from_raw(w, h, g).map(image::DynamicImage::ImageLuma8),
-        Pixels::Rgb(c) => image::RgbImage::from_raw(w, h, c).map(image::DynamicImage::ImageRgb8),
-    }
-    .ok_or_else(|| anyhow!("internal error: rendered buffer does not match {w}x{h}"))?;
-    println!("{}", description(&image, args.frame, &r.voi));
+    let line = description(&image, args.frame, &r.voi);
+    let picture = picture(r)?;
+    println!("{line}");
     let (cell_w, cell_h) = if graphics {
         // Keep the aspect ratio within cols x rows cells (a cell about 1:2).
         let (fw, fh) = decode_fit(w, h, u32::from(cols), u32::from(rows));
@@ -95,6 +99,34 @@ pub fn run(args: ViewArgs) -> Result<u8> {
         ..Default::default()
     };
     viuer::print(&picture, &config).map_err(|e| anyhow!("cannot print the image: {e}"))?;
+    Ok(0)
+}
+
+/// The rendered frame as a picture.
+fn picture(r: decode::Rendered) -> Result<image::DynamicImage> {
+    let (w, h) = (r.width as u32, r.height as u32);
+    match r.pixels {
+        Pixels::Gray(g) => image::GrayImage::from_raw(w, h, g).map(image::DynamicImage::ImageLuma8),
+        Pixels::Rgb(c) => image::RgbImage::from_raw(w, h, c).map(image::DynamicImage::ImageRgb8),
+    }
+    .ok_or_else(|| anyhow!("internal error: rendered buffer does not match {w}x{h}"))
+}
+
+/// `--png OUT.png`: the frame through the display pipeline, full size (or
+/// `--width` pixels wide), as an 8-bit grey or RGB PNG.
+fn write_png(image: &decode::Image, args: &ViewArgs, out: &Path) -> Result<u8> {
+    let max_w = args.width.map_or(0, usize::from);
+    let r = decode::render(image, args.frame, args.window, max_w, 0)?;
+    let voi = r.voi.clone();
+    let (w, h) = (r.width, r.height);
+    picture(r)?
+        .save_with_format(out, image::ImageFormat::Png)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{}: {w}x{h} PNG written to {}",
+        description(image, args.frame, &voi),
+        out.display()
+    );
     Ok(0)
 }
 

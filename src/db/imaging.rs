@@ -184,6 +184,70 @@ pub fn counts(conn: &Connection) -> Result<(u64, u64)> {
     )?)
 }
 
+/// One of a patient's images as the viewer lists it: the row id and its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientImage {
+    pub instance_id: i64,
+    pub record: ImageRecord,
+}
+
+/// What a viewer says of an image flagged for burned-in text without a stored reason.
+const REVIEW_UNSPECIFIED: &str = "flagged for a burned-in text review";
+
+/// The images linked to a patient (by study ID), by study date, study, series and
+/// instance; read only.
+pub fn patient_images(conn: &Connection, study_id: &str) -> Result<Vec<PatientImage>> {
+    let mut st = conn.prepare_cached(
+        "SELECT i.id, i.sop_uid, st.study_uid, se.series_uid, i.sop_class_uid, se.modality, \
+         se.body_part, i.laterality, i.view_position, st.study_date, se.series_number, \
+         i.image_rows, i.image_columns, i.bits_allocated, i.bits_stored, i.photometric, \
+         i.transfer_syntax, i.pixel_spacing_row, i.pixel_spacing_col, i.frames, i.store_path, \
+         i.bytes, i.burned_in_review, i.review_reason \
+         FROM image_instances i JOIN patients p ON p.id = i.patient_id \
+         JOIN image_series se ON se.id = i.series JOIN image_studies st ON st.id = se.study \
+         WHERE p.study_id = ?1 \
+         ORDER BY st.study_date, st.id, se.series_number, se.id, i.id",
+    )?;
+    let rows = st.query_map([study_id], |r| {
+        let spacing = match (r.get::<_, Option<f64>>(17)?, r.get::<_, Option<f64>>(18)?) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        };
+        let flagged: bool = r.get::<_, i64>(22)? != 0;
+        let reason: Option<String> = r.get(23)?;
+        Ok(PatientImage {
+            instance_id: r.get(0)?,
+            record: ImageRecord {
+                sop_uid: r.get(1)?,
+                study_uid: r.get(2)?,
+                series_uid: r.get(3)?,
+                sop_class_uid: r.get(4)?,
+                modality: r.get(5)?,
+                body_part: r.get(6)?,
+                laterality: r.get(7)?,
+                view_position: r.get(8)?,
+                study_date: r.get(9)?,
+                series_number: r.get(10)?,
+                rows: r.get(11)?,
+                columns: r.get(12)?,
+                bits_allocated: r.get(13)?,
+                bits_stored: r.get(14)?,
+                photometric: r.get(15)?,
+                transfer_syntax: r.get(16)?,
+                pixel_spacing: spacing,
+                frames: r.get(19)?,
+                store_path: r.get(20)?,
+                bytes: r.get(21)?,
+                review_reason: match (flagged, reason) {
+                    (true, None) => Some(REVIEW_UNSPECIFIED.to_string()),
+                    (_, reason) => reason,
+                },
+            },
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 impl Batch<'_> {
     /// Records a de-identified instance (with its study and series) and, when its
     /// patient is known, marks that patient as imaged (rescreened on commit);

@@ -6,5 +6,6 @@ pub mod display;
 pub mod import;
 pub mod jpegls;
 pub mod store;
+pub mod synth;
 
 pub use import::{DicomError, DicomReport, LinkOutcome, import_dicom, link_waiting};

@@ -6,8 +6,9 @@
 
 use super::keymap::{self, Action, Context};
 use super::theme::Theme;
-use super::worker::{Request, Response, SaveFailure, SetAnswer};
+use super::worker::{Preview, PreviewKey, RenderImage, Request, Response, SaveFailure, SetAnswer};
 use crate::db::DbError;
+use crate::db::imaging::PatientImage;
 use crate::db::study::{PatientDetail, PatientSummary};
 use crate::domain::eligibility::{Answer, Criterion, Decision, Flag};
 use crate::domain::protocol::Group;
@@ -16,8 +17,12 @@ use crate::domain::user::{Permission, Role};
 use crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
-use std::cell::Cell;
-use std::collections::BTreeSet;
+use ratatui_image::FontSize;
+use ratatui_image::picker::Picker;
+use ratatui_image::protocol::Protocol;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Who is using the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +85,8 @@ pub enum LoadState {
 pub enum Screen {
     Worklist,
     Patient,
+    /// The patient's images and the selected one drawn.
+    Images,
 }
 
 /// The worklist filters; `None` lets everything through.
@@ -341,6 +348,169 @@ impl PatientView {
     }
 }
 
+/// The strongest zoom of the viewer.
+pub const MAX_ZOOM: u8 = 8;
+
+/// The cell size assumed for half-blocks when the terminal was not asked.
+pub const HALFBLOCK_FONT: FontSize = FontSize::new(10, 20);
+
+/// The largest side, in pixels, a frame is rendered at for the viewer.
+pub const MAX_PREVIEW_PIXELS: usize = 2048;
+
+/// How many rendered frames the viewer keeps.
+pub const PREVIEW_CACHE: usize = 8;
+
+/// The last rendered frames, oldest first.
+#[derive(Debug, Default)]
+pub struct PreviewCache {
+    entries: VecDeque<(PreviewKey, Arc<Preview>)>,
+}
+
+impl PreviewCache {
+    pub fn get(&self, key: &PreviewKey) -> Option<&Arc<Preview>> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, p)| p)
+    }
+
+    /// How many VOI presets an instance's file offers, once any frame of it rendered.
+    fn presets_of(&self, instance_id: i64) -> Option<usize> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k.instance_id == instance_id)
+            .map(|(_, p)| p.presets)
+    }
+
+    fn insert(&mut self, key: PreviewKey, preview: Arc<Preview>) {
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push_back((key, preview));
+        while self.entries.len() > PREVIEW_CACHE {
+            self.entries.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A drawn frame encoded for the terminal, kept while its key and area stay the same.
+pub(crate) struct EncodedImage {
+    pub(crate) key: PreviewKey,
+    pub(crate) area: Rect,
+    /// Zoom and centre it was cut for.
+    pub(crate) view: (u8, (f32, f32)),
+    pub(crate) protocol: Result<Protocol, String>,
+}
+
+impl std::fmt::Debug for EncodedImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedImage")
+            .field("key", &self.key)
+            .field("area", &self.area)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The images screen of one patient: the list, the selection, frame and window.
+#[derive(Debug)]
+pub struct ImagesView {
+    pub(crate) study_id: String,
+    pub(crate) state: LoadState,
+    pub(crate) list: Vec<PatientImage>,
+    pub(crate) selected: usize,
+    pub(crate) frame: usize,
+    pub(crate) voi_index: usize,
+    /// Zoom (1, 2, 4, 8) and the centre of the view, as fractions of the image.
+    pub(crate) zoom: u8,
+    pub(crate) centre: (f32, f32),
+    /// The last frame asked of the image thread and not answered yet.
+    pub(crate) pending: Option<PreviewKey>,
+    /// Frames that could not be rendered, and why.
+    pub(crate) failed: HashMap<PreviewKey, String>,
+    /// First visible row of the list, kept by `render`.
+    pub(crate) offset: Cell<usize>,
+    /// Where the image was drawn at the last render (cells), to size the next one.
+    pub(crate) image_area: Cell<Rect>,
+    pub(crate) encoded: RefCell<Option<EncodedImage>>,
+}
+
+impl ImagesView {
+    fn loading(study_id: String) -> ImagesView {
+        ImagesView {
+            study_id,
+            state: LoadState::Loading,
+            list: Vec::new(),
+            selected: 0,
+            frame: 0,
+            voi_index: 0,
+            zoom: 1,
+            centre: (0.5, 0.5),
+            pending: None,
+            failed: HashMap::new(),
+            offset: Cell::new(0),
+            image_area: Cell::new(Rect::default()),
+            encoded: RefCell::new(None),
+        }
+    }
+
+    fn is(&self, study_id: &str) -> bool {
+        self.study_id.eq_ignore_ascii_case(study_id)
+    }
+
+    /// The selected image, if any.
+    pub fn current(&self) -> Option<&PatientImage> {
+        self.list.get(self.selected)
+    }
+
+    /// The rendering the screen wants now.
+    pub fn key(&self) -> Option<PreviewKey> {
+        self.current().map(|i| PreviewKey {
+            instance_id: i.instance_id,
+            frame: self.frame,
+            voi_index: self.voi_index,
+        })
+    }
+
+    fn frames(&self) -> usize {
+        self.current()
+            .map_or(1, |i| usize::try_from(i.record.frames).unwrap_or(1).max(1))
+    }
+
+    fn select(&mut self, index: usize) {
+        let index = index.min(self.list.len().saturating_sub(1));
+        if index != self.selected {
+            self.selected = index;
+            self.frame = 0;
+            self.voi_index = 0;
+            self.reset_view();
+        }
+    }
+
+    fn reset_view(&mut self) {
+        self.zoom = 1;
+        self.centre = (0.5, 0.5);
+    }
+
+    /// The part of the image in view: (left, top, width, height) as fractions.
+    pub fn view_window(&self) -> (f32, f32, f32, f32) {
+        let side = 1.0 / f32::from(self.zoom.max(1));
+        let left = (self.centre.0 - side / 2.0).clamp(0.0, 1.0 - side);
+        let top = (self.centre.1 - side / 2.0).clamp(0.0, 1.0 - side);
+        (left, top, side, side)
+    }
+
+    /// Keeps the view inside the image.
+    fn clamp_centre(&mut self) {
+        let half = 0.5 / f32::from(self.zoom.max(1));
+        self.centre.0 = self.centre.0.clamp(half, 1.0 - half);
+        self.centre.1 = self.centre.1.clamp(half, 1.0 - half);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
     Info,
@@ -379,6 +549,12 @@ pub struct App {
     pub(crate) screen: Screen,
     pub(crate) worklist: Worklist,
     pub(crate) patient: Option<PatientView>,
+    /// The open patient's images (loaded with the patient, shown by the images screen).
+    pub(crate) images: Option<ImagesView>,
+    pub(crate) previews: PreviewCache,
+    /// How images are drawn, chosen at start-up; `None` (tests, benchmarks): half-blocks
+    /// without probing the terminal or tmux.
+    pub(crate) picker: Option<Picker>,
     pub(crate) help: Option<HelpView>,
     pub(crate) status: Option<StatusReport>,
     pub(crate) message: Option<Message>,
@@ -396,6 +572,9 @@ impl App {
             screen: Screen::Worklist,
             worklist: Worklist::new(LoadState::Loading),
             patient: None,
+            images: None,
+            previews: PreviewCache::default(),
+            picker: None,
             help: None,
             status: None,
             message: None,
@@ -416,6 +595,32 @@ impl App {
     pub fn start(&mut self) -> Vec<Request> {
         self.worklist.state = LoadState::Loading;
         vec![Request::LoadWorklist]
+    }
+
+    /// Sets how images are drawn (chosen once at start-up, after querying the terminal).
+    pub fn set_picker(&mut self, picker: Picker) {
+        self.picker = Some(picker);
+    }
+
+    pub fn picker(&self) -> Option<&Picker> {
+        self.picker.as_ref()
+    }
+
+    /// The terminal's cell size in pixels (a common 10x20 when unknown).
+    pub fn font_size(&self) -> FontSize {
+        self.picker
+            .as_ref()
+            .map_or(HALFBLOCK_FONT, |p| p.font_size())
+    }
+
+    /// The open patient's images screen state.
+    pub fn images(&self) -> Option<&ImagesView> {
+        self.images.as_ref()
+    }
+
+    /// The rendered frames kept for the viewer.
+    pub fn previews(&self) -> &PreviewCache {
+        &self.previews
     }
 
     pub fn set_theme(&mut self, theme: Theme) {
@@ -518,6 +723,7 @@ impl App {
                 Some(Field::Reason) => vec![Context::AnswerReason, Context::Always],
                 None => vec![Context::Patient, Context::Global, Context::Always],
             },
+            Screen::Images => vec![Context::Images, Context::Global, Context::Always],
         }
     }
 
@@ -611,6 +817,7 @@ impl App {
             _ => match self.screen {
                 Screen::Worklist => self.update_worklist(action),
                 Screen::Patient => self.update_patient(action),
+                Screen::Images => self.update_images(action),
             },
         }
     }
@@ -645,6 +852,15 @@ impl App {
             p.state = LoadState::Loading;
             out.push(Request::LoadPatient {
                 study_id: p.study_id.clone(),
+            });
+        }
+        if self.screen == Screen::Images
+            && let Some(v) = self.images.as_mut()
+        {
+            v.state = LoadState::Loading;
+            v.failed.clear();
+            out.push(Request::LoadImages {
+                study_id: v.study_id.clone(),
             });
         }
         self.info("reloading from the database…");
@@ -732,7 +948,148 @@ impl App {
         let study_id = p.study_id.clone();
         self.screen = Screen::Patient;
         self.patient = Some(PatientView::loading(study_id.clone()));
-        vec![Request::LoadPatient { study_id }]
+        self.images = Some(ImagesView::loading(study_id.clone()));
+        vec![
+            Request::LoadPatient {
+                study_id: study_id.clone(),
+            },
+            Request::LoadImages { study_id },
+        ]
+    }
+
+    fn open_images(&mut self) -> Vec<Request> {
+        let Some(p) = self.patient.as_ref() else {
+            return Vec::new();
+        };
+        let study_id = p.study_id.clone();
+        self.screen = Screen::Images;
+        match self.images.as_mut() {
+            Some(v) if v.is(&study_id) => match v.state {
+                LoadState::Loaded => self.want_preview(),
+                LoadState::Loading => Vec::new(),
+                LoadState::Failed(_) => {
+                    v.state = LoadState::Loading;
+                    vec![Request::LoadImages { study_id }]
+                }
+            },
+            _ => {
+                self.images = Some(ImagesView::loading(study_id.clone()));
+                vec![Request::LoadImages { study_id }]
+            }
+        }
+    }
+
+    fn update_images(&mut self, action: Action) -> Vec<Request> {
+        let presets = self
+            .images
+            .as_ref()
+            .and_then(|v| v.current())
+            .and_then(|i| self.previews.presets_of(i.instance_id));
+        let Some(v) = self.images.as_mut() else {
+            self.screen = Screen::Patient;
+            return Vec::new();
+        };
+        let last = v.list.len().saturating_sub(1);
+        match action {
+            Action::Back => {
+                self.screen = if self.patient.is_some() {
+                    Screen::Patient
+                } else {
+                    Screen::Worklist
+                };
+                return Vec::new();
+            }
+            Action::Down => v.select(v.selected + 1),
+            Action::Up => v.select(v.selected.saturating_sub(1)),
+            Action::Top => v.select(0),
+            Action::Bottom => v.select(last),
+            Action::NextFrame | Action::PrevFrame => {
+                let frames = v.frames();
+                if frames <= 1 {
+                    self.info("this image has one frame");
+                    return Vec::new();
+                }
+                v.frame = if action == Action::NextFrame {
+                    (v.frame + 1) % frames
+                } else {
+                    (v.frame + frames - 1) % frames
+                };
+            }
+            Action::CycleWindow => match presets {
+                None => {
+                    self.info("the image is still decoding; press w again once it shows");
+                    return Vec::new();
+                }
+                Some(n) if n <= 1 => {
+                    let what = if n == 0 {
+                        "the file has no window preset: the automatic window is used"
+                    } else {
+                        "the file has only one window preset"
+                    };
+                    self.info(what);
+                    return Vec::new();
+                }
+                Some(n) => v.voi_index = (v.voi_index + 1) % n,
+            },
+            Action::ZoomIn => {
+                v.zoom = (v.zoom * 2).min(MAX_ZOOM);
+                v.clamp_centre();
+            }
+            Action::ZoomOut => {
+                v.zoom = (v.zoom / 2).max(1);
+                v.clamp_centre();
+            }
+            Action::ResetView => v.reset_view(),
+            Action::Pan(dx, dy) => {
+                if v.zoom <= 1 {
+                    self.info("the whole image is in view; zoom in with + first");
+                    return Vec::new();
+                }
+                // A quarter of the view a step.
+                let step = 0.25 / f32::from(v.zoom);
+                v.centre.0 += f32::from(dx) * step;
+                v.centre.1 += f32::from(dy) * step;
+                v.clamp_centre();
+            }
+            _ => return Vec::new(),
+        }
+        self.want_preview()
+    }
+
+    /// Asks for the selected frame unless it is drawn, on its way, or failed already.
+    fn want_preview(&mut self) -> Vec<Request> {
+        let (fw, fh) = {
+            let f = self.font_size();
+            (usize::from(f.width.max(1)), usize::from(f.height.max(1)))
+        };
+        let Some(v) = self.images.as_mut() else {
+            return Vec::new();
+        };
+        let (Some(key), Some(image)) = (v.key(), v.current()) else {
+            return Vec::new();
+        };
+        if self.previews.get(&key).is_some()
+            || v.pending == Some(key)
+            || v.failed.contains_key(&key)
+        {
+            return Vec::new();
+        }
+        let area = v.image_area.get();
+        // Before the first render: a guess at the viewer's pane on a common terminal.
+        let (cols, rows) = if area.is_empty() {
+            (60, 30)
+        } else {
+            (usize::from(area.width), usize::from(area.height))
+        };
+        let store_path = image.record.store_path.clone();
+        v.pending = Some(key);
+        vec![Request::RenderImage(RenderImage {
+            key,
+            store_path,
+            // Twice the pane, so a 2x zoom stays sharp.
+            max_w: (2 * cols * fw).min(MAX_PREVIEW_PIXELS),
+            max_h: (2 * rows * fh).min(MAX_PREVIEW_PIXELS),
+        })]
     }
 
     fn update_patient(&mut self, action: Action) -> Vec<Request> {
@@ -749,6 +1106,7 @@ impl App {
         match (action, p.pane) {
             (Action::Back, _) => {
                 self.patient = None;
+                self.images = None;
                 self.screen = Screen::Worklist;
             }
             (Action::NextPane, _) => {
@@ -772,6 +1130,7 @@ impl App {
                 return self.open_selected();
             }
             (Action::EditAnswer, _) => return self.open_popup(),
+            (Action::OpenImages, _) => return self.open_images(),
             (Action::Down, Pane::Checklist) => p.selected = (p.selected + 1).min(last),
             (Action::Up, Pane::Checklist) => p.selected = p.selected.saturating_sub(1),
             (Action::Top, Pane::Checklist) | (Action::PageUp, Pane::Checklist) => p.selected = 0,
@@ -893,9 +1252,51 @@ impl App {
         Vec::new()
     }
 
-    /// Takes one response of the database worker.
-    pub fn apply(&mut self, response: Response) {
+    /// Takes one response of a worker; returns the requests that follow from it (the
+    /// first frame of an image list that arrived while the images screen is open).
+    pub fn apply(&mut self, response: Response) -> Vec<Request> {
         match response {
+            Response::Images { study_id, images } => {
+                if let Some(v) = self.images.as_mut().filter(|v| v.is(&study_id)) {
+                    let keep = v.current().map(|i| i.instance_id);
+                    v.list = images;
+                    v.state = LoadState::Loaded;
+                    let at = keep
+                        .and_then(|id| v.list.iter().position(|i| i.instance_id == id))
+                        .unwrap_or(0);
+                    v.selected = at;
+                    v.frame = v.frame.min(v.frames() - 1);
+                    if self.screen == Screen::Images {
+                        return self.want_preview();
+                    }
+                }
+            }
+            Response::ImagesFailed { study_id, error } => {
+                if let Some(v) = self.images.as_mut().filter(|v| v.is(&study_id)) {
+                    v.state = LoadState::Failed(error.clone());
+                    if self.screen == Screen::Images {
+                        self.error(format!("the images did not load: {error}"));
+                    }
+                }
+            }
+            Response::Rendered { key, result } => {
+                let v = self.images.as_mut();
+                match result {
+                    Ok(preview) => {
+                        self.previews.insert(key, preview);
+                    }
+                    Err(e) => {
+                        if let Some(v) = v {
+                            v.failed.insert(key, e);
+                        }
+                    }
+                }
+                if let Some(v) = self.images.as_mut()
+                    && v.pending == Some(key)
+                {
+                    v.pending = None;
+                }
+            }
             Response::Worklist { patients, status } => {
                 self.worklist.set_patients(patients, &self.session.sites);
                 if let Some(s) = status {
@@ -1023,7 +1424,16 @@ impl App {
                         popup.saving = false;
                     }
                 }
+                if let Some(v) = self.images.as_mut() {
+                    if v.state == LoadState::Loading {
+                        v.state = LoadState::Failed("database worker stopped".into());
+                    }
+                    if let Some(key) = v.pending.take() {
+                        v.failed.insert(key, "the image thread stopped".into());
+                    }
+                }
             }
         }
+        Vec::new()
     }
 }

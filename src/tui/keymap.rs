@@ -15,6 +15,8 @@ pub enum Context {
     /// Typing a search in the worklist.
     Search,
     Patient,
+    /// The patient's images.
+    Images,
     /// The answer popup, choosing the answer.
     AnswerChoice,
     /// The answer popup, typing the reason.
@@ -27,10 +29,11 @@ impl Context {
     pub fn title(self) -> &'static str {
         match self {
             Context::Always => "Everywhere",
-            Context::Global => "Worklist and patient screens",
+            Context::Global => "Worklist, patient and images screens",
             Context::Worklist => "Worklist",
             Context::Search => "Search (after /)",
             Context::Patient => "Patient screening",
+            Context::Images => "Patient images",
             Context::AnswerChoice => "Answer popup: choosing the answer",
             Context::AnswerReason => "Answer popup: typing the reason",
             Context::Help => "This help",
@@ -38,10 +41,11 @@ impl Context {
     }
 
     /// The order of contexts in the help popup.
-    pub const HELP_ORDER: [Context; 8] = [
+    pub const HELP_ORDER: [Context; 9] = [
         Context::Worklist,
         Context::Search,
         Context::Patient,
+        Context::Images,
         Context::AnswerChoice,
         Context::AnswerReason,
         Context::Global,
@@ -141,6 +145,19 @@ pub enum Action {
     ClearFilters,
     /// Open the answer popup on the selected criterion.
     EditAnswer,
+    /// Open the patient's images.
+    OpenImages,
+    /// Next frame of a multi-frame image.
+    NextFrame,
+    PrevFrame,
+    /// Next window (VOI) preset of the image's file.
+    CycleWindow,
+    ZoomIn,
+    ZoomOut,
+    /// Move a zoomed image's view by (columns, rows) steps.
+    Pan(i8, i8),
+    /// Whole image again (zoom 1).
+    ResetView,
     /// Pick an answer in the popup and go on to the reason.
     Choose(Choice),
     /// Switch between the answer and the reason field.
@@ -226,6 +243,23 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Patient, &[Char(']')], A::NextPatient, "next patient of the worklist", Some("patient")),
     b(X::Patient, &[Char('[')], A::PrevPatient, "previous patient of the worklist", Some("patient")),
     b(X::Patient, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the worklist", Some("back")),
+    b(X::Patient, &[Char('i')], A::OpenImages, "the patient's images", Some("images")),
+    // Images
+    b(X::Images, &[Char('j'), Code(K::Down)], A::Down, "next image", Some("image")),
+    b(X::Images, &[Char('k'), Code(K::Up)], A::Up, "previous image", Some("image")),
+    b(X::Images, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first image", None),
+    b(X::Images, &[Char('G'), Code(K::End)], A::Bottom, "last image", None),
+    b(X::Images, &[Char(']')], A::NextFrame, "next frame (multi-frame images)", Some("frame")),
+    b(X::Images, &[Char('[')], A::PrevFrame, "previous frame", Some("frame")),
+    b(X::Images, &[Char('w')], A::CycleWindow, "next window preset of the file (cycles)", Some("window")),
+    b(X::Images, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the patient", Some("back")),
+    b(X::Images, &[Char('+'), Char('=')], A::ZoomIn, "zoom in (2x, 4x, 8x)", Some("zoom")),
+    b(X::Images, &[Char('-')], A::ZoomOut, "zoom out", Some("zoom")),
+    b(X::Images, &[Char('H')], A::Pan(-1, 0), "pan left (zoomed)", Some("pan")),
+    b(X::Images, &[Char('J')], A::Pan(0, 1), "pan down (zoomed)", Some("pan")),
+    b(X::Images, &[Char('K')], A::Pan(0, -1), "pan up (zoomed)", Some("pan")),
+    b(X::Images, &[Char('L')], A::Pan(1, 0), "pan right (zoomed)", Some("pan")),
+    b(X::Images, &[Char('0')], A::ResetView, "whole image (zoom 1)", None),
     // Answer popup, choosing
     b(X::AnswerChoice, &[Char('y')], A::Choose(Choice::Yes), "yes (met / applies), then the reason", Some("answer")),
     b(X::AnswerChoice, &[Char('n')], A::Choose(Choice::No), "no (not met / does not apply), then the reason", Some("answer")),

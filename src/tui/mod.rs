@@ -16,10 +16,13 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use app::{App, Choice, Filters, LoadState, Message, MessageKind, Pane, Screen, Session};
+pub use app::{
+    App, Choice, Filters, ImagesView, LoadState, Message, MessageKind, Pane, PreviewCache, Screen,
+    Session,
+};
 pub use keymap::Action;
 pub use theme::Theme;
-pub use worker::{Request, Response, SaveFailure, SetAnswer};
+pub use worker::{Preview, PreviewKey, RenderImage, Request, Response, SaveFailure, SetAnswer};
 
 use anyhow::{Context as _, bail};
 use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, KeyEvent, MouseEvent};
@@ -29,6 +32,7 @@ use crossterm::terminal::{
 use crossterm::{cursor, execute};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
+use ratatui_image::picker::{Picker, ProtocolType};
 use std::io::{IsTerminal, Stdout, stdout};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +68,8 @@ pub fn run(db: &Path, key_file: Option<&Path>, as_user: Option<&str>) -> anyhow:
     let mut app = App::new(session);
     let guard = TerminalGuard::enter().context("cannot take over the terminal")?;
     let result = (|| -> anyhow::Result<()> {
+        // The terminal answers the graphics query on stdin: ask before reading keys.
+        app.set_picker(choose_picker());
         let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
         terminal.clear()?;
         let input = InputThread::spawn(events);
@@ -96,6 +102,67 @@ fn dispatch(worker: &Worker, app: &mut App, r: Request) {
     if !worker.send(r) {
         app.apply(Response::WorkerStopped);
     }
+}
+
+/// The environment variable that forces how images are drawn.
+pub const GRAPHICS_ENV: &str = "MARROW_GRAPHICS";
+
+/// The protocol named by `MARROW_GRAPHICS` (`halfblocks`, `sixel`, `kitty`, `iterm2`).
+pub fn graphics_override(value: &str) -> Option<ProtocolType> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "halfblocks" | "half-blocks" | "blocks" => Some(ProtocolType::Halfblocks),
+        "sixel" => Some(ProtocolType::Sixel),
+        "kitty" => Some(ProtocolType::Kitty),
+        "iterm2" | "iterm" => Some(ProtocolType::Iterm2),
+        _ => None,
+    }
+}
+
+/// How images are drawn: asks the terminal once (graphics protocol, cell size in
+/// pixels), falls back to half-blocks, which work over any SSH link and in tmux.
+/// `MARROW_GRAPHICS` forces a protocol; `halfblocks` skips the query altogether, and
+/// so does running inside tmux or screen without it.
+fn choose_picker() -> Picker {
+    let forced = match std::env::var(GRAPHICS_ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            let p = graphics_override(&v);
+            if p.is_none() {
+                tracing::warn!(
+                    "tui: {GRAPHICS_ENV}={v:?} is not halfblocks, sixel, kitty or iterm2; detecting"
+                );
+            }
+            p
+        }
+        _ => None,
+    };
+    // Inside tmux or screen the query goes through passthrough to an outer terminal
+    // that may never answer (a detached session); the unanswered query's reader would
+    // then swallow the first keys. Half-blocks there, unless a protocol is forced.
+    let multiplexed = std::env::var("TMUX").is_ok_and(|v| !v.is_empty())
+        || std::env::var("TERM").is_ok_and(|t| t.starts_with("tmux") || t.starts_with("screen"));
+    let mut picker = match forced {
+        Some(ProtocolType::Halfblocks) => Picker::halfblocks(),
+        None if multiplexed => {
+            tracing::info!("tui: inside tmux/screen: half-blocks ({GRAPHICS_ENV} overrides)");
+            Picker::halfblocks()
+        }
+        _ => Picker::from_query_stdio().unwrap_or_else(|e| {
+            tracing::info!(
+                "tui: the terminal did not answer the graphics query ({e}); half-blocks"
+            );
+            Picker::halfblocks()
+        }),
+    };
+    if let Some(p) = forced {
+        picker.set_protocol_type(p);
+    }
+    tracing::info!(
+        protocol = ?picker.protocol_type(),
+        font = ?picker.font_size(),
+        "tui: images are drawn with {:?}",
+        picker.protocol_type()
+    );
+    picker
 }
 
 fn event_loop(
@@ -145,7 +212,11 @@ fn event_loop(
                     }
                 }
                 UiEvent::Resize => terminal.autoresize()?,
-                UiEvent::Worker(r) => app.apply(r),
+                UiEvent::Worker(r) => {
+                    for r in app.apply(r) {
+                        dispatch(worker, app, r);
+                    }
+                }
                 UiEvent::InputFailed(e) => return Err(e).context("reading the keyboard failed"),
             }
             if app.should_quit() {

@@ -43,15 +43,22 @@ fn selected_id(app: &App) -> String {
     app.selected_patient().unwrap().study_id.clone()
 }
 
+/// What opening a patient asks of the worker: the patient and their images.
+fn open_requests(study_id: &str) -> Vec<Request> {
+    vec![
+        Request::LoadPatient {
+            study_id: study_id.to_string(),
+        },
+        Request::LoadImages {
+            study_id: study_id.to_string(),
+        },
+    ]
+}
+
 /// Opens the selected patient and answers the load with the fixture's detail.
 fn open(app: &mut App, p: &FixturePatient) {
     let reqs = app.handle_key(code(KeyCode::Enter));
-    assert_eq!(
-        reqs,
-        vec![Request::LoadPatient {
-            study_id: p.study_id.clone()
-        }]
-    );
+    assert_eq!(reqs, open_requests(&p.study_id));
     assert_eq!(app.screen(), Screen::Patient);
     assert_eq!(app.patient_state(), Some(&LoadState::Loading));
     app.apply(Response::Patient(Box::new(p.detail())));
@@ -239,13 +246,8 @@ fn next_and_previous_patient_follow_the_worklist() {
         ps.iter().map(|p| p.summary()).collect(),
     );
     open(&mut a, &ps[0]);
-    assert_eq!(
-        press(&mut a, "]"),
-        vec![Request::LoadPatient {
-            study_id: ps[1].study_id.clone()
-        }]
-    );
-    assert_eq!(press(&mut a, "[").len(), 1);
+    assert_eq!(press(&mut a, "]"), open_requests(&ps[1].study_id));
+    assert_eq!(press(&mut a, "[").len(), 2);
     assert!(press(&mut a, "[").is_empty(), "no patient before the first");
     assert!(a.message().is_some());
 }
@@ -566,12 +568,7 @@ fn mouse_wheel_moves_and_click_selects_then_opens() {
     };
     assert!(a.handle_mouse(click).is_empty());
     assert_eq!(selected_id(&a), ids[2]);
-    assert_eq!(
-        a.handle_mouse(click),
-        vec![Request::LoadPatient {
-            study_id: ids[2].clone()
-        }]
-    );
+    assert_eq!(a.handle_mouse(click), open_requests(&ids[2]));
 }
 
 #[test]
@@ -615,4 +612,306 @@ fn header_counts_images_waiting_for_their_patient_only_when_there_are_some() {
     a.set_status(status);
     assert!(draw(&a, 120, 40).contains("7 images waiting"));
     assert!(draw(&a, 80, 24).contains("7 waiting"));
+}
+
+// ---- the images screen ----
+
+use super::worker::{Preview, PreviewKey, RenderImage};
+use crate::db::imaging::{ImageRecord, PatientImage};
+use crate::dicom::decode::{Pixels, Rendered};
+use std::sync::Arc;
+
+fn image(instance_id: i64, frames: i64, review: Option<&str>) -> PatientImage {
+    PatientImage {
+        instance_id,
+        record: ImageRecord {
+            sop_uid: format!("2.25.{instance_id}"),
+            study_uid: "2.25.1".into(),
+            series_uid: "2.25.2".into(),
+            sop_class_uid: None,
+            modality: Some("DX".into()),
+            body_part: Some("KNEE".into()),
+            laterality: Some("L".into()),
+            view_position: Some("PA".into()),
+            study_date: Some("2024-05-01".into()),
+            series_number: Some(1),
+            rows: Some(16),
+            columns: Some(16),
+            bits_allocated: Some(16),
+            bits_stored: Some(12),
+            photometric: Some("MONOCHROME2".into()),
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            pixel_spacing: None,
+            frames,
+            store_path: format!("2.25.1/2.25.{instance_id}.dcm"),
+            bytes: 1000,
+            review_reason: review.map(String::from),
+        },
+    }
+}
+
+fn preview(presets: usize) -> Arc<Preview> {
+    Arc::new(Preview {
+        rendered: Rendered {
+            pixels: Pixels::Gray((0..=255u8).collect()),
+            width: 16,
+            height: 16,
+            voi: "automatic window".into(),
+            decoded_width: 16,
+            decoded_height: 16,
+        },
+        presets,
+    })
+}
+
+fn render_keys(reqs: &[Request]) -> Vec<PreviewKey> {
+    reqs.iter()
+        .filter_map(|r| match r {
+            Request::RenderImage(RenderImage { key, .. }) => Some(*key),
+            _ => None,
+        })
+        .collect()
+}
+
+fn key_of(instance_id: i64, frame: usize, voi_index: usize) -> PreviewKey {
+    PreviewKey {
+        instance_id,
+        frame,
+        voi_index,
+    }
+}
+
+/// A patient open with three images (the second multi-frame, the third flagged).
+fn images_app() -> (App, String) {
+    let ps = fixture::patients(2);
+    let mut a = App::with_patients(
+        fixture::session(Role::Coordinator),
+        ps.iter().map(|p| p.summary()).collect(),
+    );
+    open(&mut a, &ps[0]);
+    let sid = ps[0].study_id.clone();
+    (a, sid)
+}
+
+fn image_list() -> Vec<PatientImage> {
+    vec![
+        image(11, 1, None),
+        image(12, 3, None),
+        image(13, 1, Some("BurnedInAnnotation YES")),
+    ]
+}
+
+#[test]
+fn i_opens_the_images_and_asks_for_the_first_frame_once_the_list_is_in() {
+    let (mut a, sid) = images_app();
+    // The list was asked for with the patient; it is not in yet.
+    assert!(press(&mut a, "i").is_empty());
+    assert_eq!(a.screen(), Screen::Images);
+    let follow = a.apply(Response::Images {
+        study_id: sid.clone(),
+        images: image_list(),
+    });
+    assert_eq!(render_keys(&follow), vec![key_of(11, 0, 0)]);
+    match &follow[0] {
+        Request::RenderImage(r) => {
+            assert_eq!(r.store_path, "2.25.1/2.25.11.dcm");
+            assert!(r.max_w > 0 && r.max_h > 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Esc goes back to the patient; i again finds the frame on its way: no new request.
+    press(&mut a, "h");
+    assert_eq!(a.screen(), Screen::Patient);
+    assert!(press(&mut a, "i").is_empty());
+    assert_eq!(a.screen(), Screen::Images);
+}
+
+#[test]
+fn a_list_loaded_with_the_patient_renders_at_once_on_i() {
+    let (mut a, sid) = images_app();
+    let follow = a.apply(Response::Images {
+        study_id: sid,
+        images: image_list(),
+    });
+    assert!(
+        follow.is_empty(),
+        "nothing is drawn from the patient screen"
+    );
+    assert_eq!(render_keys(&press(&mut a, "i")), vec![key_of(11, 0, 0)]);
+}
+
+#[test]
+fn image_keys_move_frames_and_windows_and_use_the_cache() {
+    let (mut a, sid) = images_app();
+    a.apply(Response::Images {
+        study_id: sid,
+        images: image_list(),
+    });
+    press(&mut a, "i");
+    a.apply(Response::Rendered {
+        key: key_of(11, 0, 0),
+        result: Ok(preview(1)),
+    });
+    // One frame: ] says so and asks nothing.
+    assert!(press(&mut a, "]").is_empty());
+    assert!(a.message().is_some());
+    // One window preset: w says so.
+    assert!(press(&mut a, "w").is_empty());
+    assert!(a.message().is_some());
+    // Next image, three frames: ] and [ wrap around.
+    assert_eq!(render_keys(&press(&mut a, "j")), vec![key_of(12, 0, 0)]);
+    assert_eq!(render_keys(&press(&mut a, "]")), vec![key_of(12, 1, 0)]);
+    assert_eq!(render_keys(&press(&mut a, "[")), vec![key_of(12, 0, 0)]);
+    assert_eq!(render_keys(&press(&mut a, "[")), vec![key_of(12, 2, 0)]);
+    // w before any frame of it is drawn: wait.
+    assert!(press(&mut a, "w").is_empty());
+    a.apply(Response::Rendered {
+        key: key_of(12, 2, 0),
+        result: Ok(preview(2)),
+    });
+    assert_eq!(render_keys(&press(&mut a, "w")), vec![key_of(12, 2, 1)]);
+    // Back to the first image: cached, nothing to ask; and the selection resets frame and window.
+    assert!(press(&mut a, "k").is_empty());
+    let v = a.images().unwrap();
+    assert_eq!((v.selected, v.frame, v.voi_index), (0, 0, 0));
+    // A failed render is not asked again on its own; r asks again.
+    press(&mut a, "G");
+    a.apply(Response::Rendered {
+        key: key_of(13, 0, 0),
+        result: Err("bad file".into()),
+    });
+    assert!(press(&mut a, "k").len() == 1 && press(&mut a, "j").is_empty());
+    let reload = press(&mut a, "r");
+    assert!(reload.contains(&Request::LoadImages {
+        study_id: a.images().unwrap().study_id.clone()
+    }));
+}
+
+#[test]
+fn the_preview_cache_keeps_the_last_eight() {
+    let (mut a, _) = images_app();
+    for i in 0..10 {
+        a.apply(Response::Rendered {
+            key: key_of(i, 0, 0),
+            result: Ok(preview(0)),
+        });
+    }
+    assert_eq!(a.previews().len(), 8);
+    assert!(a.previews().get(&key_of(0, 0, 0)).is_none());
+    assert!(a.previews().get(&key_of(9, 0, 0)).is_some());
+}
+
+#[test]
+fn the_images_screen_lists_the_images_and_draws_a_placeholder_then_the_image() {
+    let (mut a, sid) = images_app();
+    a.apply(Response::Images {
+        study_id: sid.clone(),
+        images: image_list(),
+    });
+    // The patient screen counts the images.
+    let patient = draw(&a, 80, 24);
+    assert!(patient.contains("3 images"), "{patient}");
+    press(&mut a, "i");
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("2024-05-01 DX KNEE L PA 16x16"), "{screen}");
+    assert!(screen.contains("×3"), "{screen}");
+    assert!(screen.contains("⚠"), "{screen}");
+    assert!(screen.contains("decoding…"), "{screen}");
+    assert!(screen.contains("de-identified"), "{screen}");
+    assert!(screen.contains("frame"), "{screen}");
+    assert!(!screen.contains(['▀', '▄']));
+    a.apply(Response::Rendered {
+        key: key_of(11, 0, 0),
+        result: Ok(preview(0)),
+    });
+    let screen = draw(&a, 80, 24);
+    assert!(!screen.contains("decoding…"), "{screen}");
+    assert!(screen.contains(['▀', '▄']), "half-blocks drawn:\n{screen}");
+    // The flagged image shows its reason in the attributes.
+    press(&mut a, "G");
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("burned-in text review"), "{screen}");
+}
+
+#[test]
+fn marrow_graphics_names_a_protocol() {
+    use ratatui_image::picker::ProtocolType;
+    assert_eq!(
+        super::graphics_override("halfblocks"),
+        Some(ProtocolType::Halfblocks)
+    );
+    assert_eq!(
+        super::graphics_override(" Sixel "),
+        Some(ProtocolType::Sixel)
+    );
+    assert_eq!(super::graphics_override("kitty"), Some(ProtocolType::Kitty));
+    assert_eq!(
+        super::graphics_override("iterm2"),
+        Some(ProtocolType::Iterm2)
+    );
+    assert_eq!(super::graphics_override("vga"), None);
+}
+
+#[test]
+fn the_images_keys_are_in_help_and_footer() {
+    use super::keymap::{Context, footer};
+    let f = footer(&[Context::Images, Context::Global, Context::Always]);
+    for (keys, word) in [
+        ("j/k", "image"),
+        ("]/[", "frame"),
+        ("w", "window"),
+        ("Esc", "back"),
+    ] {
+        assert!(f.contains(&(keys.to_string(), word)), "{f:?}");
+    }
+    let p = footer(&[Context::Patient, Context::Global, Context::Always]);
+    assert!(p.contains(&("i".to_string(), "images")), "{p:?}");
+}
+
+#[test]
+fn zoom_and_pan_move_a_window_over_the_image_without_new_renders() {
+    let (mut a, sid) = images_app();
+    a.apply(Response::Images {
+        study_id: sid,
+        images: image_list(),
+    });
+    press(&mut a, "i");
+    a.apply(Response::Rendered {
+        key: key_of(11, 0, 0),
+        result: Ok(preview(0)),
+    });
+    // Panning the whole image: nothing to do, and it says so.
+    assert!(press(&mut a, "L").is_empty());
+    assert!(a.message().is_some());
+    assert!(
+        press(&mut a, "+").is_empty(),
+        "zoom reuses the rendered frame"
+    );
+    assert_eq!(a.images().unwrap().view_window(), (0.25, 0.25, 0.5, 0.5));
+    press(&mut a, "LLLLLLLL");
+    assert_eq!(a.images().unwrap().view_window(), (0.5, 0.25, 0.5, 0.5));
+    press(&mut a, "++++");
+    assert_eq!(a.images().unwrap().zoom, 8);
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("zoom 8x"), "{screen}");
+    assert!(screen.contains(['▀', '▄']), "{screen}");
+    press(&mut a, "0");
+    assert_eq!(a.images().unwrap().view_window(), (0.0, 0.0, 1.0, 1.0));
+    press(&mut a, "+");
+    press(&mut a, "j");
+    assert_eq!(a.images().unwrap().zoom, 1, "a new image starts whole");
+}
+
+#[test]
+fn the_images_footer_keeps_back_at_80_columns() {
+    let (mut a, sid) = images_app();
+    a.apply(Response::Images {
+        study_id: sid,
+        images: image_list(),
+    });
+    press(&mut a, "i");
+    let screen = draw(&a, 80, 24);
+    let footer = screen.lines().last().unwrap_or_default();
+    assert!(footer.contains("Esc back"), "{footer}");
+    assert!(footer.contains("q quit"), "{footer}");
 }

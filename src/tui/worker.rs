@@ -1,12 +1,19 @@
 //! The database worker: a plain thread that owns its own `Study` and answers typed
-//! requests over a channel, so the UI thread never waits on SQLite.
+//! requests over a channel, so the UI thread never waits on SQLite. A second thread
+//! decodes and scales images for the viewer, so a slow decode never holds up the
+//! database (and the other way round).
 
 use super::app::Session;
+use crate::db::imaging::{self, PatientImage};
 use crate::db::study::{PatientDetail, PatientFilter, PatientSummary};
 use crate::db::{DbError, Study};
+use crate::dicom::decode::{self, Rendered};
+use crate::dicom::store;
 use crate::domain::eligibility::{Answer, Criterion};
 use crate::domain::status::StatusReport;
+use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -20,6 +27,38 @@ pub enum Request {
         study_id: String,
     },
     SetAnswer(SetAnswer),
+    /// The images linked to a patient, for the viewer.
+    LoadImages {
+        study_id: String,
+    },
+    /// One frame of one image, decoded and scaled (answered by the image thread).
+    RenderImage(RenderImage),
+}
+
+/// Which rendering of an image: the instance, the frame (from 0) and the VOI preset
+/// (windows first, then VOI LUTs; 0 is the file's first or the automatic window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PreviewKey {
+    pub instance_id: i64,
+    pub frame: usize,
+    pub voi_index: usize,
+}
+
+/// A frame to decode, scaled to fit `max_w x max_h` pixels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderImage {
+    pub key: PreviewKey,
+    /// Relative to the store folder (`image_instances.store_path`).
+    pub store_path: String,
+    pub max_w: usize,
+    pub max_h: usize,
+}
+
+/// A decoded frame and how many VOI presets its file offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    pub rendered: Rendered,
+    pub presets: usize,
 }
 
 /// A manual answer to save (`answer: None` clears it).
@@ -77,6 +116,19 @@ pub enum Response {
         /// The patient as it is now, reloaded after a conflict.
         fresh: Option<Box<PatientDetail>>,
     },
+    Images {
+        study_id: String,
+        images: Vec<PatientImage>,
+    },
+    ImagesFailed {
+        study_id: String,
+        error: String,
+    },
+    /// A rendered frame, or why it could not be rendered.
+    Rendered {
+        key: PreviewKey,
+        result: Result<Arc<Preview>, String>,
+    },
     /// The worker is gone (it panicked or could not be reached).
     WorkerStopped,
 }
@@ -84,7 +136,9 @@ pub enum Response {
 /// The running worker: send requests, stop it when done.
 pub struct Worker {
     requests: Option<Sender<Request>>,
+    renders: Option<Sender<RenderImage>>,
     thread: Option<JoinHandle<()>>,
+    render_thread: Option<JoinHandle<()>>,
 }
 
 impl Worker {
@@ -94,10 +148,13 @@ impl Worker {
         db: PathBuf,
         key_file: Option<PathBuf>,
         as_user: Option<String>,
-        reply: impl Fn(Response) + Send + 'static,
+        reply: impl Fn(Response) + Send + Sync + 'static,
     ) -> Result<(Worker, Session), String> {
+        let reply = Arc::new(reply);
         let (opened_tx, opened_rx) = mpsc::sync_channel::<Result<Session, String>>(1);
         let (req_tx, req_rx) = mpsc::channel::<Request>();
+        let store_root = store::root_for(&db);
+        let db_reply = reply.clone();
         let thread = std::thread::Builder::new()
             .name("marrow-db".into())
             .spawn(move || {
@@ -116,7 +173,7 @@ impl Worker {
                 if opened_tx.send(Ok(session)).is_err() {
                     return;
                 }
-                let notice = StopNotice(reply);
+                let notice = StopNotice(move |r| db_reply(r));
                 serve(study, req_rx, &notice.0);
             })
             .map_err(|e| format!("cannot start the database thread: {e}"))?;
@@ -131,10 +188,20 @@ impl Worker {
                 return Err("the database thread stopped while opening the study".into());
             }
         };
+        let (render_tx, render_rx) = mpsc::channel::<RenderImage>();
+        let render_thread = std::thread::Builder::new()
+            .name("marrow-images".into())
+            .spawn(move || {
+                let notice = StopNotice(move |r| reply(r));
+                serve_renders(&store_root, render_rx, &notice.0);
+            })
+            .map_err(|e| format!("cannot start the image thread: {e}"))?;
         Ok((
             Worker {
                 requests: Some(req_tx),
+                renders: Some(render_tx),
                 thread: Some(thread),
+                render_thread: Some(render_thread),
             },
             session,
         ))
@@ -142,7 +209,12 @@ impl Worker {
 
     /// Queues a request; false when the worker is gone.
     pub fn send(&self, r: Request) -> bool {
-        self.requests.as_ref().is_some_and(|tx| tx.send(r).is_ok())
+        match r {
+            Request::RenderImage(job) => {
+                self.renders.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+            }
+            r => self.requests.as_ref().is_some_and(|tx| tx.send(r).is_ok()),
+        }
     }
 
     /// Lets the worker finish what it is doing (a write is never cut short) and waits.
@@ -152,7 +224,11 @@ impl Worker {
 
     fn shutdown(&mut self) {
         self.requests.take();
+        self.renders.take();
         if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.render_thread.take() {
             let _ = t.join();
         }
     }
@@ -170,17 +246,23 @@ pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
     let mut writes = Vec::new();
     let mut worklist = false;
     let mut patient = None;
+    let mut images = None;
+    let mut render = None;
     for r in batch {
         match r {
             Request::SetAnswer(_) => writes.push(r),
             Request::LoadWorklist => worklist = true,
             Request::LoadPatient { .. } => patient = Some(r),
+            Request::LoadImages { .. } => images = Some(r),
+            Request::RenderImage(_) => render = Some(r),
         }
     }
     if worklist {
         writes.push(Request::LoadWorklist);
     }
     writes.extend(patient);
+    writes.extend(images);
+    writes.extend(render);
     writes
 }
 
@@ -233,8 +315,59 @@ fn serve(mut study: Study, requests: Receiver<Request>, reply: &impl Fn(Response
     }
 }
 
+/// Decodes frames for the viewer; of the jobs queued meanwhile only the last counts
+/// (the user has moved on from the others).
+fn serve_renders(root: &Path, jobs: Receiver<RenderImage>, reply: &impl Fn(Response)) {
+    while let Ok(first) = jobs.recv() {
+        let job = jobs.try_iter().last().unwrap_or(first);
+        let started = Instant::now();
+        let result = render_preview(root, &job).map(Arc::new);
+        if let Err(e) = &result {
+            tracing::warn!("tui: rendering {} failed: {e}", job.store_path);
+        }
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "tui images: rendered {:?}",
+            job.key
+        );
+        reply(Response::Rendered {
+            key: job.key,
+            result,
+        });
+    }
+}
+
+/// Opens an image of the store and renders one frame of it.
+pub fn render_preview(root: &Path, job: &RenderImage) -> Result<Preview, String> {
+    let image = decode::load(root.join(&job.store_path)).map_err(|e| e.to_string())?;
+    let presets = image.presets();
+    let voi = if job.key.voi_index < presets.max(1) {
+        job.key.voi_index
+    } else {
+        0
+    };
+    let rendered = decode::render(&image, job.key.frame, voi, job.max_w, job.max_h)
+        .map_err(|e| e.to_string())?;
+    Ok(Preview { rendered, presets })
+}
+
 fn handle(study: &mut Study, r: Request) -> Response {
     match r {
+        Request::LoadImages { study_id } => {
+            match imaging::patient_images(study.conn(), &study_id) {
+                Ok(images) => Response::Images { study_id, images },
+                Err(e) => Response::ImagesFailed {
+                    study_id,
+                    error: e.to_string(),
+                },
+            }
+        }
+        // Routed to the image thread by `Worker::send`; answered here only if a
+        // caller hands it to the database loop directly.
+        Request::RenderImage(job) => Response::Rendered {
+            key: job.key,
+            result: Err("internal: a render request reached the database thread".into()),
+        },
         Request::LoadWorklist => match study.patients(&PatientFilter::default()) {
             Ok(patients) => Response::Worklist {
                 patients,

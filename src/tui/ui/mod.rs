@@ -1,6 +1,7 @@
 //! Drawing: pure functions of `&App` into a ratatui frame.
 
 mod help;
+mod images;
 mod patient;
 mod popup;
 mod worklist;
@@ -35,6 +36,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     match app.screen {
         Screen::Worklist => worklist::render(app, frame, body),
         Screen::Patient => patient::render(app, frame, body),
+        Screen::Images => images::render(app, frame, body),
     }
     render_status(app, frame, status);
     render_footer(app, frame, footer);

@@ -149,6 +149,32 @@ fn render_checklist(
     let t = &app.theme;
     let focused = view.pane == Pane::Checklist && view.popup.is_none();
     let mut title = title_line(t, d, &view.state);
+    // The image count, once the list is in (press i for the images).
+    if let Some(v) = app
+        .images
+        .as_ref()
+        .filter(|v| v.study_id == view.study_id && v.state == LoadState::Loaded)
+    {
+        // Right after the study ID, so a long title never cuts it off.
+        let n = v.list.len();
+        let flagged = v
+            .list
+            .iter()
+            .filter(|i| i.record.review_reason.is_some())
+            .count();
+        let mut spans = vec![Span::styled(
+            format!("· {n} image{} ", if n == 1 { "" } else { "s" }),
+            t.text(),
+        )];
+        if flagged > 0 {
+            spans.push(Span::styled(
+                format!("({FLAG_SYMBOL} {flagged} to review) "),
+                t.warning(),
+            ));
+        }
+        let at = title.spans.len().min(1);
+        title.spans.splice(at..at, spans);
+    }
     title.spans.push(Span::raw(" "));
     let block = pane_block(t, title, focused);
     let inner = block.inner(area);
