@@ -643,3 +643,37 @@ fn jpeg_2000_decodes_in_full_and_at_reduced_resolution_for_previews() {
         .unwrap();
     assert!(diff <= 40, "max difference {diff}");
 }
+
+#[test]
+fn a_chosen_window_overrides_the_files_presets() {
+    let dir = tmp();
+    let path = ct(dir.path());
+    let image = decode::load(&path).unwrap();
+    // Lung window C -600 W 1500 (LINEAR): -1024 HU is ((-1024 + 600.5) / 1499 + 0.5) * 255.
+    let choice = decode::VoiChoice::Window {
+        center: -600.0,
+        width: 1500.0,
+    };
+    let r = decode::render_with(&image, 0, choice, 0, 0).unwrap();
+    assert_eq!(gray(&r), &[0, 55, 236, 255]);
+    assert!(r.voi.starts_with("chosen window"), "{}", r.voi);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marrow"))
+        .args(["view", "--info", "--window", "-600,1500"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("chosen window C -600 W 1500"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marrow"))
+        .args(["view", "--info", "--window", "40,0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
+}

@@ -3,7 +3,7 @@
 //! When stdout is not a terminal (or with `--info`) a one-line description is
 //! printed instead, so no escape codes ever go into a pipe.
 
-use crate::dicom::decode::{self, Pixels};
+use crate::dicom::decode::{self, Pixels, VoiChoice};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use std::io::IsTerminal;
@@ -16,9 +16,11 @@ pub struct ViewArgs {
     /// The frame of a multi-frame image, counted from 0.
     #[arg(long, default_value_t = 0)]
     pub frame: usize,
-    /// The VOI preset: the file's windows counted from 0, then its VOI LUTs (default: the first, or an automatic window when there is none).
-    #[arg(long, default_value_t = 0)]
-    pub window: usize,
+    /// The window: `C,W` (center and width, e.g. `2048,4096`) or a VOI preset number (the
+    /// file's windows counted from 0, then its VOI LUTs; default 0: the first, or an
+    /// automatic window when there is none).
+    #[arg(long, default_value = "0", value_parser = parse_window, value_name = "C,W|N", allow_hyphen_values = true)]
+    pub window: VoiChoice,
     /// Width of the picture in terminal columns (default: the terminal's width).
     #[arg(long)]
     pub width: Option<u16>,
@@ -29,6 +31,28 @@ pub struct ViewArgs {
     /// its width in pixels) to this PNG file instead of the terminal.
     #[arg(long, value_name = "OUT.png")]
     pub png: Option<PathBuf>,
+}
+
+/// Parses `--window`: `C,W` or a preset number.
+pub fn parse_window(s: &str) -> Result<VoiChoice, String> {
+    let s = s.trim();
+    if let Some((c, w)) = s.split_once(',') {
+        let num = |x: &str, what: &str| {
+            x.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("--window {s}: the {what} '{}' is not a number", x.trim()))
+        };
+        let (center, width) = (num(c, "center")?, num(w, "width")?);
+        if width < 1.0 {
+            return Err(format!("--window {s}: the width must be at least 1"));
+        }
+        return Ok(VoiChoice::Window { center, width });
+    }
+    s.parse::<usize>().map(VoiChoice::Preset).map_err(|_| {
+        format!("--window {s}: write CENTER,WIDTH (e.g. 2048,4096) or a preset number (0, 1, ...)")
+    })
 }
 
 /// The description line: file, attributes, frame and the VOI stage used.
@@ -48,7 +72,7 @@ pub fn run(args: ViewArgs) -> Result<u8> {
     let terminal = std::io::stdout().is_terminal();
     if args.info || !terminal {
         // A small rendering still decodes the frame and resolves the window.
-        let r = decode::render(&image, args.frame, args.window, 64, 64)?;
+        let r = decode::render_with(&image, args.frame, args.window, 64, 64)?;
         println!("{}", description(&image, args.frame, &r.voi));
         return Ok(0);
     }
@@ -79,7 +103,7 @@ pub fn run(args: ViewArgs) -> Result<u8> {
     } else {
         (usize::from(cols), usize::from(rows) * 2)
     };
-    let r = decode::render(&image, args.frame, args.window, max_w, max_h)?;
+    let r = decode::render_with(&image, args.frame, args.window, max_w, max_h)?;
     let (w, h) = (r.width as u32, r.height as u32);
     let line = description(&image, args.frame, &r.voi);
     let picture = picture(r)?;
@@ -116,7 +140,7 @@ fn picture(r: decode::Rendered) -> Result<image::DynamicImage> {
 /// `--width` pixels wide), as an 8-bit grey or RGB PNG.
 fn write_png(image: &decode::Image, args: &ViewArgs, out: &Path) -> Result<u8> {
     let max_w = args.width.map_or(0, usize::from);
-    let r = decode::render(image, args.frame, args.window, max_w, 0)?;
+    let r = decode::render_with(image, args.frame, args.window, max_w, 0)?;
     let voi = r.voi.clone();
     let (w, h) = (r.width, r.height);
     picture(r)?
@@ -140,4 +164,31 @@ fn decode_fit(w: u32, h: u32, cols: u32, rows: u32) -> (u32, u32) {
         rows as usize,
     );
     (fw as u32, fh as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_is_center_width_or_a_preset() {
+        assert_eq!(parse_window("1"), Ok(VoiChoice::Preset(1)));
+        assert_eq!(
+            parse_window(" 40, 400 "),
+            Ok(VoiChoice::Window {
+                center: 40.0,
+                width: 400.0
+            })
+        );
+        assert_eq!(
+            parse_window("-600,1500"),
+            Ok(VoiChoice::Window {
+                center: -600.0,
+                width: 1500.0
+            })
+        );
+        assert!(parse_window("40,0").unwrap_err().contains("at least 1"));
+        assert!(parse_window("abc").unwrap_err().contains("CENTER,WIDTH"));
+        assert!(parse_window("1,x").unwrap_err().contains("width 'x'"));
+    }
 }

@@ -651,13 +651,32 @@ fn describe_window(w: &Window) -> String {
     format!("C {} W {} {}", w.center(), w.width(), w.function())
 }
 
-/// Renders frame `frame` (from 0) with VOI preset `voi_index` (windows first,
-/// then VOI LUTs; 0 is the default, the automatic window when the file has
-/// none) to 8-bit pixels fitting `max_w x max_h` (0 = no limit on that side).
+/// Which VOI stage to use: one of the file's presets (windows first, then VOI LUTs;
+/// 0 is the default, the automatic window when the file has none), or a window the
+/// user chose (center, width; LINEAR as the standard writes it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VoiChoice {
+    Preset(usize),
+    Window { center: f64, width: f64 },
+}
+
+/// Renders frame `frame` (from 0) with VOI preset `voi_index` to 8-bit pixels
+/// fitting `max_w x max_h` (0 = no limit on that side).
 pub fn render(
     image: &Image,
     frame: usize,
     voi_index: usize,
+    max_w: usize,
+    max_h: usize,
+) -> Result<Rendered, DecodeError> {
+    render_with(image, frame, VoiChoice::Preset(voi_index), max_w, max_h)
+}
+
+/// [`render`] with any [`VoiChoice`].
+pub fn render_with(
+    image: &Image,
+    frame: usize,
+    choice: VoiChoice,
     max_w: usize,
     max_h: usize,
 ) -> Result<Rendered, DecodeError> {
@@ -688,7 +707,7 @@ pub fn render(
                     )));
                 }
             };
-            let (gray, voi) = render_gray(image, samples, invert, voi_index, (w, h))?;
+            let (gray, voi) = render_gray(image, samples, invert, choice, (w, h))?;
             (Pixels::Gray(gray), voi)
         }
         3 => {
@@ -752,13 +771,24 @@ fn render_gray(
     image: &Image,
     samples: Samples,
     invert: bool,
-    voi_index: usize,
+    choice: VoiChoice,
     (width, height): (usize, usize),
 ) -> Result<(Vec<u8>, String), DecodeError> {
     let pixels = width * height;
     let info = &image.info;
     let derr = |e: DisplayError| image.error(e.to_string());
-    let voi = Voi::preset(&image.windows, &image.luts, voi_index).map_err(derr)?;
+    let (voi, voi_index, chosen) = match choice {
+        VoiChoice::Preset(i) => (
+            Voi::preset(&image.windows, &image.luts, i).map_err(derr)?,
+            i,
+            false,
+        ),
+        VoiChoice::Window { center, width } => (
+            Voi::Window(Window::new(center, width, VoiFunction::Linear).map_err(derr)?),
+            0,
+            true,
+        ),
+    };
     let mut pipeline = GrayPipeline {
         modality: image.modality_lut,
         voi,
@@ -780,6 +810,7 @@ fn render_gray(
     let describe = |pipeline: &GrayPipeline| -> String {
         let presets = image.presets();
         match &pipeline.voi {
+            Voi::Window(w) if chosen => format!("chosen window {}", describe_window(w)),
             Voi::Window(w) if presets == 0 => format!("automatic window {}", describe_window(w)),
             Voi::Window(w) => format!("window {voi_index} of {presets}: {}", describe_window(w)),
             Voi::Lut(l) => format!(
