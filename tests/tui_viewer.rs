@@ -146,6 +146,7 @@ fn the_worker_lists_a_patients_images_and_renders_one() {
             instance_id: images[0].instance_id,
             frame: 0,
             voi_index: 0,
+            window: None,
         };
         assert!(w.send(Request::RenderImage(RenderImage {
             key,
@@ -166,12 +167,37 @@ fn the_worker_lists_a_patients_images_and_renders_one() {
         assert!(g.iter().any(|&v| v != g[0]), "not a flat image");
     }
 
+    // A window chosen with the window/level keys is the one rendered.
+    let key = PreviewKey {
+        instance_id: images[0].instance_id,
+        frame: 0,
+        voi_index: 0,
+        window: Some((500, 300)),
+    };
+    assert!(w.send(Request::RenderImage(RenderImage {
+        key,
+        store_path: first.store_path.clone(),
+        max_w: 16,
+        max_h: 16,
+    })));
+    let Response::Rendered { result, .. } = next(&rx) else {
+        panic!("expected a rendered frame");
+    };
+    let p = result.expect("the frame renders with the chosen window");
+    assert_eq!(p.rendered.window, Some((500.0, 300.0)));
+    assert!(
+        p.rendered.voi.starts_with("chosen window"),
+        "{}",
+        p.rendered.voi
+    );
+
     // A missing file is an error for the screen, not a dead worker.
     w.send(Request::RenderImage(RenderImage {
         key: PreviewKey {
             instance_id: 999,
             frame: 0,
             voi_index: 0,
+            window: None,
         },
         store_path: "missing/nothing.dcm".into(),
         max_w: 10,

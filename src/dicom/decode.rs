@@ -99,6 +99,9 @@ pub struct Rendered {
     /// The VOI stage used, in words ("window 0 of 2: C 40 W 400 LINEAR",
     /// "automatic window ...", "VOI LUT 1 ...", "colour (no window)").
     pub voi: String,
+    /// The window applied (center, width), when the VOI stage was a window: what a
+    /// viewer adjusts from.
+    pub window: Option<(f64, f64)>,
     /// The size the codec produced before downscaling: smaller than the image
     /// when JPEG 2000 was decoded at a reduced resolution for a preview.
     pub decoded_width: usize,
@@ -707,8 +710,8 @@ pub fn render_with(
                     )));
                 }
             };
-            let (gray, voi) = render_gray(image, samples, invert, choice, (w, h))?;
-            (Pixels::Gray(gray), voi)
+            let (gray, voi, window) = render_gray(image, samples, invert, choice, (w, h))?;
+            (Pixels::Gray(gray), (voi, window))
         }
         3 => {
             let bytes = match samples {
@@ -732,7 +735,7 @@ pub fn render_with(
                     )));
                 }
             }
-            (Pixels::Rgb(rgb), "colour (no window)".to_string())
+            (Pixels::Rgb(rgb), ("colour (no window)".to_string(), None))
         }
         other => {
             return Err(image.error(format!(
@@ -752,11 +755,13 @@ pub fn render_with(
             (Pixels::Rgb(c), ow, oh)
         }
     };
+    let (voi, window) = voi;
     Ok(Rendered {
         pixels,
         width,
         height,
         voi,
+        window,
         decoded_width: w,
         decoded_height: h,
     })
@@ -767,13 +772,16 @@ fn limits(max_w: usize, max_h: usize) -> (usize, usize) {
     (f(max_w), f(max_h))
 }
 
+/// A windowed gray frame, the VOI stage in words, and the window (center, width) if any.
+type GrayFrame = (Vec<u8>, String, Option<(f64, f64)>);
+
 fn render_gray(
     image: &Image,
     samples: Samples,
     invert: bool,
     choice: VoiChoice,
     (width, height): (usize, usize),
-) -> Result<(Vec<u8>, String), DecodeError> {
+) -> Result<GrayFrame, DecodeError> {
     let pixels = width * height;
     let info = &image.info;
     let derr = |e: DisplayError| image.error(e.to_string());
@@ -832,7 +840,7 @@ fn render_gray(
             } else {
                 v.to_vec()
             };
-            return Ok((out, "1-bit (no window)".into()));
+            return Ok((out, "1-bit (no window)".into(), None));
         }
         Samples::U8(v) => {
             count(v.len())?;
@@ -868,7 +876,11 @@ fn render_gray(
             pipeline.render_i32(&stored)
         }
     };
-    Ok((gray, describe(&pipeline)))
+    let window = match &pipeline.voi {
+        Voi::Window(w) => Some((w.center(), w.width())),
+        _ => None,
+    };
+    Ok((gray, describe(&pipeline), window))
 }
 
 /// The stored value of a 32-bit sample of `bits` bits; unsigned values above

@@ -424,6 +424,8 @@ pub struct ImagesView {
     pub(crate) selected: usize,
     pub(crate) frame: usize,
     pub(crate) voi_index: usize,
+    /// A window set with the window/level keys (center, width), over the preset.
+    pub(crate) window: Option<(i32, i32)>,
     /// Zoom (1, 2, 4, 8) and the centre of the view, as fractions of the image.
     pub(crate) zoom: u8,
     pub(crate) centre: (f32, f32),
@@ -447,6 +449,7 @@ impl ImagesView {
             selected: 0,
             frame: 0,
             voi_index: 0,
+            window: None,
             zoom: 1,
             centre: (0.5, 0.5),
             pending: None,
@@ -472,6 +475,7 @@ impl ImagesView {
             instance_id: i.instance_id,
             frame: self.frame,
             voi_index: self.voi_index,
+            window: self.window,
         })
     }
 
@@ -486,6 +490,7 @@ impl ImagesView {
             self.selected = index;
             self.frame = 0;
             self.voi_index = 0;
+            self.window = None;
             self.reset_view();
         }
     }
@@ -985,6 +990,13 @@ impl App {
             .as_ref()
             .and_then(|v| v.current())
             .and_then(|i| self.previews.presets_of(i.instance_id));
+        // The window of the frame on screen: where window/level steps start from.
+        let shown_window = self
+            .images
+            .as_ref()
+            .and_then(|v| v.key())
+            .and_then(|k| self.previews.get(&k))
+            .and_then(|p| p.rendered.window);
         let Some(v) = self.images.as_mut() else {
             self.screen = Screen::Patient;
             return Vec::new();
@@ -1029,8 +1041,28 @@ impl App {
                     self.info(what);
                     return Vec::new();
                 }
-                Some(n) => v.voi_index = (v.voi_index + 1) % n,
+                Some(n) => {
+                    v.voi_index = (v.voi_index + 1) % n;
+                    v.window = None;
+                }
             },
+            Action::WindowWidth(step) | Action::WindowLevel(step) => {
+                let Some((center, width)) = v
+                    .window
+                    .map(|(c, w)| (f64::from(c), f64::from(w)))
+                    .or(shown_window)
+                else {
+                    self.info("this image has no window to adjust (a VOI LUT or colour), or it is still decoding");
+                    return Vec::new();
+                };
+                let (center, width) = match action {
+                    // A fifth wider or narrower a step.
+                    Action::WindowWidth(_) => (center, width * if step > 0 { 1.25 } else { 0.8 }),
+                    // A tenth of the width up or down a step (up = darker).
+                    _ => (center + f64::from(step) * (width / 10.0).max(1.0), width),
+                };
+                v.window = Some((center.round() as i32, width.round().max(1.0) as i32));
+            }
             Action::ZoomIn => {
                 v.zoom = (v.zoom * 2).min(MAX_ZOOM);
                 v.clamp_centre();
@@ -1039,7 +1071,10 @@ impl App {
                 v.zoom = (v.zoom / 2).max(1);
                 v.clamp_centre();
             }
-            Action::ResetView => v.reset_view(),
+            Action::ResetView => {
+                v.reset_view();
+                v.window = None;
+            }
             Action::Pan(dx, dy) => {
                 if v.zoom <= 1 {
                     self.info("the whole image is in view; zoom in with + first");

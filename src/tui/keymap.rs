@@ -152,6 +152,10 @@ pub enum Action {
     PrevFrame,
     /// Next window (VOI) preset of the image's file.
     CycleWindow,
+    /// Window width: +1 wider, -1 narrower.
+    WindowWidth(i8),
+    /// Window center: +1 up (darker), -1 down (brighter).
+    WindowLevel(i8),
     ZoomIn,
     ZoomOut,
     /// Move a zoomed image's view by (columns, rows) steps.
@@ -259,7 +263,11 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Images, &[Char('J')], A::Pan(0, 1), "pan down (zoomed)", Some("pan")),
     b(X::Images, &[Char('K')], A::Pan(0, -1), "pan up (zoomed)", Some("pan")),
     b(X::Images, &[Char('L')], A::Pan(1, 0), "pan right (zoomed)", Some("pan")),
-    b(X::Images, &[Char('0')], A::ResetView, "whole image (zoom 1)", None),
+    b(X::Images, &[Char('>')], A::WindowWidth(1), "wider window (less contrast)", Some("width")),
+    b(X::Images, &[Char('<')], A::WindowWidth(-1), "narrower window (more contrast)", Some("width")),
+    b(X::Images, &[Char('}')], A::WindowLevel(1), "window center up (darker)", Some("level")),
+    b(X::Images, &[Char('{')], A::WindowLevel(-1), "window center down (brighter)", Some("level")),
+    b(X::Images, &[Char('0')], A::ResetView, "whole image, the file's window (reset)", None),
     // Answer popup, choosing
     b(X::AnswerChoice, &[Char('y')], A::Choose(Choice::Yes), "yes (met / applies), then the reason", Some("answer")),
     b(X::AnswerChoice, &[Char('n')], A::Choose(Choice::No), "no (not met / does not apply), then the reason", Some("answer")),

@@ -657,6 +657,7 @@ fn preview(presets: usize) -> Arc<Preview> {
             width: 16,
             height: 16,
             voi: "automatic window".into(),
+            window: Some((128.0, 256.0)),
             decoded_width: 16,
             decoded_height: 16,
         },
@@ -678,6 +679,7 @@ fn key_of(instance_id: i64, frame: usize, voi_index: usize) -> PreviewKey {
         instance_id,
         frame,
         voi_index,
+        window: None,
     }
 }
 
@@ -785,6 +787,42 @@ fn image_keys_move_frames_and_windows_and_use_the_cache() {
     assert!(reload.contains(&Request::LoadImages {
         study_id: a.images().unwrap().study_id.clone()
     }));
+}
+
+#[test]
+fn window_and_level_keys_step_from_the_window_on_screen_and_reset() {
+    let (mut a, sid) = images_app();
+    a.apply(Response::Images {
+        study_id: sid,
+        images: image_list(),
+    });
+    press(&mut a, "i");
+    // Before the frame is drawn there is no window to step from.
+    assert!(press(&mut a, ">").is_empty());
+    assert!(a.message().is_some());
+    a.apply(Response::Rendered {
+        key: key_of(11, 0, 0),
+        result: Ok(preview(1)),
+    });
+    let with = |c: i32, w: i32| PreviewKey {
+        window: Some((c, w)),
+        ..key_of(11, 0, 0)
+    };
+    // C 128 W 256: a fifth wider, then a tenth of the width down, then narrower.
+    assert_eq!(render_keys(&press(&mut a, ">")), vec![with(128, 320)]);
+    assert_eq!(render_keys(&press(&mut a, "{")), vec![with(96, 320)]);
+    assert_eq!(render_keys(&press(&mut a, "<")), vec![with(96, 256)]);
+    assert_eq!(render_keys(&press(&mut a, "}")), vec![with(122, 256)]);
+    // 0 goes back to the file's window: cached, nothing to ask.
+    assert!(press(&mut a, "0").is_empty());
+    assert_eq!(a.images().unwrap().window, None);
+    // The keys are in the keymap the help and footer are made from.
+    assert!(
+        super::keymap::KEYMAP
+            .iter()
+            .any(|b| b.action == super::keymap::Action::WindowWidth(1)
+                && b.help.contains("wider window"))
+    );
 }
 
 #[test]

@@ -42,6 +42,8 @@ pub struct PreviewKey {
     pub instance_id: i64,
     pub frame: usize,
     pub voi_index: usize,
+    /// A window the user set (center, width), over the file's preset.
+    pub window: Option<(i32, i32)>,
 }
 
 /// A frame to decode, scaled to fit `max_w x max_h` pixels.
@@ -346,7 +348,14 @@ pub fn render_preview(root: &Path, job: &RenderImage) -> Result<Preview, String>
     } else {
         0
     };
-    let rendered = decode::render(&image, job.key.frame, voi, job.max_w, job.max_h)
+    let choice = match job.key.window {
+        Some((center, width)) => decode::VoiChoice::Window {
+            center: f64::from(center),
+            width: f64::from(width.max(1)),
+        },
+        None => decode::VoiChoice::Preset(voi),
+    };
+    let rendered = decode::render_with(&image, job.key.frame, choice, job.max_w, job.max_h)
         .map_err(|e| e.to_string())?;
     Ok(Preview { rendered, presets })
 }
