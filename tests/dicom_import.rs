@@ -329,6 +329,14 @@ fn images_link_to_their_patient_meet_i3_and_are_de_identified_in_the_store() {
                 .len(),
             128
         );
+        assert_eq!(
+            obj.element(Tag(0x7FE0, 0x0010))
+                .unwrap()
+                .to_multi_int::<u16>()
+                .unwrap(),
+            pixels(),
+            "the stored pixel values are the original ones"
+        );
         let sop = text_of(&obj, 0x0008, 0x0018);
         assert!(sop.starts_with("2.25."), "{sop}");
         assert_eq!(

@@ -526,6 +526,7 @@ pub fn deidentify(
         .unwrap_or_else(|| uids.map(&old_meta.media_storage_sop_instance_uid));
     let sop_class = text(&obj, Tag(0x0008, 0x0016))
         .unwrap_or_else(|| old_meta.media_storage_sop_class_uid.clone());
+    pixel_words_as_bytes(&mut obj, old_meta.transfer_syntax());
     let mut meta = old_meta;
     meta.media_storage_sop_instance_uid = sop_uid;
     meta.media_storage_sop_class_uid = sop_class;
@@ -538,6 +539,30 @@ pub fn deidentify(
     meta.private_information = None;
     meta.update_information_group_length();
     obj.with_exact_meta(meta)
+}
+
+/// Native 16-bit Pixel Data held as words is written word by word by the encoder, a
+/// third of an import's time for a large radiograph; in a little-endian transfer
+/// syntax the same bytes can be written in one go. The file's content is unchanged.
+fn pixel_words_as_bytes(obj: &mut InMemDicomObject, transfer_syntax: &str) {
+    const EXPLICIT_BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
+    let ts = transfer_syntax.trim_end_matches(['\0', ' ']);
+    if ts == EXPLICIT_BIG_ENDIAN {
+        return;
+    }
+    let tag = Tag(0x7FE0, 0x0010);
+    let Some(e) = obj.get(tag) else {
+        return;
+    };
+    let (vr, words) = match e.value() {
+        dicom_core::DicomValue::Primitive(PrimitiveValue::U16(w)) => (e.vr(), w),
+        _ => return,
+    };
+    let mut bytes = Vec::with_capacity(words.len() * 2);
+    for w in words.iter() {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    obj.put(DataElement::new(tag, vr, PrimitiveValue::U8(bytes.into())));
 }
 
 /// Why an image needs a look for burned-in text before it is used, if it does:
