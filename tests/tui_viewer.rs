@@ -3,6 +3,7 @@
 //! with half-blocks in a real terminal (tmux).
 
 mod common;
+use common::tmux::{Tmux, shell_quote};
 use common::*;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_object::{InMemDicomObject, meta::FileMetaTableBuilder};
@@ -10,9 +11,8 @@ use marrow::dicom::decode::Pixels;
 use marrow::tui::worker::Worker;
 use marrow::tui::{PreviewKey, RenderImage, Request, Response};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PATIENTS: &str = "\
 mrn,site,phase,group,sex,birth_date,index_date
@@ -208,98 +208,6 @@ fn the_worker_lists_a_patients_images_and_renders_one() {
     };
     assert!(result.is_err());
     w.stop();
-}
-
-/// A tmux server of our own (its own socket), killed when dropped, even on failure.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(width: u16, height: u16, command: &str) -> Tmux {
-        match Command::new("tmux").arg("-V").output() {
-            Ok(o) if o.status.success() => {}
-            _ => panic!("tmux is not installed: the end-to-end viewer test needs it"),
-        }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let tmux = Tmux {
-            socket: format!("marrow-viewer-{}-{nanos}", std::process::id()),
-        };
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            "-s",
-            "main",
-            command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "main"]).stdout)
-            .into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "main"];
-        args.extend_from_slice(keys);
-        assert!(self.run(&args).status.success(), "send-keys {keys:?}");
-    }
-
-    /// Waits until the screen passes `test`; fails with the screen after `timeout`.
-    fn wait_until(&self, what: &str, timeout: Duration, test: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if test(&screen) {
-                return screen;
-            }
-            if start.elapsed() > timeout {
-                panic!("waited {timeout:?} for {what}; the screen shows:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_for(&self, text: &str, timeout: Duration) -> String {
-        self.wait_until(text, timeout, |s| s.contains(text))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let socket = self.run(&["display-message", "-p", "#{socket_path}"]);
-        let _ = self.run(&["kill-server"]);
-        let path = String::from_utf8_lossy(&socket.stdout).trim().to_string();
-        if !path.is_empty() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
 
 #[test]
