@@ -524,6 +524,18 @@ fn demo_builds_a_study_whose_figures_agree_with_status() {
     }
     assert!(v["missing_dxa"].as_u64().unwrap() > 0);
     assert!(text.contains(&format!("patients {total}")), "{text}");
+    // the synthetic radiographs: all stored, the one without a patient waiting
+    use marrow::dicom::synth;
+    assert!(text.contains("dicom/"), "{text}");
+    assert_eq!(
+        v["images"].as_u64(),
+        Some(synth::fixture_specs().len() as u64)
+    );
+    let unmatched = synth::fixture_specs()
+        .iter()
+        .filter(|(_, s)| s.patient_id == synth::UNMATCHED_PATIENT_ID)
+        .count() as u64;
+    assert_eq!(v["quarantined"].as_u64(), Some(unmatched));
     // a second demo into the same folder refuses rather than overwriting
     let again = s
         .cmd()

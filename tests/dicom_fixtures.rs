@@ -145,36 +145,6 @@ fn import_links_the_fixtures_and_strips_the_identifiers() {
 }
 
 #[test]
-fn demo_imports_the_synthetic_radiographs() {
-    let s = TempStudy::empty();
-    let dir = s.path("demo");
-    let out = s
-        .cmd()
-        .args(["demo", "--no-tui", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    assert!(text.contains("dicom/"), "{text}");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_marrow"))
-        .arg("--db")
-        .arg(dir.join("demo.db"))
-        .args(["status", "--json"])
-        .env_remove("MARROW_KEY")
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", stderr(&status));
-    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert!(v["images"].as_u64().unwrap() > 0);
-    assert_eq!(
-        v["images"].as_u64(),
-        Some(synth::fixture_specs().len() as u64)
-    );
-    assert_eq!(v["quarantined"].as_u64(), Some(unmatched()));
-}
-
-#[test]
 fn view_png_writes_the_displayed_image() {
     let s = TempStudy::empty();
     let file = fixtures_dir().join("PK100001_knee_R_AP.dcm");
