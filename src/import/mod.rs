@@ -10,6 +10,7 @@ use crate::domain::records::{
     self, DXA_COLUMNS, DxaRecord, LAB_COLUMNS, LabRecord, PATIENT_COLUMNS, PatientRecord, RowFields,
 };
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 
 /// Which export is being imported.
@@ -303,35 +304,40 @@ pub fn import_csv_in_chunks(
                 ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
                 ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
             };
-            match result {
-                Err(reason) => rejected.push(Rejection { line, reason }),
-                Ok(p) => match seen.get(&p.identity()) {
-                    Some((first, earlier)) if !earlier.same_values(&p) => {
+            let p = match result {
+                Err(reason) => {
+                    rejected.push(Rejection { line, reason });
+                    continue;
+                }
+                Ok(p) => p,
+            };
+            match seen.entry(p.identity()) {
+                Entry::Occupied(e) => {
+                    let (first, earlier) = e.get();
+                    if !earlier.same_values(&p) {
                         rejected.push(Rejection {
                             line,
                             reason: format!(
                                 "the same record is on line {first} with different values; fix one of them"
                             ),
-                        })
-                    }
-                    Some(_) => {} // an exact repeat changes nothing
-                    None => {
-                        seen.insert(p.identity(), (line, p.clone()));
-                        let staged = match p {
-                            Parsed::Patient(mrn, rec) => {
-                                Staged::Patient(PatientRow::new(&hasher, protocol, &mrn, rec))
-                            }
-                            Parsed::Dxa(mrn, rec) => Staged::Dxa(mrn, rec),
-                            Parsed::Lab(mrn, rec) => Staged::Lab(mrn, rec),
-                        };
-                        chunk.push((line, staged));
-                        if chunk.len() == chunk_rows
-                            && to_writer.send(std::mem::take(&mut chunk)).is_err()
-                        {
-                            break; // the writer stopped on an error
-                        }
-                    }
-                },
+                        });
+                    } // an exact repeat changes nothing
+                    continue;
+                }
+                Entry::Vacant(e) => {
+                    e.insert((line, p.clone()));
+                }
+            }
+            let staged = match p {
+                Parsed::Patient(mrn, rec) => {
+                    Staged::Patient(PatientRow::new(&hasher, protocol, &mrn, rec))
+                }
+                Parsed::Dxa(mrn, rec) => Staged::Dxa(mrn, rec),
+                Parsed::Lab(mrn, rec) => Staged::Lab(mrn, rec),
+            };
+            chunk.push((line, staged));
+            if chunk.len() == chunk_rows && to_writer.send(std::mem::take(&mut chunk)).is_err() {
+                break; // the writer stopped on an error
             }
         }
         if !chunk.is_empty() {
