@@ -24,7 +24,6 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Why a file cannot be shown; the message names the file.
@@ -178,26 +177,29 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn open_any(path: &Path) -> Result<(FileDicomObject<InMemDicomObject>, Layout), String> {
-    let mut head = Vec::with_capacity(132);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(132).read_to_end(&mut head))
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    if head.len() >= 132 && &head[128..132] == b"DICM" {
-        return OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Always)
-            .open_file(path)
-            .map(|o| (o, Layout::Standard))
-            .map_err(|e| format!("malformed DICOM: {}", chain(&e)));
+    // Read once; the structural check runs on the bytes before dicom-rs does.
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let with_meta = |skip: usize, layout: Layout| {
+        let parsed = match super::guard::check_file(&bytes, bytes.len() as u64, false) {
+            Ok(_) => OpenFileOptions::new()
+                .read_preamble(ReadPreamble::Never)
+                .from_reader(&bytes[skip..])
+                .map_err(|e| format!("malformed DICOM: {}", chain(&e))),
+            Err(e) => Err(format!("malformed DICOM: {e}")),
+        };
+        parsed.map(|o| (o, layout)).or_else(|e| {
+            implicit_behind_meta(&bytes[skip..], path)
+                .map(|o| (o, layout))
+                .ok_or(e)
+        })
+    };
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        return with_meta(128, Layout::Standard);
     }
-    if head.starts_with(b"DICM") {
-        return OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Never)
-            .open_file(path)
-            .map(|o| (o, Layout::NoPreamble))
-            .map_err(|e| format!("malformed DICOM: {}", chain(&e)));
+    if bytes.starts_with(b"DICM") {
+        return with_meta(0, Layout::NoPreamble);
     }
     // A bare data set: the VR letters after the first tag tell explicit VR.
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     // Refuse early what cannot start a data set: the first element needs an
     // even, standard group and (read as implicit VR) a length within the
     // file, else a text file would be read as a multi-gigabyte element.
@@ -225,6 +227,13 @@ fn open_any(path: &Path) -> Result<(FileDicomObject<InMemDicomObject>, Layout), 
         let ts = TransferSyntaxRegistry
             .get(uid)
             .ok_or_else(|| format!("transfer syntax {uid} is not registered"))?;
+        let encoding = super::guard::encoding_of(uid).expect("a native transfer syntax");
+        if let Err(e) = super::guard::check_data_set(&bytes, encoding) {
+            if last.is_empty() {
+                last = format!("read as {uid}: {e}");
+            }
+            continue;
+        }
         match InMemDicomObject::read_dataset_with_ts(&bytes[..], ts) {
             Ok(obj) if obj.get(tags::PIXEL_DATA).is_some() && obj.get(tags::ROWS).is_some() => {
                 let obj = obj
@@ -232,13 +241,52 @@ fn open_any(path: &Path) -> Result<(FileDicomObject<InMemDicomObject>, Layout), 
                     .map_err(|e| format!("cannot build a file meta group: {}", chain(&e)))?;
                 return Ok((obj, Layout::NoMeta));
             }
-            Ok(_) => last = format!("read as {uid} it has no Rows or Pixel Data"),
-            Err(e) => last = format!("read as {uid}: {}", chain(&e)),
+            Ok(_) if last.is_empty() => {
+                last = format!("read as {uid} it has no Rows or Pixel Data")
+            }
+            Err(e) if last.is_empty() => last = format!("read as {uid}: {}", chain(&e)),
+            _ => {}
         }
     }
     Err(format!(
         "not a DICOM file: no DICM marker, and not a bare data set ({last})"
     ))
+}
+
+/// A data set written in Implicit VR Little Endian behind a file meta group
+/// that names an explicit VR little-endian transfer syntax (some writers do
+/// this; pydicom reads such files with a warning). The meta group's transfer
+/// syntax is kept, so encapsulated Pixel Data is still decoded by its codec.
+fn implicit_behind_meta(
+    from_dicm: &[u8],
+    path: &Path,
+) -> Option<FileDicomObject<InMemDicomObject>> {
+    let mut rest = from_dicm;
+    let meta = dicom_object::meta::FileMetaTable::from_reader(&mut rest).ok()?;
+    let ts = meta.transfer_syntax();
+    // Every registered transfer syntax but these three is explicit VR little endian.
+    let explicit_le = TransferSyntaxRegistry.get(ts).is_some()
+        && ![IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_LE].contains(&ts);
+    // Implicit VR: the two bytes after the first tag are not VR letters.
+    if !explicit_le || rest.len() < 8 || VR::from_binary([rest[4], rest[5]]).is_some() {
+        return None;
+    }
+    let implicit = TransferSyntaxRegistry.get(IMPLICIT_VR_LE)?;
+    super::guard::check_data_set(
+        rest,
+        super::guard::Encoding {
+            explicit: false,
+            big_endian: false,
+        },
+    )
+    .ok()?;
+    let obj = InMemDicomObject::read_dataset_with_ts(rest, implicit).ok()?;
+    obj.get(tags::PIXEL_DATA)?;
+    tracing::warn!(
+        "{}: the data set is in implicit VR although the file meta names {ts}",
+        path.display()
+    );
+    Some(obj.with_exact_meta(meta))
 }
 
 /// The element `tag` at the top level, else in the first item of a sequence
@@ -474,6 +522,11 @@ fn decode_frame(
             }
         }
     }
+    if let Some(frame) = decode_special(image, frame)
+        .map_err(|e| image.error(format!("{ts_label} cannot be decoded: {e}")))?
+    {
+        return Ok(frame);
+    }
     let supported = TransferSyntaxRegistry
         .get(ts)
         .map(|t| t.can_decode_all())
@@ -527,6 +580,132 @@ fn decode_frame(
     })
 }
 
+/// The cases dicom-pixeldata gets wrong or refuses, decoded here; `None`
+/// leaves the frame to dicom-pixeldata.
+fn decode_special(image: &Image, frame: usize) -> Result<Option<Frame>, String> {
+    let info = &image.info;
+    let ts = info.transfer_syntax.as_str();
+    let native = [IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_LE].contains(&ts);
+    let whole = |samples: Samples, photometric: &str| Frame {
+        samples,
+        photometric: photometric.to_string(),
+        planar_configuration: 0,
+        width: info.columns,
+        height: info.rows,
+    };
+    let element = image
+        .obj
+        .get(tags::PIXEL_DATA)
+        .ok_or("it has no Pixel Data (7FE0,0010)")?;
+    // Explicit VR Big Endian, 32-bit samples in an OW element: the parser has
+    // swapped the bytes of each 16-bit word already; the words of a sample are
+    // still most significant first.
+    if ts == EXPLICIT_VR_BE
+        && info.bits_allocated == 32
+        && let DicomValue::Primitive(PrimitiveValue::U16(words)) = element.value()
+    {
+        {
+            let per_frame = info.rows * info.columns * usize::from(info.samples_per_pixel) * 2;
+            let words = words
+                .get(frame * per_frame..(frame + 1) * per_frame)
+                .ok_or_else(|| format!("the Pixel Data is too short for frame {frame}"))?;
+            let samples = words
+                .chunks_exact(2)
+                .map(|w| (u32::from(w[0]) << 16) | u32::from(w[1]))
+                .collect();
+            let mut f = whole(Samples::U32(samples), &info.photometric);
+            f.planar_configuration = info.planar_configuration;
+            return Ok(Some(f));
+        }
+    }
+    // Native YBR_FULL_422: two luma samples share one Cb and one Cr
+    // (Y1 Y2 Cb Cr); expanded to YBR_FULL.
+    if native && info.photometric == "YBR_FULL_422" && info.bits_allocated == 8 {
+        let bytes = element
+            .to_bytes()
+            .map_err(|e| format!("the Pixel Data cannot be read as bytes: {e}"))?;
+        let (w, h) = (info.columns, info.rows);
+        if w % 2 != 0 {
+            return Err(format!(
+                "YBR_FULL_422 needs an even number of columns, not {w}"
+            ));
+        }
+        let per_frame = w * h * 2;
+        let src = bytes
+            .get(frame * per_frame..(frame + 1) * per_frame)
+            .ok_or_else(|| {
+                format!(
+                    "the Pixel Data holds {} bytes; frame {frame} of YBR_FULL_422 {w}x{h} needs {}",
+                    bytes.len(),
+                    (frame + 1) * per_frame
+                )
+            })?;
+        let mut out = Vec::with_capacity(w * h * 3);
+        for q in src.chunks_exact(4) {
+            out.extend_from_slice(&[q[0], q[2], q[3], q[1], q[2], q[3]]);
+        }
+        return Ok(Some(whole(Samples::U8(out), "YBR_FULL")));
+    }
+    // 12-bit JPEG Extended, which jpeg-decoder refuses.
+    if JPEG_DCT_UIDS.contains(&ts) {
+        let bytes = super::jpegls::frame_bytes(&image.obj, info.frames, frame)?;
+        if super::jpeg12::precision(&bytes) == Some(12) {
+            let (samples, w, h, components) = super::jpeg12::decode(&bytes)?;
+            if (w, h, components) != (info.columns, info.rows, usize::from(info.samples_per_pixel))
+            {
+                return Err(format!(
+                    "the 12-bit JPEG stream is {w}x{h} with {components} component(s), but the image is {}x{} with {}",
+                    info.columns, info.rows, info.samples_per_pixel
+                ));
+            }
+            let photometric = if components == 3 {
+                "RGB"
+            } else {
+                info.photometric.as_str()
+            };
+            return Ok(Some(whole(Samples::U16(samples), photometric)));
+        }
+    }
+    // JPEG with three components labelled RGB and neither an Adobe nor a JFIF
+    // marker: the components are R, G and B as they stand (what libjpeg and
+    // pydicom do); jpeg-decoder would convert them from YCbCr.
+    if JPEG_DCT_UIDS.contains(&ts) && info.samples_per_pixel == 3 && info.photometric == "RGB" {
+        let bytes = super::jpegls::frame_bytes(&image.obj, info.frames, frame)?;
+        // An Adobe marker too short to hold its transform flag counts as none.
+        let adobe = jpeg_app_marker(&bytes, 0xEE, b"Adobe").is_some_and(|data| data.len() >= 12);
+        if jpeg_app_marker(&bytes, 0xE0, b"JFIF").is_none() && !adobe {
+            let mut decoder = jpeg_decoder::Decoder::new(&bytes[..]);
+            decoder.set_color_transform(jpeg_decoder::ColorTransform::None);
+            let data = decoder.decode().map_err(|e| format!("JPEG: {e}"))?;
+            return Ok(Some(whole(Samples::U8(data), "RGB")));
+        }
+    }
+    Ok(None)
+}
+
+/// The data of the JPEG stream's first APPn marker `marker` whose data starts
+/// with `id`, before the first scan.
+fn jpeg_app_marker<'a>(stream: &'a [u8], marker: u8, id: &[u8]) -> Option<&'a [u8]> {
+    let mut i = 2;
+    while i + 4 <= stream.len() && stream[i] == 0xFF {
+        let m = stream[i + 1];
+        if m == 0xDA {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([stream[i + 2], stream[i + 3]]));
+        let data = stream.get(i + 4..(i + 2 + len).min(stream.len()))?;
+        if m == marker && data.starts_with(id) {
+            return Some(data);
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
+/// JPEG Baseline and JPEG Extended (DCT).
+const JPEG_DCT_UIDS: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 /// JPEG 2000 Lossless Only and JPEG 2000.
 const JPEG_2000_UIDS: [&str; 2] = ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"];
@@ -764,6 +943,83 @@ pub fn render_with(
         window,
         decoded_width: w,
         decoded_height: h,
+    })
+}
+
+/// The stored values of one frame at full resolution, as a conformance check
+/// compares them with another toolkit's: unused high bits removed (High Bit
+/// above Bits Stored - 1 shifted down), signed values sign-extended, 1-bit
+/// samples as 0 / 1, colour interleaved (R G B per pixel) and YBR_FULL
+/// converted to RGB. No Modality LUT, no window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameValues {
+    pub values: Vec<i64>,
+    pub width: usize,
+    pub height: usize,
+    pub samples_per_pixel: usize,
+    /// The photometric interpretation of `values`.
+    pub photometric: String,
+}
+
+/// Decodes frame `frame` (from 0) to its stored values; see [`FrameValues`].
+pub fn decode_values(image: &Image, frame: usize) -> Result<FrameValues, DecodeError> {
+    let info = &image.info;
+    if frame >= info.frames {
+        return Err(image.error(format!(
+            "frame {frame} is out of range: the file has {} frame(s), counted from 0",
+            info.frames
+        )));
+    }
+    let Frame {
+        samples,
+        photometric,
+        planar_configuration,
+        width,
+        height,
+    } = decode_frame(image, frame, 0, 0)?;
+    let spp = usize::from(info.samples_per_pixel.max(1));
+    let expected = width * height * spp;
+    let shift = u32::from(info.high_bit + 1 - info.bits_stored);
+    let bits = info.bits_stored;
+    let signed = info.signed;
+    let stored = |raw: u32| -> i64 { i64::from(stored_value_32(raw >> shift, bits, signed)) };
+    let mut values: Vec<i64> = match samples {
+        Samples::U8(v) if info.bits_allocated == 1 => {
+            v.iter().map(|&x| i64::from(x != 0)).collect()
+        }
+        Samples::U8(v) => v.iter().map(|&x| stored(u32::from(x))).collect(),
+        Samples::U16(v) => v.iter().map(|&x| stored(u32::from(x))).collect(),
+        Samples::U32(v) if bits == 32 && !signed => v.iter().map(|&x| i64::from(x)).collect(),
+        Samples::U32(v) => v.iter().map(|&x| stored(x)).collect(),
+    };
+    if values.len() < expected {
+        return Err(image.error(format!(
+            "frame {frame} holds {} samples but the image is {width}x{height} with {spp} sample(s) a pixel ({expected})",
+            values.len()
+        )));
+    }
+    values.truncate(expected);
+    let mut photometric = photometric;
+    if spp == 3 {
+        if planar_configuration == 1 {
+            let pixels = width * height;
+            values = (0..expected)
+                .map(|i| values[(i % 3) * pixels + i / 3])
+                .collect();
+        }
+        if photometric == "YBR_FULL" && info.bits_allocated == 8 {
+            let mut bytes: Vec<u8> = values.iter().map(|&v| v.clamp(0, 255) as u8).collect();
+            ybr_full_to_rgb(&mut bytes);
+            values = bytes.into_iter().map(i64::from).collect();
+            photometric = "RGB".into();
+        }
+    }
+    Ok(FrameValues {
+        values,
+        width,
+        height,
+        samples_per_pixel: spp,
+        photometric,
     })
 }
 

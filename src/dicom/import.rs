@@ -217,6 +217,26 @@ impl Readers<'_> {
             }
             Err(e) => return Prepared::Refused(format!("cannot read it: {e}")),
         }
+        // A declared length past the end of the file is refused before
+        // dicom-rs would allocate it.
+        let file_len = reader
+            .get_ref()
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(u64::MAX);
+        let checked = reader
+            .fill_buf()
+            .map_err(|e| format!("cannot read it: {e}"))
+            .and_then(|head| super::guard::check_file(head, file_len, true));
+        let checked = match checked {
+            Ok(super::guard::Checked::NeedMore) => std::fs::read(path)
+                .map_err(|e| format!("cannot read it: {e}"))
+                .and_then(|all| super::guard::check_file(&all, file_len, true)),
+            other => other,
+        };
+        if let Err(e) = checked {
+            return Prepared::Refused(format!("malformed DICOM: {e}"));
+        }
         // The header alone says whether the instance is new.
         let header = match OpenFileOptions::new()
             .read_until(PIXEL_DATA)
@@ -256,10 +276,26 @@ impl Readers<'_> {
     }
 
     fn prepare_new(&self, path: &Path, source_uid_hash: String) -> Prepared {
-        let obj = match OpenFileOptions::new().open_file(path) {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return Prepared::Refused(format!("cannot read it: {e}")),
+        };
+        if let Err(e) = super::guard::check_file(&bytes, bytes.len() as u64, false) {
+            return Prepared::Refused(format!("malformed DICOM: {e}"));
+        }
+        let skip = if bytes.get(128..132) == Some(b"DICM") {
+            128
+        } else {
+            0
+        };
+        let obj = match OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Never)
+            .from_reader(&bytes[skip..])
+        {
             Ok(o) => o,
             Err(e) => return Prepared::Refused(malformed(&e)),
         };
+        drop(bytes);
         if [PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA]
             .iter()
             .all(|t| obj.get(*t).is_none())

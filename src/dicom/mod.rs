@@ -3,7 +3,9 @@
 pub mod decode;
 pub mod deid;
 pub mod display;
+pub mod guard;
 pub mod import;
+pub mod jpeg12;
 pub mod jpegls;
 pub mod store;
 pub mod synth;
