@@ -5,6 +5,7 @@
 mod demo;
 pub use demo::GENERATED_PATIENTS as DEMO_GENERATED_PATIENTS;
 mod output;
+mod reading;
 mod view;
 
 use crate::db::study::{PatientFilter, Upsert};
@@ -38,8 +39,20 @@ pub const EXIT_SOME_REJECTED: u8 = 3;
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    #[command(flatten)]
+    pub tui: TuiArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Options of the terminal application (`marrow` or `marrow tui`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct TuiArgs {
+    /// How images are drawn: auto asks the terminal when the images screen first opens (half-blocks inside tmux/screen or without an answer); halfblocks works everywhere and never asks. Default: MARROW_GRAPHICS, else auto.
+    // MARROW_GRAPHICS is read by the TUI, not by clap: a clap `env` on this top-level
+    // option would make every command fail on an empty or misspelt value.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub graphics: Option<crate::tui::Graphics>,
 }
 
 /// Options every command takes.
@@ -136,10 +149,29 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// Reading cases (a knee, or a patient for the OP stage): list them, or `refresh` to create the missing ones.
+    Cases(reading::CasesArgs),
+    /// Blinded reading: take the next case, show it, submit your read.
+    Read {
+        #[command(subcommand)]
+        action: reading::ReadCommand,
+    },
+    /// Adjudication of the cases the readers disagree on.
+    Adjudicate {
+        #[command(subcommand)]
+        action: reading::AdjudicateCommand,
+    },
+    /// Reads made before marrow (import) and the final grades (export).
+    Reads {
+        #[command(subcommand)]
+        action: reading::ReadsCommand,
+    },
+    /// Agreement between readers and with the final grades: percent agreement, kappa, weighted kappa, sensitivity/specificity, 95% CIs.
+    Agreement(reading::AgreementArgs),
     /// Show one frame of a DICOM image in the terminal (a one-line description when stdout is not a terminal).
     View(view::ViewArgs),
     /// Open the terminal application (the same as no command).
-    Tui,
+    Tui(TuiArgs),
     /// Write generated (synthetic) exports for tests and benchmarks.
     #[command(hide = true)]
     Generate {
@@ -262,13 +294,18 @@ fn parse_opt<T: std::str::FromStr<Err = String>>(v: &Option<String>) -> Result<O
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<u8> {
     let g = cli.global.clone();
+    let open_tui = |t: TuiArgs| {
+        let graphics =
+            (t.graphics.or(cli.tui.graphics)).unwrap_or_else(crate::tui::Graphics::from_env);
+        crate::tui::run_with(&g.db, g.key_file.as_deref(), g.as_user.as_deref(), graphics)
+    };
     let Some(command) = cli.command else {
-        crate::tui::run(&g.db, g.key_file.as_deref(), g.as_user.as_deref())?;
+        open_tui(TuiArgs::default())?;
         return Ok(0);
     };
     match command {
-        Command::Tui => {
-            crate::tui::run(&g.db, g.key_file.as_deref(), g.as_user.as_deref())?;
+        Command::Tui(t) => {
+            open_tui(t)?;
             Ok(0)
         }
         Command::Demo { dir, no_tui } => demo::run(dir, no_tui),
@@ -325,6 +362,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", output::status_table(&report));
+                print!("{}", reading::status_lines(&report));
             }
             Ok(0)
         }
@@ -470,6 +508,11 @@ pub fn run(cli: Cli) -> Result<u8> {
                 Ok(0)
             }
         },
+        Command::Cases(a) => reading::cases(&g, a),
+        Command::Read { action } => reading::read(&g, action),
+        Command::Adjudicate { action } => reading::adjudicate(&g, action),
+        Command::Reads { action } => reading::reads(&g, action),
+        Command::Agreement(a) => reading::agreement(&g, a),
         Command::Generate {
             patients,
             out,

@@ -14,6 +14,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_imaging.sql",
         include_str!("../../migrations/0002_imaging.sql"),
     ),
+    (
+        "0003_reading.sql",
+        include_str!("../../migrations/0003_reading.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -1,10 +1,12 @@
 //! The encrypted study database: opening (SQLCipher key, WAL, foreign keys, busy
 //! timeout), migrations, the audit trail and the typed repositories.
 
+pub mod agreement;
 pub mod audit;
 pub mod imaging;
 pub mod keys;
 pub mod migrate;
+pub mod reading;
 pub mod study;
 
 pub use keys::{Key, KeySource};

@@ -496,6 +496,11 @@ impl Study {
         &self.conn
     }
 
+    /// The connection for the other repositories' write transactions (reading).
+    pub(super) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     /// A secret for one purpose derived from the study key (see [`Key::derive`]).
     pub fn derived_secret(&self, label: &[u8]) -> [u8; 32] {
         self.key.derive(label)
@@ -676,6 +681,7 @@ impl Study {
         let rows = st.query_map(rusqlite::params_from_iter(args.iter()), read_summary)?;
         let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         sort_by_study_id(&mut rows);
+        self.blind_dxa_for_readers(&mut rows);
         Ok(rows)
     }
 
@@ -688,6 +694,7 @@ impl Study {
         let rows = st.query_map([n as i64], read_summary)?;
         let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         sort_by_study_id(&mut rows);
+        self.blind_dxa_for_readers(&mut rows);
         Ok(rows)
     }
 
@@ -707,8 +714,27 @@ impl Study {
             })
     }
 
-    /// One patient's screening checklist, DXA and labs.
+    /// Readers are blinded to the DXA stage (db::reading): patient lists carry none for them.
+    fn blind_dxa_for_readers(&self, rows: &mut [PatientSummary]) {
+        if self.role == Role::Reader {
+            for r in rows {
+                r.who_stage = None;
+            }
+        }
+    }
+
+    /// One patient's screening checklist, DXA and labs (not for readers: it holds the
+    /// DXA stage they are blinded to; they work from their reading cases).
     pub fn patient(&self, study_id: &str) -> Result<PatientDetail> {
+        if self.role == Role::Reader {
+            return Err(DbError::NotAllowed {
+                user: self.actor.name.clone(),
+                role: self.role.to_string(),
+                what: "open a patient's screening record: it shows the DXA stage readers are \
+                       blinded to (readers work from `marrow read`)"
+                    .into(),
+            });
+        }
         let id = self.patient_id(study_id)?;
         let (summary, updated_at, updated_by) = self.conn.query_row(
             &format!("SELECT {SUMMARY_COLS}, updated_at, updated_by FROM patients WHERE id = ?1"),
@@ -868,6 +894,11 @@ impl Study {
                 .query_row("SELECT count(*) FROM image_quarantine", [], |r| {
                     r.get::<_, i64>(0)
                 })? as u64;
+        (
+            report.reads_pending,
+            report.adjudication_pending,
+            report.final_graded,
+        ) = super::reading::reading_counts(&self.conn, self.protocol.reading.reads_per_case)?;
         Ok(report)
     }
 
@@ -880,16 +911,25 @@ impl Study {
         let rows = st.query_map([], read_summary)?;
         let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         sort_by_study_id(&mut rows);
+        self.blind_dxa_for_readers(&mut rows);
         Ok(rows)
     }
 
     // ----- audit -----
 
     pub fn audit_log(&self, patient: Option<&str>) -> Result<Vec<AuditRow>> {
-        audit::log(
+        let mut rows = audit::log(
             &self.conn,
             patient.map(|p| p.trim().to_ascii_uppercase()).as_deref(),
-        )
+        )?;
+        if self.role == Role::Reader {
+            // Blinding: the trail holds every grade; a reader sees only their own
+            // reading rows (see db::reading).
+            rows.retain(|r| {
+                r.actor == self.actor.name || !super::reading::is_reading_entity(&r.entity)
+            });
+        }
+        Ok(rows)
     }
 
     pub fn verify_audit(&self) -> Result<Verification> {

@@ -1,5 +1,6 @@
 //! The study protocol: sites, groups, phases, per-cohort enrollment targets and the DXA window.
 
+use super::reading::ReadingRules;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -107,6 +108,9 @@ pub struct Protocol {
     pub dxa_window_days: i64,
     /// One target for every site x group x phase.
     pub targets: Vec<CohortTarget>,
+    /// Blinded reading: reads per case and the disagreement rules (`[reading]`).
+    #[serde(default)]
+    pub reading: ReadingRules,
 }
 
 /// Default per-cohort target of the retrospective phase.
@@ -134,6 +138,8 @@ pub struct ProtocolOverride {
     pub sites: Option<Vec<String>>,
     pub dxa_window_days: Option<i64>,
     pub targets: Option<TargetsOverride>,
+    /// `[reading]`: keys left out keep their defaults.
+    pub reading: Option<ReadingRules>,
 }
 
 /// Targets in the override file: one per phase, and optionally per cohort.
@@ -170,6 +176,7 @@ impl Protocol {
             sites,
             dxa_window_days,
             targets,
+            reading: ReadingRules::default(),
         }
     }
 
@@ -221,6 +228,10 @@ impl Protocol {
                     )
                 })?;
             slot.target = c.target;
+        }
+        if let Some(r) = o.reading {
+            r.validate()?;
+            p.reading = r;
         }
         Ok(p)
     }
@@ -294,6 +305,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("NOPE"), "{e}");
+    }
+
+    #[test]
+    fn reading_section_overrides_its_keys_and_defaults_the_rest() {
+        let p = Protocol::from_override_toml("").unwrap();
+        assert_eq!(p.reading, ReadingRules::default());
+        let p =
+            Protocol::from_override_toml("[reading]\nreads_per_case = 3\nkl_oa_split = false\n")
+                .unwrap();
+        assert_eq!(p.reading.reads_per_case, 3);
+        assert!(!p.reading.kl_oa_split);
+        assert_eq!(p.reading.kl_difference, 1);
+        assert!(p.reading.not_assessable);
+        assert!(Protocol::from_override_toml("[reading]\nreads_per_case = 0").is_err());
+        assert!(Protocol::from_override_toml("[reading]\nreads = 2").is_err());
+        // a protocol stored before the reading module still loads, with the defaults
+        let old = r#"{"sites":["PKUPH"],"dxa_window_days":365,"targets":[]}"#;
+        let p: Protocol = serde_json::from_str(old).unwrap();
+        assert_eq!(p.reading, ReadingRules::default());
     }
 
     #[test]

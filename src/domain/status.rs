@@ -38,6 +38,15 @@ pub struct StatusReport {
     /// Instances waiting for their patient to be imported.
     #[serde(default)]
     pub quarantined: u64,
+    /// Reads still to be submitted on open reading cases.
+    #[serde(default)]
+    pub reads_pending: u64,
+    /// Reading cases waiting for an adjudicator.
+    #[serde(default)]
+    pub adjudication_pending: u64,
+    /// Reading cases with a final grade (consensus or adjudicated).
+    #[serde(default)]
+    pub final_graded: u64,
 }
 
 /// One count of patients of a cohort with a decision.
@@ -93,6 +102,9 @@ impl StatusReport {
             cohorts,
             images: 0,
             quarantined: 0,
+            reads_pending: 0,
+            adjudication_pending: 0,
+            final_graded: 0,
         }
     }
 }

@@ -24,6 +24,10 @@ pub enum Permission {
     Screen,
     /// Add users and change roles.
     ManageUsers,
+    /// Take reading work and submit blinded reads.
+    Read,
+    /// Record the final grade of a case the readers disagree on.
+    Adjudicate,
 }
 
 impl Permission {
@@ -32,6 +36,8 @@ impl Permission {
             Permission::Import => "import clinical data",
             Permission::Screen => "answer screening criteria",
             Permission::ManageUsers => "manage users",
+            Permission::Read => "read cases (readers only: a read must be blinded)",
+            Permission::Adjudicate => "adjudicate cases",
         }
     }
 }
@@ -62,6 +68,10 @@ impl Role {
                 matches!(self, Role::Coordinator | Role::Admin)
             }
             Permission::ManageUsers => self == Role::Admin,
+            // Not admins: an admin sees every grade, so cannot read blinded
+            // (an admin reads with `--as` a reader).
+            Permission::Read => self == Role::Reader,
+            Permission::Adjudicate => matches!(self, Role::Adjudicator | Role::Admin),
         }
     }
 }
@@ -104,5 +114,17 @@ mod tests {
         }
         assert!(Role::Coordinator.allows(Permission::Screen));
         assert!(!Role::Coordinator.allows(Permission::ManageUsers));
+    }
+
+    #[test]
+    fn only_readers_read_and_adjudicators_adjudicate() {
+        for r in Role::ALL {
+            assert_eq!(r.allows(Permission::Read), r == Role::Reader, "{r}");
+            assert_eq!(
+                r.allows(Permission::Adjudicate),
+                matches!(r, Role::Adjudicator | Role::Admin),
+                "{r}"
+            );
+        }
     }
 }
