@@ -993,33 +993,41 @@ fn agreement_compares_the_current_reads_case_by_case_and_is_refused_to_readers()
     let mut r2 = as_user(&s, "r2");
     let r1_grades = [0u8, 1, 2, 3, 4, 2, 1, 0];
     let r2_grades = [0u8, 1, 2, 3, 4, 4, 3, 1];
-    let mut pairs = Vec::new();
-    let mut knee = 0;
-    while knee < r1_grades.len() {
-        let case = r1.take_next_case().unwrap().expect("a case for r1").summary;
+    let op_read = ReadInput {
+        kl: None,
+        oarsi: Oarsi::default(),
+        op_impression: Some(OpImpression::Normal),
+        confidence: Some(3),
+    };
+    // r1 reads every case: the knees in the order given out.
+    let mut knee_of: HashMap<String, usize> = HashMap::new();
+    while let Some(taken) = r1.take_next_case().unwrap() {
+        let case = taken.summary;
         if case.side == marrow::domain::reading::Side::Patient {
-            r1.submit_read(
-                &case.case,
-                &ReadInput {
-                    kl: None,
-                    oarsi: Oarsi::default(),
-                    op_impression: Some(OpImpression::Normal),
-                    confidence: Some(3),
-                },
-                None,
-            )
-            .unwrap();
+            r1.submit_read(&case.case, &op_read, None).unwrap();
             continue;
         }
-        r1.submit_read(&case.case, &kl_read(r1_grades[knee]), None)
+        let i = knee_of.len();
+        r1.submit_read(&case.case, &kl_read(r1_grades[i]), None)
             .unwrap();
-        let taken = r2.take_next_case().unwrap().expect("a case for r2").summary;
-        assert_eq!(taken.case, case.case, "r2 gets the case r1 started");
-        r2.submit_read(&case.case, &kl_read(r2_grades[knee]), None)
-            .unwrap();
-        pairs.push((r1_grades[knee], r2_grades[knee]));
-        knee += 1;
+        knee_of.insert(case.case.clone(), i);
     }
+    assert_eq!(knee_of.len(), 8, "four OA patients, two knees each");
+    let mut pairs = Vec::new();
+    while let Some(taken) = r2.take_next_case().unwrap() {
+        let case = taken.summary;
+        match knee_of.get(&case.case) {
+            Some(&i) => {
+                r2.submit_read(&case.case, &kl_read(r2_grades[i]), None)
+                    .unwrap();
+                pairs.push((r1_grades[i], r2_grades[i]));
+            }
+            None => {
+                r2.submit_read(&case.case, &op_read, None).unwrap();
+            }
+        }
+    }
+    assert_eq!(pairs.len(), 8);
     let out = s.run(&["--as", "r1", "agreement", "--json"]);
     assert!(
         !out.status.success(),

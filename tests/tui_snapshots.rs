@@ -1,6 +1,8 @@
 //! The screens at fixed sizes, from fixture data (no database), as text snapshots.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use marrow::db::imaging::{ImageRecord, PatientImage};
+use marrow::dicom::decode::{Pixels, Rendered};
 use marrow::domain::dxa::Region;
 use marrow::domain::eligibility::{Answer, Criterion, Decision, RadioChemo};
 use marrow::domain::protocol::{Group, Phase, Protocol};
@@ -8,9 +10,10 @@ use marrow::domain::records::LabRecord;
 use marrow::domain::status::{CohortCount, StatusReport};
 use marrow::domain::user::Role;
 use marrow::tui::fixture::{self, FixturePatient, manual, scan};
-use marrow::tui::{App, Response, Theme};
+use marrow::tui::{App, Preview, PreviewKey, Response, Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use std::sync::Arc;
 
 fn draw(app: &App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
@@ -173,4 +176,133 @@ fn help_80x24() {
 fn too_small_60x20() {
     let app = worklist_app(10);
     insta::assert_snapshot!(draw(&app, 60, 20));
+}
+
+/// A radiograph record of a study and series.
+fn radiograph(
+    instance_id: i64,
+    (study, date): (&str, &str),
+    (series, number): (&str, i64),
+    (part, laterality, view): (&str, &str, &str),
+    review: Option<&str>,
+) -> PatientImage {
+    PatientImage {
+        instance_id,
+        record: ImageRecord {
+            sop_uid: format!("2.25.{instance_id}"),
+            study_uid: study.into(),
+            series_uid: series.into(),
+            sop_class_uid: Some("1.2.840.10008.5.1.4.1.1.1.1".into()),
+            modality: Some("DX".into()),
+            body_part: Some(part.into()),
+            laterality: Some(laterality.into()),
+            view_position: Some(view.into()),
+            study_date: Some(date.into()),
+            series_number: Some(number),
+            rows: Some(2500),
+            columns: Some(2048),
+            bits_allocated: Some(16),
+            bits_stored: Some(12),
+            photometric: Some("MONOCHROME2".into()),
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            pixel_spacing: Some((0.15, 0.15)),
+            frames: 1,
+            store_path: format!("{study}/2.25.{instance_id}.dcm"),
+            bytes: 10_240_000,
+            review_reason: review.map(String::from),
+        },
+    }
+}
+
+/// A patient's images: a knee study with an AP series (both knees) and a lateral
+/// series (one image flagged for burned-in text), and a later hip study.
+fn images_list() -> Vec<PatientImage> {
+    let knee = ("2.25.100", "2024-05-01");
+    let hip = ("2.25.200", "2025-01-10");
+    vec![
+        radiograph(1, knee, ("2.25.101", 1), ("KNEE", "L", "AP"), None),
+        radiograph(2, knee, ("2.25.101", 1), ("KNEE", "R", "AP"), None),
+        radiograph(
+            3,
+            knee,
+            ("2.25.102", 2),
+            ("KNEE", "L", "LL"),
+            Some("BurnedInAnnotation YES"),
+        ),
+        radiograph(4, hip, ("2.25.201", 1), ("HIP", "B", "AP"), None),
+    ]
+}
+
+/// A 32x40 frame, a gradient with a bright disc, as the image thread renders it.
+fn rendered_frame() -> Arc<Preview> {
+    let (w, h) = (32usize, 40usize);
+    let pixels = (0..h)
+        .flat_map(|y| {
+            (0..w).map(move |x| {
+                let (dx, dy) = (x as i64 - 16, y as i64 - 20);
+                if dx * dx + dy * dy < 64 {
+                    250
+                } else {
+                    (x * 4 + y * 2) as u8
+                }
+            })
+        })
+        .collect();
+    Arc::new(Preview {
+        rendered: Rendered {
+            pixels: Pixels::Gray(pixels),
+            width: w,
+            height: h,
+            voi: "window C 2048 W 4096".into(),
+            window: Some((2048.0, 4096.0)),
+            decoded_width: w,
+            decoded_height: h,
+        },
+        presets: 1,
+    })
+}
+
+/// The images screen of the rich patient with the grouped list, the second image
+/// selected and drawn.
+fn images_app() -> App {
+    let p = rich_patient();
+    let mut app = patient_app(&p);
+    app.apply(Response::Images {
+        study_id: p.study_id.clone(),
+        images: images_list(),
+    });
+    keys(&mut app, "ij");
+    app.apply(Response::Rendered {
+        key: PreviewKey {
+            instance_id: 2,
+            frame: 0,
+            voi_index: 0,
+            window: None,
+        },
+        result: Ok(rendered_frame()),
+    });
+    app
+}
+
+#[test]
+fn images_grouped_by_study_and_series_80x24() {
+    let app = images_app();
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn images_grouped_by_study_and_series_120x40() {
+    let mut app = images_app();
+    // The flagged image: its warning in the list and the attributes.
+    keys(&mut app, "j");
+    app.apply(Response::Rendered {
+        key: PreviewKey {
+            instance_id: 3,
+            frame: 0,
+            voi_index: 0,
+            window: None,
+        },
+        result: Ok(rendered_frame()),
+    });
+    insta::assert_snapshot!(draw(&app, 120, 40));
 }

@@ -210,32 +210,43 @@ fn the_worker_lists_a_patients_images_and_renders_one() {
     w.stop();
 }
 
+/// The `marrow` command line for tmux: `env` settings, then marrow on the study.
+fn marrow_command(env: &str, db: &Path, args: &str) -> String {
+    format!(
+        "{env} NO_COLOR=1 {} --db {} {args}; echo MARROW-EXIT=$?; sleep 600",
+        shell_quote(Path::new(env!("CARGO_BIN_EXE_marrow"))),
+        shell_quote(db)
+    )
+}
+
 #[test]
 fn the_viewer_draws_half_blocks_in_tmux() {
     let s = study_with_images();
     let wait = Duration::from_secs(20);
-    // Forced half-blocks (no terminal query), then the automatic choice: the query
-    // must not hang inside tmux.
-    for graphics in ["halfblocks", ""] {
-        let command = format!(
-            "MARROW_GRAPHICS={graphics} NO_COLOR=1 {} --db {}; echo MARROW-EXIT=$?; sleep 600",
-            shell_quote(Path::new(env!("CARGO_BIN_EXE_marrow"))),
-            shell_quote(&s.db)
-        );
-        let tmux = Tmux::start(100, 30, &command);
+    // MARROW_GRAPHICS=halfblocks (no terminal query); the automatic choice, which must
+    // not hang inside tmux; and --graphics halfblocks, which wins over the variable.
+    for (env, args) in [
+        ("MARROW_GRAPHICS=halfblocks", ""),
+        ("MARROW_GRAPHICS=", ""),
+        ("MARROW_GRAPHICS=kitty", "--graphics halfblocks"),
+        ("MARROW_GRAPHICS=kitty", "tui --graphics halfblocks"),
+    ] {
+        let tmux = Tmux::start(100, 30, &marrow_command(env, &s.db, args));
         tmux.wait_for("Patients 2 of 2", wait);
         tmux.keys(&["Enter"]);
         tmux.wait_for("2 images", wait);
         tmux.keys(&["i"]);
-        let screen = tmux.wait_for("DX KNEE L AP 16x16", wait);
+        // The list grouped: the study, its series, the images under it.
+        let screen = tmux.wait_for("2024-05-01 · DX KNEE · 1 series", wait);
+        // The files carry no series number.
+        assert!(screen.contains("series — · DX KNEE · 2 images"), "{screen}");
+        assert!(screen.contains("1 L AP 16x16"), "{screen}");
+        assert!(screen.contains("2 L AP 16x16"), "{screen}");
         assert!(screen.contains("⚠"), "{screen}");
-        let first = if graphics == "halfblocks" {
-            tmux.wait_until("half-block characters", wait, |s| {
-                s.contains('▀') || s.contains('▄')
-            })
-        } else {
-            tmux.wait_for("image 1/2", wait)
-        };
+        let first = tmux.wait_until("half-block characters", wait, |s| {
+            s.contains('▀') || s.contains('▄')
+        });
+        assert!(first.contains("half-blocks"), "{env} {args}:\n{first}");
         // One of the two images shows its review reason in the attributes.
         let review = "burned-in text review";
         let flagged_first = first.contains(review);
@@ -243,9 +254,94 @@ fn the_viewer_draws_half_blocks_in_tmux() {
         tmux.wait_until("the second image's attributes", wait, |s| {
             s.contains("image 2/2") && s.contains(review) != flagged_first
         });
+        // The mouse, as the terminal reports it (SGR, 1-based): the wheel over the
+        // image steps one image a notch; a click on an image's row selects it (the
+        // rows: header, border, study, series, image 1 on the fifth, image 2).
+        tmux.type_text("\x1b[<64;70;10M");
+        tmux.wait_for("image 1/2", wait);
+        tmux.type_text("\x1b[<65;70;10M");
+        tmux.wait_for("image 2/2", wait);
+        tmux.type_text("\x1b[<0;8;5M");
+        tmux.wait_for("image 1/2", wait);
+        tmux.type_text("\x1b[<0;8;6M");
+        tmux.wait_for("image 2/2", wait);
         tmux.keys(&["Escape"]);
         tmux.wait_for("Target area", wait);
         tmux.keys(&["q"]);
         tmux.wait_for("MARROW-EXIT=0", wait);
+    }
+}
+
+/// Waits until the log beside the database has `line` `times` times.
+fn wait_for_log(log: &Path, line: &str, times: usize, wait: Duration) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(line).count() >= times {
+            return text;
+        }
+        assert!(start.elapsed() < wait, "no {line:?} in the log:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_terminal_is_asked_about_graphics_when_the_images_open_and_keys_still_work() {
+    let s = study_with_images();
+    let wait = Duration::from_secs(20);
+    let log = s.path("study.db.log");
+    let asked = "tui: asking the terminal how to draw images";
+    // Out of tmux's sight (no TMUX or TERM_PROGRAM, an xterm TERM), so marrow asks, and
+    // tmux answers as a terminal would. Then as if inside tmux with sixel forced: the
+    // query goes through to an outer terminal that is not there and is never answered.
+    let cases = [
+        (
+            "env -u TMUX -u TERM_PROGRAM TERM=xterm-256color",
+            "",
+            "half-blocks",
+        ),
+        (
+            "env -u TMUX TERM_PROGRAM=tmux TERM=xterm-256color",
+            "--graphics sixel",
+            "sixel",
+        ),
+    ];
+    for (n, (env, args, drawn)) in cases.into_iter().enumerate() {
+        let command = marrow_command(&format!("{env} MARROW_GRAPHICS="), &s.db, args);
+        let tmux = Tmux::start(100, 30, &command);
+        tmux.wait_for("Patients 2 of 2", wait);
+        tmux.keys(&["Enter"]);
+        tmux.wait_for("2 images", wait);
+        tmux.keys(&["j", "j"]);
+        tmux.wait_for("▶ I3", wait);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            text.matches(asked).count(),
+            n,
+            "asked before the images:\n{text}"
+        );
+        tmux.keys(&["i"]);
+        let text = wait_for_log(&log, "tui: the graphics query is over", n + 1, wait);
+        assert_eq!(text.matches(asked).count(), n + 1, "{text}");
+        // The answer was not read as keys, and the keys after it arrive.
+        let screen = tmux.wait_for("image 1/2", wait);
+        assert!(screen.contains("2024-05-01 · DX KNEE"), "{screen}");
+        assert!(screen.contains(drawn), "{screen}");
+        if n == 1 {
+            assert!(screen.contains("did not answer"), "{screen}");
+        }
+        tmux.keys(&["j"]);
+        tmux.wait_for("image 2/2", wait);
+        // Back and in again: not asked again.
+        tmux.keys(&["h"]);
+        tmux.wait_for("Target area", wait);
+        tmux.keys(&["i"]);
+        tmux.wait_for("image 2/2", wait);
+        tmux.keys(&["h"]);
+        tmux.wait_for("Target area", wait);
+        tmux.keys(&["q"]);
+        tmux.wait_for("MARROW-EXIT=0", wait);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(text.matches(asked).count(), n + 1, "asked twice:\n{text}");
     }
 }

@@ -152,7 +152,7 @@ pub fn summarise(cases: &[CaseReads], resamples: usize) -> AgreementSummary {
     };
     let kl_options = ReportOptions {
         positive_threshold: Some(OA_THRESHOLD),
-        ..base.clone()
+        ..base
     };
     let op_options = ReportOptions {
         positive_threshold: Some(OP_THRESHOLD),

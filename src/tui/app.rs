@@ -5,6 +5,7 @@
 //! directly.
 
 use super::keymap::{self, Action, Context};
+use super::reading::ReadingState;
 use super::theme::Theme;
 use super::worker::{Preview, PreviewKey, RenderImage, Request, Response, SaveFailure, SetAnswer};
 use crate::db::DbError;
@@ -14,7 +15,7 @@ use crate::domain::eligibility::{Answer, Criterion, Decision, Flag};
 use crate::domain::protocol::Group;
 use crate::domain::status::StatusReport;
 use crate::domain::user::{Permission, Role};
-use crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyEvent, KeyEventKind, MouseEvent};
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
 use ratatui_image::FontSize;
@@ -87,6 +88,14 @@ pub enum Screen {
     Patient,
     /// The patient's images and the selected one drawn.
     Images,
+    /// The reader's worklist of cases.
+    Reading,
+    /// The cases waiting for adjudication.
+    Adjudication,
+    /// One case: the read screen (readers) or the adjudication screen.
+    Case,
+    /// The agreement figures.
+    Agreement,
 }
 
 /// The worklist filters; `None` lets everything through.
@@ -415,12 +424,80 @@ impl std::fmt::Debug for EncodedImage {
     }
 }
 
+/// One row of the images list, grouped by study, then series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRow {
+    /// A study: its first image (index into the list), its series and images.
+    Study {
+        first: usize,
+        series: usize,
+        images: usize,
+    },
+    /// A series of the study above: its first image and how many.
+    Series { first: usize, images: usize },
+    /// An image (index into the list).
+    Image(usize),
+}
+
+impl ImageRow {
+    /// The image a click on this row selects.
+    pub fn image(self) -> usize {
+        match self {
+            ImageRow::Study { first, .. } | ImageRow::Series { first, .. } => first,
+            ImageRow::Image(i) => i,
+        }
+    }
+}
+
+/// The list's rows: a study row, then each of its series with its images under it.
+/// The list comes ordered by study and series (`patient_images`); an instance whose
+/// study or series differs from the one above starts a new group.
+pub fn group_images(list: &[PatientImage]) -> Vec<ImageRow> {
+    let mut rows = Vec::with_capacity(list.len() + 4);
+    let mut study_row = 0;
+    let mut series_row = 0;
+    for (i, img) in list.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|p| &list[p].record);
+        let new_study = prev.is_none_or(|p| p.study_uid != img.record.study_uid);
+        if new_study {
+            study_row = rows.len();
+            rows.push(ImageRow::Study {
+                first: i,
+                series: 0,
+                images: 0,
+            });
+        }
+        if new_study || prev.is_some_and(|p| p.series_uid != img.record.series_uid) {
+            series_row = rows.len();
+            rows.push(ImageRow::Series {
+                first: i,
+                images: 0,
+            });
+            if let ImageRow::Study { series, .. } = &mut rows[study_row] {
+                *series += 1;
+            }
+        }
+        for at in [study_row, series_row] {
+            if let ImageRow::Study { images, .. } | ImageRow::Series { images, .. } = &mut rows[at]
+            {
+                *images += 1;
+            }
+        }
+        rows.push(ImageRow::Image(i));
+    }
+    rows
+}
+
 /// The images screen of one patient: the list, the selection, frame and window.
 #[derive(Debug)]
 pub struct ImagesView {
     pub(crate) study_id: String,
     pub(crate) state: LoadState,
     pub(crate) list: Vec<PatientImage>,
+    /// The list grouped by study and series, and the row of each image.
+    pub(crate) rows: Vec<ImageRow>,
+    pub(crate) image_rows: Vec<usize>,
+    /// The selected image (index into `list`).
     pub(crate) selected: usize,
     pub(crate) frame: usize,
     pub(crate) voi_index: usize,
@@ -433,7 +510,7 @@ pub struct ImagesView {
     pub(crate) pending: Option<PreviewKey>,
     /// Frames that could not be rendered, and why.
     pub(crate) failed: HashMap<PreviewKey, String>,
-    /// First visible row of the list, kept by `render`.
+    /// First visible row of the grouped list, kept by `render`.
     pub(crate) offset: Cell<usize>,
     /// Where the image was drawn at the last render (cells), to size the next one.
     pub(crate) image_area: Cell<Rect>,
@@ -441,11 +518,13 @@ pub struct ImagesView {
 }
 
 impl ImagesView {
-    fn loading(study_id: String) -> ImagesView {
+    pub(crate) fn loading(study_id: String) -> ImagesView {
         ImagesView {
             study_id,
             state: LoadState::Loading,
             list: Vec::new(),
+            rows: Vec::new(),
+            image_rows: Vec::new(),
             selected: 0,
             frame: 0,
             voi_index: 0,
@@ -460,8 +539,30 @@ impl ImagesView {
         }
     }
 
-    fn is(&self, study_id: &str) -> bool {
+    pub(crate) fn is(&self, study_id: &str) -> bool {
         self.study_id.eq_ignore_ascii_case(study_id)
+    }
+
+    /// Replaces the list and its grouping.
+    pub(crate) fn set_list(&mut self, list: Vec<PatientImage>) {
+        self.rows = group_images(&list);
+        self.image_rows = self
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(r, row)| matches!(row, ImageRow::Image(_)).then_some(r))
+            .collect();
+        self.list = list;
+    }
+
+    /// The grouped rows of the list.
+    pub fn rows(&self) -> &[ImageRow] {
+        &self.rows
+    }
+
+    /// The row of the selected image.
+    pub fn selected_row(&self) -> usize {
+        self.image_rows.get(self.selected).copied().unwrap_or(0)
     }
 
     /// The selected image, if any.
@@ -484,7 +585,7 @@ impl ImagesView {
             .map_or(1, |i| usize::try_from(i.record.frames).unwrap_or(1).max(1))
     }
 
-    fn select(&mut self, index: usize) {
+    pub(crate) fn select(&mut self, index: usize) {
         let index = index.min(self.list.len().saturating_sub(1));
         if index != self.selected {
             self.selected = index;
@@ -509,7 +610,7 @@ impl ImagesView {
     }
 
     /// Keeps the view inside the image.
-    fn clamp_centre(&mut self) {
+    pub(crate) fn clamp_centre(&mut self) {
         let half = 0.5 / f32::from(self.zoom.max(1));
         self.centre.0 = self.centre.0.clamp(half, 1.0 - half);
         self.centre.1 = self.centre.1.clamp(half, 1.0 - half);
@@ -544,6 +645,11 @@ pub(crate) struct Hits {
     pub(crate) checklist_rows: Rect,
     pub(crate) checklist_offset: usize,
     pub(crate) side: Rect,
+    /// The rows of the images list (the first is `ImagesView::offset`).
+    pub(crate) image_list_rows: Rect,
+    /// The rows of the reading worklist or the adjudication queue (the first is the
+    /// list's offset).
+    pub(crate) case_list_rows: Rect,
 }
 
 /// The whole terminal application, without terminal or database.
@@ -557,12 +663,17 @@ pub struct App {
     /// The open patient's images (loaded with the patient, shown by the images screen).
     pub(crate) images: Option<ImagesView>,
     pub(crate) previews: PreviewCache,
-    /// How images are drawn, chosen at start-up; `None` (tests, benchmarks): half-blocks
-    /// without probing the terminal or tmux.
+    /// How images are drawn, chosen when the images screen first opens; `None` (tests,
+    /// benchmarks, or not chosen yet): half-blocks at an assumed cell size.
     pub(crate) picker: Option<Picker>,
+    /// A picker will be handed over (`expect_picker`): the images screen waits for it
+    /// before asking for a frame, whose size depends on the terminal's cells.
+    picker_expected: bool,
     pub(crate) help: Option<HelpView>,
     pub(crate) status: Option<StatusReport>,
     pub(crate) message: Option<Message>,
+    /// The reading screens: the reader's worklist, the queue, a case, agreement.
+    pub(crate) reading: ReadingState,
     pending_key: Option<char>,
     quit: bool,
     pub(crate) hits: Cell<Hits>,
@@ -580,9 +691,11 @@ impl App {
             images: None,
             previews: PreviewCache::default(),
             picker: None,
+            picker_expected: false,
             help: None,
             status: None,
             message: None,
+            reading: ReadingState::default(),
             pending_key: None,
             quit: false,
             hits: Cell::new(Hits::default()),
@@ -596,15 +709,45 @@ impl App {
         app
     }
 
-    /// The requests that fill the app at start-up.
+    /// The requests that fill the app at start-up. A reader starts on their reading
+    /// worklist (the patient worklist is a key away).
     pub fn start(&mut self) -> Vec<Request> {
         self.worklist.state = LoadState::Loading;
-        vec![Request::LoadWorklist]
+        let mut out = vec![Request::LoadWorklist];
+        if self.session.role.allows(Permission::Read) {
+            out.extend(self.open_reader_list());
+        }
+        out
     }
 
-    /// Sets how images are drawn (chosen once at start-up, after querying the terminal).
-    pub fn set_picker(&mut self, picker: Picker) {
+    /// Says that a picker will come once the images screen opens (`wants_picker`),
+    /// so the terminal is asked about graphics only by users who look at images.
+    pub fn expect_picker(&mut self) {
+        self.picker_expected = true;
+    }
+
+    /// Whether the images screen is open and waits for `set_picker`.
+    pub fn wants_picker(&self) -> bool {
+        self.picker_expected && self.picker.is_none() && self.shows_image()
+    }
+
+    /// Whether the screen draws an image (the images screen, a case).
+    fn shows_image(&self) -> bool {
+        matches!(self.screen, Screen::Images | Screen::Case)
+    }
+
+    /// Sets how images are drawn, with a note for the status line (the terminal did
+    /// not answer); returns the frame the images screen waited for.
+    pub fn set_picker(&mut self, picker: Picker, note: Option<String>) -> Vec<Request> {
         self.picker = Some(picker);
+        if let Some(note) = note {
+            self.info(note);
+        }
+        if self.shows_image() {
+            self.want_preview()
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn picker(&self) -> Option<&Picker> {
@@ -729,6 +872,29 @@ impl App {
                 None => vec![Context::Patient, Context::Global, Context::Always],
             },
             Screen::Images => vec![Context::Images, Context::Global, Context::Always],
+            Screen::Reading => vec![Context::ReaderWorklist, Context::Global, Context::Always],
+            Screen::Adjudication => {
+                vec![Context::AdjudicationQueue, Context::Global, Context::Always]
+            }
+            Screen::Agreement => vec![Context::Agreement, Context::Global, Context::Always],
+            Screen::Case => match self.case_form() {
+                Some(f) if f.is_confirming() => vec![Context::Confirm, Context::Always],
+                Some(f) if f.current().is_text() && !f.is_saving() => {
+                    vec![Context::CaseText, Context::Always]
+                }
+                Some(_) => vec![
+                    Context::CaseForm,
+                    Context::CaseImage,
+                    Context::Global,
+                    Context::Always,
+                ],
+                None => vec![
+                    Context::CaseView,
+                    Context::CaseImage,
+                    Context::Global,
+                    Context::Always,
+                ],
+            },
         }
     }
 
@@ -749,45 +915,65 @@ impl App {
         }
     }
 
-    /// Mouse: the wheel moves the focused list, a click selects a row (a click on the
-    /// selected worklist row opens it).
+    /// Mouse, through the keymap: the wheel moves the focused list three rows a notch
+    /// (the images screen: one image, Ctrl-wheel zooms), a click selects what is under
+    /// it (a click on the selected worklist row opens it).
     pub fn handle_mouse(&mut self, m: MouseEvent) -> Vec<Request> {
-        let at = Position::new(m.column, m.row);
-        match m.kind {
-            MouseEventKind::ScrollDown => self.repeat(Action::Down, 3),
-            MouseEventKind::ScrollUp => self.repeat(Action::Up, 3),
-            MouseEventKind::Down(MouseButton::Left) if self.help.is_none() => {
-                let hits = self.hits.get();
-                match self.screen {
-                    Screen::Worklist if hits.worklist_rows.contains(at) => {
-                        let row =
-                            self.worklist.offset.get() + (at.y - hits.worklist_rows.y) as usize;
-                        if row >= self.worklist.visible.len() {
-                            return Vec::new();
-                        }
-                        if row == self.worklist.selected {
-                            return self.update(Action::Open);
-                        }
-                        self.worklist.selected = row;
-                        Vec::new()
-                    }
-                    Screen::Patient => {
-                        if let Some(p) = self.patient.as_mut().filter(|p| p.popup.is_none()) {
-                            if hits.checklist_rows.contains(at) {
-                                let row =
-                                    hits.checklist_offset + (at.y - hits.checklist_rows.y) as usize;
-                                if row < p.rows() {
-                                    p.selected = row;
-                                }
-                                p.pane = Pane::Checklist;
-                            } else if hits.side.contains(at) {
-                                p.pane = Pane::BoneDensity;
-                            }
-                        }
-                        Vec::new()
-                    }
-                    _ => Vec::new(),
+        let stack = self.contexts();
+        match keymap::resolve_mouse(&stack, &m) {
+            Some(Action::Select) => self.click(Position::new(m.column, m.row)),
+            // A radiologist's wheel steps through the stack one image a notch.
+            Some(action) if self.help.is_none() && self.screen == Screen::Images => {
+                self.update(action)
+            }
+            Some(action) => self.repeat(action, 3),
+            None => Vec::new(),
+        }
+    }
+
+    /// A left click at `at`, on the areas of the last render.
+    fn click(&mut self, at: Position) -> Vec<Request> {
+        let hits = self.hits.get();
+        match self.screen {
+            Screen::Worklist if hits.worklist_rows.contains(at) => {
+                let row = self.worklist.offset.get() + (at.y - hits.worklist_rows.y) as usize;
+                if row >= self.worklist.visible.len() {
+                    return Vec::new();
                 }
+                if row == self.worklist.selected {
+                    return self.update(Action::Open);
+                }
+                self.worklist.selected = row;
+                Vec::new()
+            }
+            Screen::Patient => {
+                if let Some(p) = self.patient.as_mut().filter(|p| p.popup.is_none()) {
+                    if hits.checklist_rows.contains(at) {
+                        let row = hits.checklist_offset + (at.y - hits.checklist_rows.y) as usize;
+                        if row < p.rows() {
+                            p.selected = row;
+                        }
+                        p.pane = Pane::Checklist;
+                    } else if hits.side.contains(at) {
+                        p.pane = Pane::BoneDensity;
+                    }
+                }
+                Vec::new()
+            }
+            Screen::Reading | Screen::Adjudication if hits.case_list_rows.contains(at) => {
+                self.click_case_list((at.y - hits.case_list_rows.y) as usize)
+            }
+            Screen::Images if hits.image_list_rows.contains(at) => {
+                let Some(v) = self.images.as_mut() else {
+                    return Vec::new();
+                };
+                let row = v.offset.get() + (at.y - hits.image_list_rows.y) as usize;
+                let Some(target) = v.rows.get(row).map(|r| r.image()) else {
+                    return Vec::new();
+                };
+                self.message = None;
+                v.select(target);
+                self.want_preview()
             }
             _ => Vec::new(),
         }
@@ -823,6 +1009,13 @@ impl App {
                 Screen::Worklist => self.update_worklist(action),
                 Screen::Patient => self.update_patient(action),
                 Screen::Images => self.update_images(action),
+                Screen::Reading => self.update_reader_list(action),
+                Screen::Adjudication => self.update_queue(action),
+                Screen::Case => self.update_case(action),
+                Screen::Agreement => {
+                    self.update_agreement(action);
+                    Vec::new()
+                }
             },
         }
     }
@@ -851,6 +1044,7 @@ impl App {
     fn reload(&mut self) -> Vec<Request> {
         self.worklist.state = LoadState::Loading;
         let mut out = vec![Request::LoadWorklist];
+        out.extend(self.reload_reading());
         if self.screen == Screen::Patient
             && let Some(p) = self.patient.as_mut()
         {
@@ -872,16 +1066,23 @@ impl App {
         out
     }
 
-    fn info(&mut self, text: impl Into<String>) {
+    pub(crate) fn info(&mut self, text: impl Into<String>) {
         self.message = Some(Message {
             kind: MessageKind::Info,
             text: text.into(),
         });
     }
 
-    fn error(&mut self, text: impl Into<String>) {
+    pub(crate) fn error(&mut self, text: impl Into<String>) {
         self.message = Some(Message {
             kind: MessageKind::Error,
+            text: text.into(),
+        });
+    }
+
+    pub(crate) fn success(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            kind: MessageKind::Success,
             text: text.into(),
         });
     }
@@ -941,6 +1142,9 @@ impl App {
                 w.search.clear();
                 w.refilter(false);
             }
+            Action::OpenReading => return self.open_reader_list(),
+            Action::OpenAdjudication => return self.open_queue(),
+            Action::OpenAgreement => return self.open_agreement(),
             _ => {}
         }
         Vec::new()
@@ -1091,8 +1295,12 @@ impl App {
         self.want_preview()
     }
 
-    /// Asks for the selected frame unless it is drawn, on its way, or failed already.
-    fn want_preview(&mut self) -> Vec<Request> {
+    /// Asks for the selected frame unless it is drawn, on its way, or failed already
+    /// (or the picker, which sizes it, is still to come).
+    pub(crate) fn want_preview(&mut self) -> Vec<Request> {
+        if self.picker_expected && self.picker.is_none() {
+            return Vec::new();
+        }
         let (fw, fh) = {
             let f = self.font_size();
             (usize::from(f.width.max(1)), usize::from(f.height.max(1)))
@@ -1290,11 +1498,14 @@ impl App {
     /// Takes one response of a worker; returns the requests that follow from it (the
     /// first frame of an image list that arrived while the images screen is open).
     pub fn apply(&mut self, response: Response) -> Vec<Request> {
+        if super::reading::is_reading_response(&response) {
+            return self.apply_reading(response);
+        }
         match response {
             Response::Images { study_id, images } => {
                 if let Some(v) = self.images.as_mut().filter(|v| v.is(&study_id)) {
                     let keep = v.current().map(|i| i.instance_id);
-                    v.list = images;
+                    v.set_list(images);
                     v.state = LoadState::Loaded;
                     let at = keep
                         .and_then(|id| v.list.iter().position(|i| i.instance_id == id))
@@ -1444,7 +1655,16 @@ impl App {
                 }
                 self.error(error);
             }
+            // Taken by `apply_reading` above.
+            Response::ReaderWorklist(_)
+            | Response::TakenCase(_)
+            | Response::Case { .. }
+            | Response::ReadSubmitted { .. }
+            | Response::AdjudicationQueue(_)
+            | Response::Adjudicated { .. }
+            | Response::Agreement(_) => {}
             Response::WorkerStopped => {
+                self.reading_worker_stopped();
                 self.error(
                     "the database worker stopped; quit and start marrow again (details in the log)",
                 );

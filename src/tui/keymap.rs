@@ -2,7 +2,7 @@
 //! and the footer are generated, so they never lie.
 
 use super::app::Choice;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
 /// Where a binding applies. The app asks for a stack of contexts, innermost first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +21,22 @@ pub enum Context {
     AnswerChoice,
     /// The answer popup, typing the reason.
     AnswerReason,
+    /// The reader's worklist of cases.
+    ReaderWorklist,
+    /// The cases waiting for adjudication.
+    AdjudicationQueue,
+    /// A case's image on the read and adjudication screens.
+    CaseImage,
+    /// The read or adjudication form, on a field that is chosen (not typed).
+    CaseForm,
+    /// The read or adjudication form, typing a reason.
+    CaseText,
+    /// A case without a form: a submitted (locked) read, a decided case.
+    CaseView,
+    /// The confirmation before a read or an adjudication is submitted.
+    Confirm,
+    /// The agreement figures.
+    Agreement,
     Help,
 }
 
@@ -29,25 +45,41 @@ impl Context {
     pub fn title(self) -> &'static str {
         match self {
             Context::Always => "Everywhere",
-            Context::Global => "Worklist, patient and images screens",
+            Context::Global => "Every screen (not while typing)",
             Context::Worklist => "Worklist",
             Context::Search => "Search (after /)",
             Context::Patient => "Patient screening",
             Context::Images => "Patient images",
             Context::AnswerChoice => "Answer popup: choosing the answer",
             Context::AnswerReason => "Answer popup: typing the reason",
+            Context::ReaderWorklist => "Reading worklist (readers)",
+            Context::AdjudicationQueue => "Adjudication queue",
+            Context::CaseImage => "Read and adjudication screens: the image",
+            Context::CaseForm => "Read and adjudication form",
+            Context::CaseText => "Read and adjudication form: typing a reason",
+            Context::CaseView => "A submitted read or a decided case",
+            Context::Confirm => "Confirming a read or an adjudication",
+            Context::Agreement => "Agreement figures",
             Context::Help => "This help",
         }
     }
 
     /// The order of contexts in the help popup.
-    pub const HELP_ORDER: [Context; 9] = [
+    pub const HELP_ORDER: [Context; 17] = [
         Context::Worklist,
         Context::Search,
         Context::Patient,
         Context::Images,
         Context::AnswerChoice,
         Context::AnswerReason,
+        Context::ReaderWorklist,
+        Context::CaseForm,
+        Context::CaseText,
+        Context::CaseImage,
+        Context::Confirm,
+        Context::CaseView,
+        Context::AdjudicationQueue,
+        Context::Agreement,
         Context::Global,
         Context::Always,
         Context::Help,
@@ -67,6 +99,36 @@ pub enum KeySpec {
     Seq(char, char),
     /// Any printable character, for text fields.
     Text,
+    /// A digit 0-9 (the action carries it).
+    Digits,
+    /// A mouse gesture.
+    Mouse(MouseSpec),
+}
+
+/// A mouse gesture as written in the keymap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MouseSpec {
+    WheelDown,
+    WheelUp,
+    /// The wheel with Ctrl held, where the terminal passes it on (many keep it for
+    /// their own font zoom).
+    CtrlWheelDown,
+    CtrlWheelUp,
+    /// A left click (what it picks depends on where it lands).
+    Click,
+}
+
+impl MouseSpec {
+    fn matches(self, m: &MouseEvent) -> bool {
+        let ctrl = m.modifiers.contains(KeyModifiers::CONTROL);
+        match self {
+            MouseSpec::WheelDown => !ctrl && m.kind == MouseEventKind::ScrollDown,
+            MouseSpec::WheelUp => !ctrl && m.kind == MouseEventKind::ScrollUp,
+            MouseSpec::CtrlWheelDown => ctrl && m.kind == MouseEventKind::ScrollDown,
+            MouseSpec::CtrlWheelUp => ctrl && m.kind == MouseEventKind::ScrollUp,
+            MouseSpec::Click => m.kind == MouseEventKind::Down(MouseButton::Left),
+        }
+    }
 }
 
 impl KeySpec {
@@ -78,6 +140,14 @@ impl KeySpec {
             KeySpec::Ctrl(c) => format!("Ctrl-{c}"),
             KeySpec::Seq(a, b) => format!("{a}{b}"),
             KeySpec::Text => "type".into(),
+            KeySpec::Digits => "0-9".into(),
+            KeySpec::Mouse(m) => match m {
+                MouseSpec::WheelDown => "wheel↓".into(),
+                MouseSpec::WheelUp => "wheel↑".into(),
+                MouseSpec::CtrlWheelDown => "Ctrl-wheel↓".into(),
+                MouseSpec::CtrlWheelUp => "Ctrl-wheel↑".into(),
+                MouseSpec::Click => "click".into(),
+            },
             KeySpec::Code(code) => match code {
                 KeyCode::Up => "↑".into(),
                 KeyCode::Down => "↓".into(),
@@ -108,8 +178,9 @@ impl KeySpec {
                 key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char(c)
             }
             KeySpec::Code(code) => plain && key.code == code,
-            KeySpec::Seq(..) => false,
+            KeySpec::Seq(..) | KeySpec::Mouse(_) => false,
             KeySpec::Text => plain && matches!(key.code, KeyCode::Char(c) if !c.is_control()),
+            KeySpec::Digits => plain && matches!(key.code, KeyCode::Char(c) if c.is_ascii_digit()),
         }
     }
 }
@@ -162,6 +233,8 @@ pub enum Action {
     Pan(i8, i8),
     /// Whole image again (zoom 1).
     ResetView,
+    /// Select what the mouse clicked (the screen knows what is where).
+    Select,
     /// Pick an answer in the popup and go on to the reason.
     Choose(Choice),
     /// Switch between the answer and the reason field.
@@ -171,6 +244,29 @@ pub enum Action {
     Input(char),
     Backspace,
     ClearInput,
+    /// Open the reader's worklist of cases.
+    OpenReading,
+    /// Open the adjudication queue.
+    OpenAdjudication,
+    /// Open the agreement figures.
+    OpenAgreement,
+    /// Take the next case to read.
+    TakeNext,
+    /// Next / previous image of the case.
+    NextImage,
+    PrevImage,
+    /// Correct a submitted read (a new version with a reason).
+    Correct,
+    /// Yes, submit.
+    Confirm,
+    /// The previous field of a form.
+    PrevField,
+    /// The previous (-1) or next (+1) value of a form field.
+    StepValue(i8),
+    /// A digit typed on a form field (the keymap's `Digits` binding carries it).
+    Digit(u8),
+    /// Clear an optional form field.
+    ClearField,
 }
 
 /// One line of the keymap.
@@ -189,7 +285,8 @@ pub struct Binding {
 use Action as A;
 use Context as X;
 use KeyCode as K;
-use KeySpec::{Char, Code, Ctrl, Seq, Text};
+use KeySpec::{Char, Code, Ctrl, Digits, Mouse, Seq, Text};
+use MouseSpec::{Click, CtrlWheelDown, CtrlWheelUp, WheelDown, WheelUp};
 
 const fn b(
     context: Context,
@@ -211,8 +308,8 @@ const fn b(
 #[rustfmt::skip]
 pub const KEYMAP: &[Binding] = &[
     // Worklist
-    b(X::Worklist, &[Char('j'), Code(K::Down)], A::Down, "next patient", Some("move")),
-    b(X::Worklist, &[Char('k'), Code(K::Up)], A::Up, "previous patient", Some("move")),
+    b(X::Worklist, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next patient (wheel: three rows a notch)", Some("move")),
+    b(X::Worklist, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous patient", Some("move")),
     b(X::Worklist, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first patient", None),
     b(X::Worklist, &[Char('G'), Code(K::End)], A::Bottom, "last patient", None),
     b(X::Worklist, &[Ctrl('d')], A::HalfPageDown, "half a page down", None),
@@ -227,17 +324,18 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Worklist, &[Char('c')], A::CycleGroup, "filter by group OA/OP/CONTROL (cycles)", Some("filter")),
     b(X::Worklist, &[Char('x')], A::ClearFilters, "clear filters and search", Some("clear")),
     b(X::Worklist, &[Code(K::Esc)], A::CancelSearch, "clear the search", None),
+    b(X::Worklist, &[Mouse(Click)], A::Select, "select the patient; on the selected one, open it", None),
     // Search
     b(X::Search, &[Text], A::Input(' '), "narrow the list by study ID", None),
     b(X::Search, &[Code(K::Backspace)], A::Backspace, "delete a character", None),
     b(X::Search, &[Ctrl('u')], A::ClearInput, "clear the search text", None),
-    b(X::Search, &[Code(K::Down)], A::Down, "next patient", None),
-    b(X::Search, &[Code(K::Up)], A::Up, "previous patient", None),
+    b(X::Search, &[Code(K::Down), Mouse(WheelDown)], A::Down, "next patient", None),
+    b(X::Search, &[Code(K::Up), Mouse(WheelUp)], A::Up, "previous patient", None),
     b(X::Search, &[Code(K::Enter)], A::ConfirmSearch, "keep the search, back to the list", Some("keep")),
     b(X::Search, &[Code(K::Esc)], A::CancelSearch, "drop the search", Some("cancel")),
     // Patient
-    b(X::Patient, &[Char('j'), Code(K::Down)], A::Down, "next criterion (or scroll the pane)", Some("move")),
-    b(X::Patient, &[Char('k'), Code(K::Up)], A::Up, "previous criterion (or scroll the pane)", Some("move")),
+    b(X::Patient, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next criterion (or scroll the pane)", Some("move")),
+    b(X::Patient, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous criterion (or scroll the pane)", Some("move")),
     b(X::Patient, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first criterion / top", None),
     b(X::Patient, &[Char('G'), Code(K::End)], A::Bottom, "last criterion / bottom", None),
     b(X::Patient, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "scroll down", None),
@@ -248,17 +346,19 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Patient, &[Char('[')], A::PrevPatient, "previous patient of the worklist", Some("patient")),
     b(X::Patient, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the worklist", Some("back")),
     b(X::Patient, &[Char('i')], A::OpenImages, "the patient's images", Some("images")),
+    b(X::Patient, &[Mouse(Click)], A::Select, "select the criterion, or focus the pane", None),
     // Images
-    b(X::Images, &[Char('j'), Code(K::Down)], A::Down, "next image", Some("image")),
-    b(X::Images, &[Char('k'), Code(K::Up)], A::Up, "previous image", Some("image")),
+    b(X::Images, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next image (wheel: one image a notch)", Some("image")),
+    b(X::Images, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous image", Some("image")),
     b(X::Images, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first image", None),
     b(X::Images, &[Char('G'), Code(K::End)], A::Bottom, "last image", None),
+    b(X::Images, &[Mouse(Click)], A::Select, "select the image (a study or series row: its first)", None),
     b(X::Images, &[Char(']')], A::NextFrame, "next frame (multi-frame images)", Some("frame")),
     b(X::Images, &[Char('[')], A::PrevFrame, "previous frame", Some("frame")),
     b(X::Images, &[Char('w')], A::CycleWindow, "next window preset of the file (cycles)", Some("window")),
     b(X::Images, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the patient", Some("back")),
-    b(X::Images, &[Char('+'), Char('=')], A::ZoomIn, "zoom in (2x, 4x, 8x)", Some("zoom")),
-    b(X::Images, &[Char('-')], A::ZoomOut, "zoom out", Some("zoom")),
+    b(X::Images, &[Char('+'), Char('='), Mouse(CtrlWheelUp)], A::ZoomIn, "zoom in (2x, 4x, 8x)", Some("zoom")),
+    b(X::Images, &[Char('-'), Mouse(CtrlWheelDown)], A::ZoomOut, "zoom out", Some("zoom")),
     b(X::Images, &[Char('H')], A::Pan(-1, 0), "pan left (zoomed)", Some("pan")),
     b(X::Images, &[Char('J')], A::Pan(0, 1), "pan down (zoomed)", Some("pan")),
     b(X::Images, &[Char('K')], A::Pan(0, -1), "pan up (zoomed)", Some("pan")),
@@ -285,14 +385,74 @@ pub const KEYMAP: &[Binding] = &[
     b(X::AnswerReason, &[Code(K::Tab), Code(K::BackTab)], A::NextField, "back to the answer", Some("answer")),
     b(X::AnswerReason, &[Code(K::Enter)], A::Save, "save the answer", Some("save")),
     b(X::AnswerReason, &[Code(K::Esc)], A::Back, "cancel, nothing is saved", Some("cancel")),
+    // Worklist: the reading screens
+    b(X::Worklist, &[Char('R')], A::OpenReading, "your reading worklist (readers)", Some("reading")),
+    b(X::Worklist, &[Char('A')], A::OpenAdjudication, "the adjudication queue (adjudicators, PIs, admins)", Some("queue")),
+    b(X::Worklist, &[Char('S')], A::OpenAgreement, "agreement statistics (PIs, adjudicators, admins)", Some("agreement")),
+    // Reading worklist
+    b(X::ReaderWorklist, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next case", Some("move")),
+    b(X::ReaderWorklist, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous case", Some("move")),
+    b(X::ReaderWorklist, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first case", None),
+    b(X::ReaderWorklist, &[Char('G'), Code(K::End)], A::Bottom, "last case", None),
+    b(X::ReaderWorklist, &[Mouse(Click)], A::Select, "select the case; on the selected one, open it", None),
+    b(X::ReaderWorklist, &[Char('t')], A::TakeNext, "take the next case to read (opens it)", Some("take next")),
+    b(X::ReaderWorklist, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "open the case", Some("open")),
+    b(X::ReaderWorklist, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the patient worklist", Some("back")),
+    // Read and adjudication form
+    b(X::CaseForm, &[Char('j'), Code(K::Down), Code(K::Tab)], A::Down, "next field", Some("field")),
+    b(X::CaseForm, &[Char('k'), Code(K::Up), Code(K::BackTab)], A::Up, "previous field", Some("field")),
+    b(X::CaseForm, &[Char('l'), Code(K::Right)], A::StepValue(1), "next value of the field", Some("value")),
+    b(X::CaseForm, &[Char('h'), Code(K::Left)], A::StepValue(-1), "previous value of the field", Some("value")),
+    b(X::CaseForm, &[Digits], A::Digit(0), "set KL (0-4), an OARSI score (0-3) or the confidence (1-5)", Some("grade")),
+    b(X::CaseForm, &[Char('x'), Code(K::Backspace), Code(K::Delete)], A::ClearField, "clear an optional field", None),
+    b(X::CaseForm, &[Code(K::Enter)], A::Save, "submit (asks to confirm)", Some("submit")),
+    b(X::CaseForm, &[Code(K::Esc)], A::Back, "back, nothing is saved", Some("back")),
+    // Read and adjudication form, typing
+    b(X::CaseText, &[Text], A::Input(' '), "type the reason", None),
+    b(X::CaseText, &[Code(K::Backspace)], A::Backspace, "delete a character", None),
+    b(X::CaseText, &[Ctrl('u')], A::ClearInput, "clear the text", None),
+    b(X::CaseText, &[Code(K::Tab), Code(K::Down)], A::NextField, "next field", Some("field")),
+    b(X::CaseText, &[Code(K::BackTab), Code(K::Up)], A::PrevField, "previous field", Some("field")),
+    b(X::CaseText, &[Code(K::Enter)], A::Save, "submit (asks to confirm)", Some("submit")),
+    b(X::CaseText, &[Code(K::Esc)], A::Back, "back, nothing is saved", Some("back")),
+    // The case's image
+    b(X::CaseImage, &[Char(']')], A::NextImage, "next image of the case", Some("image")),
+    b(X::CaseImage, &[Char('[')], A::PrevImage, "previous image of the case", Some("image")),
+    b(X::CaseImage, &[Char('+'), Char('=')], A::ZoomIn, "zoom in (2x, 4x, 8x)", Some("zoom")),
+    b(X::CaseImage, &[Char('-')], A::ZoomOut, "zoom out", Some("zoom")),
+    // Confirmation
+    b(X::Confirm, &[Char('y'), Code(K::Enter)], A::Confirm, "yes, submit (a read is locked once submitted)", Some("submit")),
+    b(X::Confirm, &[Char('n'), Code(K::Esc)], A::Back, "no, back to the form", Some("back")),
+    // A submitted read, a decided case
+    b(X::CaseView, &[Char('c')], A::Correct, "correct your read (a new version, with a reason)", Some("correct")),
+    b(X::CaseView, &[Char('t')], A::TakeNext, "take the next case to read", Some("next case")),
+    b(X::CaseView, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the list", Some("back")),
+    // Adjudication queue
+    b(X::AdjudicationQueue, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next case", Some("move")),
+    b(X::AdjudicationQueue, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous case", Some("move")),
+    b(X::AdjudicationQueue, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first case", None),
+    b(X::AdjudicationQueue, &[Char('G'), Code(K::End)], A::Bottom, "last case", None),
+    b(X::AdjudicationQueue, &[Mouse(Click)], A::Select, "select the case; on the selected one, open it", None),
+    b(X::AdjudicationQueue, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "open the case: image, reads, DXA, final grade form", Some("open")),
+    b(X::AdjudicationQueue, &[Char('S')], A::OpenAgreement, "agreement statistics", Some("agreement")),
+    b(X::AdjudicationQueue, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the patient worklist", Some("back")),
+    // Agreement
+    b(X::Agreement, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "scroll down", Some("scroll")),
+    b(X::Agreement, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "scroll up", Some("scroll")),
+    b(X::Agreement, &[Seq('g', 'g'), Code(K::Home)], A::Top, "top", None),
+    b(X::Agreement, &[Char('G'), Code(K::End)], A::Bottom, "bottom", None),
+    b(X::Agreement, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "a page down", None),
+    b(X::Agreement, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "a page up", None),
+    b(X::Agreement, &[Code(K::Tab), Code(K::BackTab)], A::NextPane, "KL grade / OP impression", Some("scale")),
+    b(X::Agreement, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the patient worklist", Some("back")),
     // Screens
     b(X::Global, &[Char('r')], A::Reload, "reload from the database", Some("reload")),
     b(X::Global, &[Char('?')], A::ToggleHelp, "this help", Some("help")),
     b(X::Global, &[Char('q')], A::Quit, "quit", Some("quit")),
     b(X::Always, &[Ctrl('c')], A::Quit, "quit", None),
     // Help
-    b(X::Help, &[Char('j'), Code(K::Down)], A::Down, "scroll down", Some("scroll")),
-    b(X::Help, &[Char('k'), Code(K::Up)], A::Up, "scroll up", Some("scroll")),
+    b(X::Help, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "scroll down", Some("scroll")),
+    b(X::Help, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "scroll up", Some("scroll")),
     b(X::Help, &[Seq('g', 'g'), Code(K::Home)], A::Top, "top", None),
     b(X::Help, &[Char('G'), Code(K::End)], A::Bottom, "bottom", None),
     b(X::Help, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "a page down", None),
@@ -331,6 +491,7 @@ pub fn resolve(stack: &[Context], key: &KeyEvent, pending: &mut Option<char>) ->
             if k.matches(key) {
                 return Some(match (k, typed) {
                     (KeySpec::Text, Some(c)) => Action::Input(c),
+                    (KeySpec::Digits, Some(c)) => Action::Digit(c as u8 - b'0'),
                     _ => b.action,
                 });
             }
@@ -346,6 +507,17 @@ pub fn resolve(stack: &[Context], key: &KeyEvent, pending: &mut Option<char>) ->
         *pending = Some(c);
     }
     None
+}
+
+/// The action a mouse event asks for, given the active contexts (innermost first).
+pub fn resolve_mouse(stack: &[Context], m: &MouseEvent) -> Option<Action> {
+    bindings(stack)
+        .find(|b| {
+            b.keys
+                .iter()
+                .any(|k| matches!(k, KeySpec::Mouse(spec) if spec.matches(m)))
+        })
+        .map(|b| b.action)
 }
 
 /// The keys of a binding as help shows them ("j/↓").

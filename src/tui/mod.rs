@@ -1,5 +1,7 @@
 //! The terminal application: a worklist of patients, each patient's screening
-//! checklist with manual answers, and the bone-density reading.
+//! checklist with manual answers, and the bone-density reading; the patient's
+//! images; blinded reading (the reader's worklist and read screen), adjudication
+//! and the agreement figures (`reading`).
 //!
 //! Key -> `Action` (keymap) -> `App::update` -> requests to the database worker ->
 //! responses -> `App::apply` -> `App::render`. The UI thread never touches the
@@ -9,6 +11,7 @@
 pub mod app;
 pub mod fixture;
 pub mod keymap;
+pub mod reading;
 pub mod theme;
 pub mod ui;
 pub mod worker;
@@ -21,8 +24,12 @@ pub use app::{
     Session,
 };
 pub use keymap::Action;
+pub use reading::{CaseList, CaseScreen, FormField, FormMode, GradeChoice, GradeForm};
 pub use theme::Theme;
-pub use worker::{Preview, PreviewKey, RenderImage, Request, Response, SaveFailure, SetAnswer};
+pub use worker::{
+    AgreementFigures, LoadedCase, Preview, PreviewKey, RenderImage, Request, Response, SaveFailure,
+    SetAnswer,
+};
 
 use anyhow::{Context as _, bail};
 use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, KeyEvent, MouseEvent};
@@ -32,18 +39,30 @@ use crossterm::terminal::{
 use crossterm::{cursor, execute};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend as _, ClearType};
 use ratatui_image::picker::{Picker, ProtocolType};
-use std::io::{IsTerminal, Stdout, stdout};
+use std::io::{IsTerminal, Stdout, Write as _, stdout};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Once, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 use worker::Worker;
 
-/// Opens the TUI on a study database.
+/// Opens the TUI on a study database; images are drawn as `MARROW_GRAPHICS` says
+/// (detected when unset). The command line passes `--graphics` through [`run_with`].
 pub fn run(db: &Path, key_file: Option<&Path>, as_user: Option<&str>) -> anyhow::Result<()> {
+    run_with(db, key_file, as_user, Graphics::from_env())
+}
+
+/// Opens the TUI on a study database, drawing images as `graphics` says.
+pub fn run_with(
+    db: &Path,
+    key_file: Option<&Path>,
+    as_user: Option<&str>,
+    graphics: Graphics,
+) -> anyhow::Result<()> {
     if !stdout().is_terminal() {
         bail!(
             "the terminal application needs a terminal on stdout; in scripts use the commands \
@@ -66,17 +85,21 @@ pub fn run(db: &Path, key_file: Option<&Path>, as_user: Option<&str>) -> anyhow:
     tracing::info!(user = %session.user, role = %session.role, "tui: opened {}", db.display());
 
     let mut app = App::new(session);
+    // The terminal is asked how to draw images only when the images screen first opens.
+    app.expect_picker();
     let guard = TerminalGuard::enter().context("cannot take over the terminal")?;
     let result = (|| -> anyhow::Result<()> {
-        // The terminal answers the graphics query on stdin: ask before reading keys.
-        app.set_picker(choose_picker());
         let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
         terminal.clear()?;
         let input = InputThread::spawn(events);
+        // The terminal answers the graphics query on stdin: the input thread is parked
+        // while it is asked, so the answer is not read as keys.
+        let mut graphics =
+            GraphicsSetup::new(graphics, multiplexed(), || input.paused(query_terminal));
         for r in app.start() {
             dispatch(&worker, &mut app, r);
         }
-        let out = event_loop(&mut terminal, &mut app, &worker, &inbox);
+        let out = event_loop(&mut terminal, &mut app, &worker, &inbox, &mut graphics);
         input.stop();
         out
     })();
@@ -104,52 +127,127 @@ fn dispatch(worker: &Worker, app: &mut App, r: Request) {
     }
 }
 
-/// The environment variable that forces how images are drawn.
+/// The environment variable that forces how images are drawn when `--graphics` is
+/// not given (read leniently: an unknown value is logged and detection used).
 pub const GRAPHICS_ENV: &str = "MARROW_GRAPHICS";
 
-/// The protocol named by `MARROW_GRAPHICS` (`halfblocks`, `sixel`, `kitty`, `iterm2`).
-pub fn graphics_override(value: &str) -> Option<ProtocolType> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "halfblocks" | "half-blocks" | "blocks" => Some(ProtocolType::Halfblocks),
-        "sixel" => Some(ProtocolType::Sixel),
-        "kitty" => Some(ProtocolType::Kitty),
-        "iterm2" | "iterm" => Some(ProtocolType::Iterm2),
-        _ => None,
-    }
+/// How images are drawn: `--graphics` / `MARROW_GRAPHICS`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Graphics {
+    /// Ask the terminal when the images screen first opens; half-blocks inside tmux or
+    /// screen, or when it does not answer.
+    #[default]
+    Auto,
+    /// Half-block characters: any terminal, any SSH link, tmux; never asks the terminal.
+    #[value(alias = "half-blocks", alias = "blocks")]
+    Halfblocks,
+    /// Sixel graphics (foot, WezTerm, xterm with sixel, mlterm…).
+    Sixel,
+    /// The kitty graphics protocol (kitty, Ghostty…).
+    Kitty,
+    /// iTerm2's inline images (iTerm2, WezTerm…).
+    #[value(alias = "iterm")]
+    Iterm2,
 }
 
-/// How images are drawn: asks the terminal once (graphics protocol, cell size in
-/// pixels), falls back to half-blocks, which work over any SSH link and in tmux.
-/// `MARROW_GRAPHICS` forces a protocol; `halfblocks` skips the query altogether, and
-/// so does running inside tmux or screen without it.
-fn choose_picker() -> Picker {
-    let forced = match std::env::var(GRAPHICS_ENV) {
-        Ok(v) if !v.trim().is_empty() => {
-            let p = graphics_override(&v);
-            if p.is_none() {
+impl Graphics {
+    /// The protocol forced, if any.
+    pub fn forced(self) -> Option<ProtocolType> {
+        match self {
+            Graphics::Auto => None,
+            Graphics::Halfblocks => Some(ProtocolType::Halfblocks),
+            Graphics::Sixel => Some(ProtocolType::Sixel),
+            Graphics::Kitty => Some(ProtocolType::Kitty),
+            Graphics::Iterm2 => Some(ProtocolType::Iterm2),
+        }
+    }
+
+    /// From `MARROW_GRAPHICS` (for `marrow demo`, which has no `--graphics`); an
+    /// unknown value is logged and detection used.
+    pub fn from_env() -> Graphics {
+        match std::env::var(GRAPHICS_ENV) {
+            Ok(v) if !v.trim().is_empty() => graphics_override(&v).unwrap_or_else(|| {
                 tracing::warn!(
                     "tui: {GRAPHICS_ENV}={v:?} is not halfblocks, sixel, kitty or iterm2; detecting"
                 );
-            }
-            p
+                Graphics::Auto
+            }),
+            _ => Graphics::Auto,
         }
-        _ => None,
-    };
-    // Inside tmux or screen the query goes through passthrough to an outer terminal
-    // that may never answer (a detached session); the unanswered query's reader would
-    // then swallow the first keys. Half-blocks there, unless a protocol is forced.
-    let multiplexed = std::env::var("TMUX").is_ok_and(|v| !v.is_empty())
-        || std::env::var("TERM").is_ok_and(|t| t.starts_with("tmux") || t.starts_with("screen"));
+    }
+}
+
+/// The mode named by a `MARROW_GRAPHICS` value (`halfblocks`, `sixel`, `kitty`,
+/// `iterm2`, `auto`), as `--graphics` spells them.
+pub fn graphics_override(value: &str) -> Option<Graphics> {
+    use clap::ValueEnum as _;
+    Graphics::from_str(value.trim(), true).ok()
+}
+
+/// Whether marrow runs inside tmux or screen (as ratatui-image sees it too).
+fn multiplexed() -> bool {
+    std::env::var("TMUX").is_ok_and(|v| !v.is_empty())
+        || std::env::var("TERM_PROGRAM").is_ok_and(|t| t == "tmux")
+        || std::env::var("TERM").is_ok_and(|t| t.starts_with("tmux") || t.starts_with("screen"))
+}
+
+/// How long ratatui-image waits for the terminal's answer.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks the terminal for its graphics protocols and cell size (stdin must be ours).
+/// ratatui-image hands back a fallback picker when nothing answers, and leaves its
+/// reader blocked on stdin, where it would swallow the next keys or the answer to
+/// ratatui's cursor query; a Device Status Report that any terminal answers releases it.
+fn query_terminal() -> Result<Picker, String> {
+    let asked = std::time::Instant::now();
+    let picker = Picker::from_query_stdio().map_err(|e| e.to_string())?;
+    if picker.capabilities().is_empty() && asked.elapsed() >= QUERY_TIMEOUT {
+        let mut out = stdout();
+        let _ = out.write_all(b"\x1b[5n").and_then(|()| out.flush());
+        std::thread::sleep(Duration::from_millis(300));
+        return Err(format!("no answer within {} s", QUERY_TIMEOUT.as_secs()));
+    }
+    Ok(picker)
+}
+
+/// Chooses how images are drawn, asking the terminal (`query`) only when needed:
+/// never for half-blocks, and not inside tmux or screen unless a protocol is forced
+/// (there the query goes through passthrough to an outer terminal that may never
+/// answer, a detached session, and the unanswered query's reader would then swallow
+/// keys). Returns the picker and, when the terminal did not answer, a note for the
+/// status line.
+pub fn choose_picker(
+    graphics: Graphics,
+    multiplexed: bool,
+    query: impl FnOnce() -> Result<Picker, String>,
+) -> (Picker, Option<String>) {
+    let forced = graphics.forced();
+    let mut note = None;
     let mut picker = match forced {
         Some(ProtocolType::Halfblocks) => Picker::halfblocks(),
         None if multiplexed => {
-            tracing::info!("tui: inside tmux/screen: half-blocks ({GRAPHICS_ENV} overrides)");
+            tracing::info!("tui: inside tmux/screen: half-blocks (--graphics overrides)");
             Picker::halfblocks()
         }
-        _ => Picker::from_query_stdio().unwrap_or_else(|e| {
+        _ => {
+            let asked = std::time::Instant::now();
+            tracing::info!("tui: asking the terminal how to draw images");
+            let answer = query();
+            tracing::info!(
+                elapsed_ms = asked.elapsed().as_secs_f64() * 1000.0,
+                answered = answer.is_ok(),
+                "tui: the graphics query is over"
+            );
+            answer
+        }
+        .unwrap_or_else(|e| {
             tracing::info!(
                 "tui: the terminal did not answer the graphics query ({e}); half-blocks"
             );
+            note = Some(format!(
+                "the terminal did not answer the graphics query ({e}): images in half-blocks \
+                 (--graphics sixel|kitty|iterm2 forces one)"
+            ));
             Picker::halfblocks()
         }),
     };
@@ -162,7 +260,37 @@ fn choose_picker() -> Picker {
         "tui: images are drawn with {:?}",
         picker.protocol_type()
     );
-    picker
+    (picker, note)
+}
+
+/// The lazy graphics set-up: the picker is chosen the first time the images screen
+/// is open, between event reads on the UI thread, so a user who never opens images
+/// never sees the terminal queried.
+pub struct GraphicsSetup<Q> {
+    graphics: Graphics,
+    multiplexed: bool,
+    query: Q,
+}
+
+impl<Q: FnMut() -> Result<Picker, String>> GraphicsSetup<Q> {
+    pub fn new(graphics: Graphics, multiplexed: bool, query: Q) -> GraphicsSetup<Q> {
+        GraphicsSetup {
+            graphics,
+            multiplexed,
+            query,
+        }
+    }
+
+    /// Before a frame is drawn: when the app waits for a picker, chooses one (asking
+    /// the terminal if needed) and hands it over. Returns `None` when nothing was to
+    /// do, else the requests that follow (the frame the images screen waits for).
+    pub fn settle(&mut self, app: &mut App) -> Option<Vec<Request>> {
+        if !app.wants_picker() {
+            return None;
+        }
+        let (picker, note) = choose_picker(self.graphics, self.multiplexed, &mut self.query);
+        Some(app.set_picker(picker, note))
+    }
 }
 
 fn event_loop(
@@ -170,12 +298,22 @@ fn event_loop(
     app: &mut App,
     worker: &Worker,
     inbox: &Receiver<UiEvent>,
+    graphics: &mut GraphicsSetup<impl FnMut() -> Result<Picker, String>>,
 ) -> anyhow::Result<()> {
     // The startup figures of docs/BENCHMARKS.md, from process start: the first frame
     // that shows patients (or the empty or failed worklist), and the frame that shows
     // the whole worklist.
     let (mut first_logged, mut whole_logged) = (false, false);
     loop {
+        if let Some(requests) = graphics.settle(app) {
+            // The query may have left bytes on screen: redraw all (not `clear`, whose
+            // cursor query would race a reader the query may have left behind).
+            terminal.backend_mut().clear_region(ClearType::All)?;
+            terminal.swap_buffers();
+            for r in requests {
+                dispatch(worker, app, r);
+            }
+        }
         terminal.draw(|f| app.render(f))?;
         let loaded = *app.worklist_state() != LoadState::Loading;
         if !first_logged && (loaded || app.visible_len() > 0) {
@@ -227,20 +365,57 @@ fn event_loop(
     }
 }
 
-/// Reads terminal events on its own thread (polling, so it can be stopped).
+/// Reads terminal events on its own thread (polling, so it can be stopped, and parked
+/// while the terminal is asked about graphics).
 struct InputThread {
-    stop: Arc<AtomicBool>,
+    gate: Arc<InputGate>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The input thread's controls: stop, and park (not reading) while the UI thread asks.
+#[derive(Default)]
+struct InputGate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    stop: bool,
+    /// The UI thread wants stdin to itself.
+    park: bool,
+    /// The input thread is parked (between reads).
+    parked: bool,
+}
+
+impl InputGate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Between reads: parks while asked to; false when the thread must stop.
+    fn wait_turn(&self) -> bool {
+        let mut s = self.lock();
+        if s.park && !s.stop {
+            s.parked = true;
+            self.changed.notify_all();
+            while s.park && !s.stop {
+                s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+            s.parked = false;
+        }
+        !s.stop
+    }
 }
 
 impl InputThread {
     fn spawn(events: Sender<UiEvent>) -> InputThread {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let gate = Arc::new(InputGate::default());
+        let g = gate.clone();
         let thread = std::thread::Builder::new()
             .name("marrow-input".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                while g.wait_turn() {
                     let ev = match event::poll(Duration::from_millis(100)) {
                         Ok(false) => continue,
                         Ok(true) => event::read(),
@@ -262,11 +437,38 @@ impl InputThread {
                 }
             })
             .ok();
-        InputThread { stop, thread }
+        InputThread { gate, thread }
+    }
+
+    /// Runs `f` while the input thread reads nothing (it parks at its next poll, within
+    /// 100 ms); events read before stay queued for the UI thread.
+    fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
+        let running = self.thread.as_ref().is_some_and(|t| !t.is_finished());
+        {
+            let mut s = self.gate.lock();
+            s.park = true;
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while running && !s.parked {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    tracing::warn!("tui: the input thread did not park; asking anyway");
+                    break;
+                }
+                s = match self.gate.changed.wait_timeout(s, left) {
+                    Ok((g, _)) => g,
+                    Err(e) => e.into_inner().0,
+                };
+            }
+        }
+        let out = f();
+        self.gate.lock().park = false;
+        self.gate.changed.notify_all();
+        out
     }
 
     fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.gate.lock().stop = true;
+        self.gate.changed.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -851,8 +851,13 @@ fn the_images_screen_lists_the_images_and_draws_a_placeholder_then_the_image() {
     assert!(patient.contains("3 images"), "{patient}");
     press(&mut a, "i");
     let screen = draw(&a, 80, 24);
-    assert!(screen.contains("2024-05-01 DX KNEE L PA 16x16"), "{screen}");
-    assert!(screen.contains("×3"), "{screen}");
+    assert!(
+        screen.contains("2024-05-01 · DX KNEE · 1 series"),
+        "{screen}"
+    );
+    assert!(screen.contains("series 1 · DX KNEE · 3 images"), "{screen}");
+    assert!(screen.contains("▶ 1 L PA 16x16"), "{screen}");
+    assert!(screen.contains("2 L PA 16x16 ×3"), "{screen}");
     assert!(screen.contains("⚠"), "{screen}");
     assert!(screen.contains("decoding…"), "{screen}");
     assert!(screen.contains("de-identified"), "{screen}");
@@ -872,22 +877,168 @@ fn the_images_screen_lists_the_images_and_draws_a_placeholder_then_the_image() {
 }
 
 #[test]
-fn marrow_graphics_names_a_protocol() {
+fn marrow_graphics_names_a_mode_as_graphics_spells_it() {
+    use super::Graphics;
     use ratatui_image::picker::ProtocolType;
-    assert_eq!(
-        super::graphics_override("halfblocks"),
-        Some(ProtocolType::Halfblocks)
-    );
-    assert_eq!(
-        super::graphics_override(" Sixel "),
-        Some(ProtocolType::Sixel)
-    );
-    assert_eq!(super::graphics_override("kitty"), Some(ProtocolType::Kitty));
-    assert_eq!(
-        super::graphics_override("iterm2"),
-        Some(ProtocolType::Iterm2)
-    );
+    for (value, want) in [
+        ("halfblocks", Graphics::Halfblocks),
+        ("half-blocks", Graphics::Halfblocks),
+        (" Sixel ", Graphics::Sixel),
+        ("kitty", Graphics::Kitty),
+        ("iterm2", Graphics::Iterm2),
+        ("auto", Graphics::Auto),
+    ] {
+        assert_eq!(super::graphics_override(value), Some(want), "{value}");
+    }
     assert_eq!(super::graphics_override("vga"), None);
+    assert_eq!(Graphics::Auto.forced(), None);
+    assert_eq!(Graphics::Kitty.forced(), Some(ProtocolType::Kitty));
+}
+
+#[test]
+fn graphics_is_an_option_of_marrow_and_marrow_tui() {
+    use super::Graphics;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+    let cli = Cli::try_parse_from(["marrow", "--graphics", "halfblocks"]).unwrap();
+    assert_eq!(cli.tui.graphics, Some(Graphics::Halfblocks));
+    assert!(cli.command.is_none());
+    let cli = Cli::try_parse_from(["marrow", "tui", "--graphics", "kitty"]).unwrap();
+    match cli.command {
+        Some(Command::Tui(t)) => assert_eq!(t.graphics, Some(Graphics::Kitty)),
+        other => panic!("{other:?}"),
+    }
+    let cli = Cli::try_parse_from(["marrow", "tui"]).unwrap();
+    assert!(matches!(cli.command, Some(Command::Tui(t)) if t.graphics.is_none()));
+    let e = Cli::try_parse_from(["marrow", "--graphics", "vga"]).unwrap_err();
+    assert!(e.to_string().contains("halfblocks"), "{e}");
+}
+
+/// An app as `run` makes it (a picker to come), on the images screen of a patient
+/// with the three images in.
+fn lazy_images_app() -> App {
+    let (mut a, sid) = images_app();
+    a.expect_picker();
+    a.apply(Response::Images {
+        study_id: sid,
+        images: image_list(),
+    });
+    a
+}
+
+#[test]
+fn the_terminal_is_asked_about_graphics_only_when_the_images_screen_first_opens() {
+    use super::{Graphics, GraphicsSetup};
+    use ratatui_image::FontSize;
+    use ratatui_image::picker::{Picker, ProtocolType};
+    use std::cell::Cell;
+    let asked = Cell::new(0);
+    let mut setup = GraphicsSetup::new(Graphics::Auto, false, || {
+        asked.set(asked.get() + 1);
+        // As a terminal with 7x14-pixel cells and sixel answers.
+        #[allow(deprecated)]
+        let mut p = Picker::from_fontsize(FontSize::new(7, 14));
+        p.set_protocol_type(ProtocolType::Sixel);
+        Ok(p)
+    });
+    let ps = fixture::patients(2);
+    let mut a = App::with_patients(
+        fixture::session(Role::Coordinator),
+        ps.iter().map(|p| p.summary()).collect(),
+    );
+    a.expect_picker();
+    // The worklist, a patient, the help, back: never asked.
+    assert!(setup.settle(&mut a).is_none());
+    open(&mut a, &ps[0]);
+    a.apply(Response::Images {
+        study_id: ps[0].study_id.clone(),
+        images: image_list(),
+    });
+    press(&mut a, "?");
+    press(&mut a, "?");
+    assert!(setup.settle(&mut a).is_none());
+    assert_eq!(asked.get(), 0);
+    // i: the screen waits for the picker before asking for a frame (its size depends
+    // on the cells), then asks for it once the terminal answered.
+    assert!(render_keys(&press(&mut a, "i")).is_empty());
+    assert!(a.wants_picker());
+    let follow = setup.settle(&mut a).expect("asked on the images screen");
+    assert_eq!(asked.get(), 1);
+    assert_eq!(render_keys(&follow), vec![key_of(11, 0, 0)]);
+    match &follow[0] {
+        // 60x30 cells assumed before the first draw, twice over, at 7x14 pixels.
+        Request::RenderImage(r) => assert_eq!((r.max_w, r.max_h), (840, 840)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((a.font_size().width, a.font_size().height), (7, 14));
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("sixel"), "{screen}");
+    assert!(a.message().is_none(), "no note when the terminal answered");
+    // Back and in again, other patients: asked once only.
+    press(&mut a, "h");
+    press(&mut a, "i");
+    assert!(setup.settle(&mut a).is_none());
+    press(&mut a, "h]i");
+    assert!(setup.settle(&mut a).is_none());
+    assert_eq!(asked.get(), 1);
+}
+
+#[test]
+fn no_answer_means_half_blocks_and_a_note_and_tmux_or_halfblocks_never_ask() {
+    use super::{Graphics, GraphicsSetup};
+    use ratatui_image::picker::ProtocolType;
+    use std::cell::Cell;
+    let asked = Cell::new(0);
+    let query = || {
+        asked.set(asked.get() + 1);
+        Err("no answer on stdin".to_string())
+    };
+    // The terminal does not answer: half-blocks, and the status line says why.
+    let mut a = lazy_images_app();
+    press(&mut a, "i");
+    let follow = GraphicsSetup::new(Graphics::Auto, false, query)
+        .settle(&mut a)
+        .unwrap();
+    assert_eq!(asked.get(), 1);
+    assert_eq!(render_keys(&follow), vec![key_of(11, 0, 0)]);
+    assert_eq!(
+        a.picker().unwrap().protocol_type(),
+        ProtocolType::Halfblocks
+    );
+    let note = a.message().unwrap();
+    assert_eq!(note.kind, MessageKind::Info);
+    assert!(note.text.contains("did not answer"), "{}", note.text);
+    assert!(draw(&a, 120, 40).contains("did not answer"));
+    // A forced protocol is kept when the terminal does not answer (cells assumed).
+    let mut a = lazy_images_app();
+    press(&mut a, "i");
+    GraphicsSetup::new(Graphics::Kitty, false, query).settle(&mut a);
+    assert_eq!(asked.get(), 2);
+    assert_eq!(a.picker().unwrap().protocol_type(), ProtocolType::Kitty);
+    // Half-blocks asked for, or auto inside tmux/screen: never asked.
+    for (graphics, multiplexed) in [
+        (Graphics::Halfblocks, false),
+        (Graphics::Halfblocks, true),
+        (Graphics::Auto, true),
+    ] {
+        let mut a = lazy_images_app();
+        press(&mut a, "i");
+        let follow = GraphicsSetup::new(graphics, multiplexed, query)
+            .settle(&mut a)
+            .unwrap();
+        assert_eq!(render_keys(&follow), vec![key_of(11, 0, 0)]);
+        assert_eq!(
+            a.picker().unwrap().protocol_type(),
+            ProtocolType::Halfblocks
+        );
+        assert!(a.message().is_none());
+    }
+    assert_eq!(asked.get(), 2);
+    // A protocol forced inside tmux is asked (for the cell size).
+    let mut a = lazy_images_app();
+    press(&mut a, "i");
+    GraphicsSetup::new(Graphics::Sixel, true, query).settle(&mut a);
+    assert_eq!(asked.get(), 3);
 }
 
 #[test]
@@ -952,4 +1103,204 @@ fn the_images_footer_keeps_back_at_80_columns() {
     let footer = screen.lines().last().unwrap_or_default();
     assert!(footer.contains("Esc back"), "{footer}");
     assert!(footer.contains("q quit"), "{footer}");
+}
+
+/// Two studies: a knee study with two series (AP and lateral, the lateral with two
+/// images, one flagged), and a later hip study with one image.
+fn studies_list() -> Vec<PatientImage> {
+    let in_series = |id: i64, study: &str, date: &str, series: i64, part: &str| {
+        let mut i = image(id, 1, None);
+        i.record.study_uid = format!("2.25.{study}");
+        i.record.study_date = Some(date.into());
+        i.record.series_uid = format!("2.25.{study}.{series}");
+        i.record.series_number = Some(series);
+        i.record.body_part = Some(part.into());
+        i
+    };
+    let mut flagged = in_series(23, "1", "2024-05-01", 2, "KNEE");
+    flagged.record.review_reason = Some("BurnedInAnnotation YES".into());
+    vec![
+        in_series(21, "1", "2024-05-01", 1, "KNEE"),
+        in_series(22, "1", "2024-05-01", 2, "KNEE"),
+        flagged,
+        in_series(31, "2", "2025-01-10", 1, "HIP"),
+    ]
+}
+
+#[test]
+fn the_image_list_is_grouped_by_study_then_series() {
+    use super::app::{ImageRow, group_images};
+    let rows = group_images(&studies_list());
+    assert_eq!(
+        rows,
+        vec![
+            ImageRow::Study {
+                first: 0,
+                series: 2,
+                images: 3
+            },
+            ImageRow::Series {
+                first: 0,
+                images: 1
+            },
+            ImageRow::Image(0),
+            ImageRow::Series {
+                first: 1,
+                images: 2
+            },
+            ImageRow::Image(1),
+            ImageRow::Image(2),
+            ImageRow::Study {
+                first: 3,
+                series: 1,
+                images: 1
+            },
+            ImageRow::Series {
+                first: 3,
+                images: 1
+            },
+            ImageRow::Image(3),
+        ]
+    );
+    assert!(group_images(&[]).is_empty());
+
+    let (mut a, sid) = images_app();
+    a.apply(Response::Images {
+        study_id: sid,
+        images: studies_list(),
+    });
+    press(&mut a, "i");
+    let screen = draw(&a, 80, 24);
+    for want in [
+        "PKUPH-OA-0001 · 4 images",
+        "2024-05-01 · DX KNEE · 2 series",
+        "series 1 · DX KNEE · 1 image",
+        "series 2 · DX KNEE · 2 images",
+        "2025-01-10 · DX HIP · 1 series",
+        "▶ 1 L PA 16x16",
+        "3 L PA 16x16 ⚠",
+    ] {
+        assert!(screen.contains(want), "{want:?} in\n{screen}");
+    }
+    // j/k move over the images only, across series and studies.
+    press(&mut a, "j");
+    assert_eq!(a.images().unwrap().current().unwrap().instance_id, 22);
+    press(&mut a, "jj");
+    assert_eq!(a.images().unwrap().current().unwrap().instance_id, 31);
+    assert_eq!(a.images().unwrap().selected_row(), 8);
+    press(&mut a, "j");
+    assert_eq!(a.images().unwrap().current().unwrap().instance_id, 31);
+    press(&mut a, "k");
+    assert_eq!(a.images().unwrap().current().unwrap().instance_id, 23);
+    // The flagged image warns in its row and in the attributes.
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("burned-in text review"), "{screen}");
+}
+
+#[test]
+fn a_short_list_pane_keeps_the_selected_image_and_its_study_header_in_view() {
+    let mut many = Vec::new();
+    for study in 0..6 {
+        for n in 0..3 {
+            let mut i = image(100 + study * 10 + n, 1, None);
+            i.record.study_uid = format!("2.25.9{study}");
+            i.record.series_uid = format!("2.25.9{study}.1");
+            i.record.study_date = Some(format!("2024-0{}-01", study + 1));
+            many.push(i);
+        }
+    }
+    let (mut a, sid) = images_app();
+    a.apply(Response::Images {
+        study_id: sid,
+        images: many,
+    });
+    press(&mut a, "i");
+    // 80x24: the list pane has 24 - 3 (header, status, footer) - 10 (attributes) - 2
+    // (borders) = 9 rows for 6 x 5 rows.
+    press(&mut a, "G");
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("▶ 18 L PA"), "{screen}");
+    assert!(screen.contains("2024-06-01 · DX KNEE"), "{screen}");
+    // Up into the study before: the view moves one row more than needed, to show
+    // that study's header above its series.
+    press(&mut a, "kkk");
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("▶ 15 L PA"), "{screen}");
+    assert!(screen.contains("2024-05-01 · DX KNEE"), "{screen}");
+}
+
+fn mouse(kind: MouseEventKind, column: u16, row: u16, modifiers: KeyModifiers) -> MouseEvent {
+    MouseEvent {
+        kind,
+        column,
+        row,
+        modifiers,
+    }
+}
+
+#[test]
+fn on_the_images_screen_the_wheel_steps_one_image_ctrl_wheel_zooms_and_a_click_selects() {
+    let (mut a, sid) = images_app();
+    a.apply(Response::Images {
+        study_id: sid,
+        images: studies_list(),
+    });
+    press(&mut a, "i");
+    draw(&a, 80, 24);
+    let current = |a: &App| a.images().unwrap().current().unwrap().instance_id;
+    let none = KeyModifiers::NONE;
+    // One image a notch, wherever the pointer is; a new image is asked for.
+    let reqs = a.handle_mouse(mouse(MouseEventKind::ScrollDown, 60, 10, none));
+    assert_eq!(current(&a), 22);
+    assert_eq!(render_keys(&reqs), vec![key_of(22, 0, 0)]);
+    a.handle_mouse(mouse(MouseEventKind::ScrollDown, 5, 5, none));
+    assert_eq!(current(&a), 23);
+    a.handle_mouse(mouse(MouseEventKind::ScrollUp, 5, 5, none));
+    assert_eq!(current(&a), 22);
+    // Ctrl-wheel zooms (terminals that pass it on), without a new render.
+    let ctrl = KeyModifiers::CONTROL;
+    assert!(
+        a.handle_mouse(mouse(MouseEventKind::ScrollUp, 60, 10, ctrl))
+            .is_empty()
+    );
+    assert_eq!(a.images().unwrap().zoom, 2);
+    a.handle_mouse(mouse(MouseEventKind::ScrollDown, 60, 10, ctrl));
+    assert_eq!(a.images().unwrap().zoom, 1);
+    // Clicks in the list: rows start at y=2 (header, border). Row 0 is the first
+    // study, 2 the first image, 5 the third, 6 the second study (its first image).
+    let click = |row: u16| mouse(MouseEventKind::Down(MouseButton::Left), 4, 2 + row, none);
+    let reqs = a.handle_mouse(click(5));
+    assert_eq!(current(&a), 23);
+    assert_eq!(render_keys(&reqs), vec![key_of(23, 0, 0)]);
+    a.handle_mouse(click(2));
+    assert_eq!(current(&a), 21);
+    a.handle_mouse(click(6));
+    assert_eq!(current(&a), 31);
+    a.handle_mouse(click(3));
+    assert_eq!(current(&a), 22, "a series row selects its first image");
+    // Below the last row, or in the image pane: nothing.
+    assert!(a.handle_mouse(click(15)).is_empty());
+    a.handle_mouse(mouse(MouseEventKind::Down(MouseButton::Left), 60, 10, none));
+    assert_eq!(current(&a), 22);
+    // With the help open the wheel scrolls the help, not the images.
+    press(&mut a, "?");
+    draw(&a, 80, 24);
+    a.handle_mouse(mouse(MouseEventKind::ScrollDown, 40, 10, none));
+    assert_eq!(current(&a), 22);
+    assert!(a.help_open());
+}
+
+#[test]
+fn the_mouse_is_in_the_help() {
+    let mut a = app(3);
+    press(&mut a, "?");
+    // Scroll through the whole help and keep every screen.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text.push_str(&draw(&a, 80, 24));
+        press(&mut a, "j");
+    }
+    for want in ["wheel↓", "Ctrl-wheel↑", "click", "one image a notch"] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
 }

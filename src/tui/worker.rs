@@ -4,12 +4,15 @@
 //! database (and the other way round).
 
 use super::app::Session;
+use crate::db::agreement::AgreementSummary;
 use crate::db::imaging::{self, PatientImage};
+use crate::db::reading::{CaseSummary, CaseView, FinalRecord, QueueItem, SubmitOutcome, TakenCase};
 use crate::db::study::{PatientDetail, PatientFilter, PatientSummary};
 use crate::db::{DbError, Study};
 use crate::dicom::decode::{self, Rendered};
 use crate::dicom::store;
 use crate::domain::eligibility::{Answer, Criterion};
+use crate::domain::reading::{FinalGrade, ReadInput};
 use crate::domain::status::StatusReport;
 use std::path::Path;
 use std::path::PathBuf;
@@ -33,6 +36,51 @@ pub enum Request {
     },
     /// One frame of one image, decoded and scaled (answered by the image thread).
     RenderImage(RenderImage),
+    /// The acting reader's cases (`Study::reader_worklist`).
+    LoadReaderWorklist,
+    /// Take the next case slot (`Study::take_next_case`).
+    TakeNextCase,
+    /// A case as the acting user may see it, with its images.
+    LoadCase {
+        case: String,
+    },
+    /// Submit (or correct, with a reason) the acting reader's read of a case.
+    SubmitRead {
+        case: String,
+        read: ReadInput,
+        correction: Option<String>,
+    },
+    /// The cases waiting for adjudication.
+    LoadAdjudicationQueue,
+    /// Record the final grade of a case.
+    Adjudicate {
+        case: String,
+        grade: FinalGrade,
+        rationale: String,
+        /// The case version the screen showed; a newer one is refused.
+        expected_version: i64,
+    },
+    /// The agreement figures (`Study::agreement`, bootstrap resamples).
+    LoadAgreement {
+        resamples: usize,
+    },
+}
+
+/// A case loaded for the read or adjudication screen: the view and its images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedCase {
+    pub view: CaseView,
+    pub images: Vec<PatientImage>,
+}
+
+/// The agreement figures, shared (they are only read; compared by identity).
+#[derive(Debug, Clone)]
+pub struct AgreementFigures(pub Arc<AgreementSummary>);
+
+impl PartialEq for AgreementFigures {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Which rendering of an image: the instance, the frame (from 0) and the VOI preset
@@ -131,6 +179,27 @@ pub enum Response {
         key: PreviewKey,
         result: Result<Arc<Preview>, String>,
     },
+    ReaderWorklist(Result<Vec<CaseSummary>, String>),
+    /// The case taken (`None`: no work waiting), or why not.
+    TakenCase(Result<Option<TakenCase>, String>),
+    Case {
+        case: String,
+        result: Result<Box<LoadedCase>, String>,
+    },
+    ReadSubmitted {
+        case: String,
+        result: Result<Box<SubmitOutcome>, String>,
+        /// The case as the reader may see it now (after a submit: unblinded).
+        fresh: Option<Box<LoadedCase>>,
+    },
+    AdjudicationQueue(Result<Vec<QueueItem>, String>),
+    Adjudicated {
+        case: String,
+        result: Result<Box<FinalRecord>, (SaveFailure, String)>,
+        /// The case as it is now (after a conflict: who decided what).
+        fresh: Option<Box<LoadedCase>>,
+    },
+    Agreement(Result<AgreementFigures, String>),
     /// The worker is gone (it panicked or could not be reached).
     WorkerStopped,
 }
@@ -257,6 +326,14 @@ pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
             Request::LoadPatient { .. } => patient = Some(r),
             Request::LoadImages { .. } => images = Some(r),
             Request::RenderImage(_) => render = Some(r),
+            // Reading requests are few and each one counts: kept in order.
+            Request::LoadReaderWorklist
+            | Request::TakeNextCase
+            | Request::LoadCase { .. }
+            | Request::SubmitRead { .. }
+            | Request::LoadAdjudicationQueue
+            | Request::Adjudicate { .. }
+            | Request::LoadAgreement { .. } => writes.push(r),
         }
     }
     if worklist {
@@ -360,8 +437,87 @@ pub fn render_preview(root: &Path, job: &RenderImage) -> Result<Preview, String>
     Ok(Preview { rendered, presets })
 }
 
+/// A case and its images, as the acting user may see them.
+fn load_case(study: &Study, case: &str) -> Result<Box<LoadedCase>, String> {
+    let view = study.case_view(case).map_err(|e| e.to_string())?;
+    let images = study.case_images(case).map_err(|e| e.to_string())?;
+    Ok(Box::new(LoadedCase { view, images }))
+}
+
+fn failure_kind(e: &DbError) -> SaveFailure {
+    match e {
+        DbError::Conflict(_) => SaveFailure::Conflict,
+        DbError::NotAllowed { .. } => SaveFailure::NotAllowed,
+        _ => SaveFailure::Other,
+    }
+}
+
 fn handle(study: &mut Study, r: Request) -> Response {
     match r {
+        Request::LoadReaderWorklist => {
+            Response::ReaderWorklist(study.reader_worklist().map_err(|e| e.to_string()))
+        }
+        Request::TakeNextCase => {
+            let taken = study.take_next_case().map_err(|e| e.to_string());
+            if let Ok(Some(t)) = &taken {
+                tracing::info!("tui: took {} (slot {})", t.summary.case, t.slot);
+            }
+            Response::TakenCase(taken)
+        }
+        Request::LoadCase { case } => {
+            let result = load_case(study, &case);
+            Response::Case { case, result }
+        }
+        Request::SubmitRead {
+            case,
+            read,
+            correction,
+        } => {
+            let result = study
+                .submit_read(&case, &read, correction.as_deref())
+                .map(Box::new)
+                .map_err(|e| e.to_string());
+            match &result {
+                Ok(o) => tracing::info!("tui: read of {case} v{} submitted", o.read.version),
+                Err(e) => tracing::warn!("tui: submitting the read of {case} failed: {e}"),
+            }
+            let fresh = load_case(study, &case).ok();
+            Response::ReadSubmitted {
+                case,
+                result,
+                fresh,
+            }
+        }
+        Request::LoadAdjudicationQueue => {
+            Response::AdjudicationQueue(study.adjudication_queue().map_err(|e| e.to_string()))
+        }
+        Request::Adjudicate {
+            case,
+            grade,
+            rationale,
+            expected_version,
+        } => {
+            let result = study
+                .adjudicate(&case, &grade, &rationale, Some(expected_version))
+                .map(Box::new)
+                .map_err(|e| (failure_kind(&e), e.to_string()));
+            match &result {
+                Ok(_) => tracing::info!("tui: {case} adjudicated"),
+                Err((_, e)) => tracing::warn!("tui: adjudicating {case} failed: {e}"),
+            }
+            let fresh = load_case(study, &case).ok();
+            Response::Adjudicated {
+                case,
+                result,
+                fresh,
+            }
+        }
+        Request::LoadAgreement { resamples } => Response::Agreement(
+            study
+                .agreement(resamples)
+                .map(|a| AgreementFigures(Arc::new(a)))
+                .map_err(|e| e.to_string()),
+        ),
         Request::LoadImages { study_id } => {
             match imaging::patient_images(study.conn(), &study_id) {
                 Ok(images) => Response::Images { study_id, images },
@@ -409,11 +565,7 @@ fn handle(study: &mut Study, r: Request) -> Response {
                     }
                 }
                 Err(e) => {
-                    let kind = match e {
-                        DbError::Conflict(_) => SaveFailure::Conflict,
-                        DbError::NotAllowed { .. } => SaveFailure::NotAllowed,
-                        _ => SaveFailure::Other,
-                    };
+                    let kind = failure_kind(&e);
                     let fresh = match kind {
                         SaveFailure::Conflict => study.patient(&s.study_id).ok().map(Box::new),
                         _ => None,

@@ -1,11 +1,12 @@
-//! The images screen: the patient's images (study date, modality, body part,
-//! laterality, view, size, frames, a ⚠ with the reason when an image waits for a
-//! burned-in text review), the selected image's de-identified attributes, and the
-//! image itself, drawn through ratatui-image (half-blocks, sixel, kitty or iTerm2).
+//! The images screen: the patient's images grouped by study (date, modalities, body
+//! parts) and series, each image with laterality, view, size, frames and a ⚠ with the
+//! reason when it waits for a burned-in text review; the selected image's
+//! de-identified attributes; and the image itself, drawn through ratatui-image
+//! (half-blocks, sixel, kitty or iTerm2; the pane's border says which).
 
 use super::{ellipsize, scroll_offset};
 use crate::db::imaging::PatientImage;
-use crate::tui::app::{App, EncodedImage, HALFBLOCK_FONT, ImagesView, LoadState};
+use crate::tui::app::{App, EncodedImage, HALFBLOCK_FONT, ImageRow, ImagesView, LoadState};
 use crate::tui::theme::{FLAG_SYMBOL, Theme};
 use crate::tui::worker::Preview;
 use ratatui::Frame;
@@ -13,12 +14,11 @@ use ratatui::layout::{Constraint, Layout, Rect, Size};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui_image::Resize;
-use ratatui_image::picker::Picker;
+use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::protocol::halfblocks::Halfblocks;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
     let Some(view) = app.images.as_ref() else {
         return;
     };
@@ -27,12 +27,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let meta_height = if area.height >= 30 { 14 } else { 10 };
     let [list_area, meta_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(meta_height)]).areas(left);
-    render_list(t, view, frame, list_area);
+    render_list(app, view, frame, list_area);
     render_metadata(app, view, frame, meta_area);
     render_image(app, view, frame, right);
 }
 
-fn block(t: &Theme, title: String, focused: bool) -> Block<'static> {
+pub(super) fn block(t: &Theme, title: String, focused: bool) -> Block<'static> {
     Block::default()
         .borders(Borders::ALL)
         .border_style(if focused {
@@ -50,8 +50,57 @@ fn block(t: &Theme, title: String, focused: bool) -> Block<'static> {
         ))
 }
 
-/// "2024-05-01 DX KNEE L PA 2048x2500 ×3".
-pub fn image_row_text(i: &PatientImage) -> String {
+/// "DX/CR KNEE": the distinct values of `field` over some images, joined by "/".
+fn distinct(images: &[PatientImage], field: impl Fn(&PatientImage) -> Option<&str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for v in images.iter().filter_map(&field) {
+        if !seen.contains(&v) {
+            seen.push(v);
+        }
+    }
+    if seen.is_empty() {
+        "—".into()
+    } else {
+        seen.join("/")
+    }
+}
+
+/// "s" for counts other than one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// A study row: "2024-05-01 · DX KNEE · 2 series".
+pub fn study_row_text(list: &[PatientImage], first: usize, series: usize, images: usize) -> String {
+    let group = &list[first..(first + images).min(list.len())];
+    let date = list[first]
+        .record
+        .study_date
+        .clone()
+        .unwrap_or_else(|| "date unknown".into());
+    format!(
+        "{date} · {} {} · {series} series",
+        distinct(group, |i| i.record.modality.as_deref()),
+        distinct(group, |i| i.record.body_part.as_deref()),
+    )
+}
+
+/// A series row: "series 1 · DX KNEE · 3 images".
+pub fn series_row_text(list: &[PatientImage], first: usize, images: usize) -> String {
+    let r = &list[first].record;
+    let number = r.series_number.map_or("—".into(), |n| n.to_string());
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    format!(
+        "series {number} · {} {} · {images} image{}",
+        dash(&r.modality),
+        dash(&r.body_part),
+        plural(images)
+    )
+}
+
+/// An image row: "2 L PA 2048x2500 ×3" (its number on the patient, laterality, view,
+/// size, frames).
+pub fn image_row_text(n: usize, i: &PatientImage) -> String {
     let r = &i.record;
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
     let size = match (r.columns, r.rows) {
@@ -59,10 +108,7 @@ pub fn image_row_text(i: &PatientImage) -> String {
         _ => "size ?".into(),
     };
     let mut text = format!(
-        "{} {} {} {} {} {size}",
-        dash(&r.study_date),
-        dash(&r.modality),
-        dash(&r.body_part),
+        "{n} {} {} {size}",
         dash(&r.laterality),
         dash(&r.view_position),
     );
@@ -72,19 +118,59 @@ pub fn image_row_text(i: &PatientImage) -> String {
     text
 }
 
-fn render_list(t: &Theme, view: &ImagesView, frame: &mut Frame, area: Rect) {
+/// The first row to show: the selected image's row stays in view, and its study's
+/// (else its series') header rows too when they fit above it.
+fn list_offset(view: &ImagesView, height: usize) -> usize {
+    let selected = view.selected_row();
+    let mut offset = scroll_offset(view.offset.get(), selected, view.rows.len(), height);
+    let header = |series: bool| {
+        view.rows[..selected].iter().rposition(|r| {
+            if series {
+                matches!(r, ImageRow::Series { .. })
+            } else {
+                matches!(r, ImageRow::Study { .. })
+            }
+        })
+    };
+    for h in [header(false), header(true)].into_iter().flatten() {
+        if h < offset && selected - h < height {
+            offset = h;
+            break;
+        }
+    }
+    offset
+}
+
+fn render_list(app: &App, view: &ImagesView, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
     let title = match &view.state {
-        LoadState::Loaded => format!(
-            "{} · {} image{}",
-            view.study_id,
-            view.list.len(),
-            if view.list.len() == 1 { "" } else { "s" }
-        ),
+        LoadState::Loaded => {
+            let studies = view
+                .rows
+                .iter()
+                .filter(|r| matches!(r, ImageRow::Study { .. }))
+                .count();
+            let short = format!(
+                "{} · {} image{}",
+                view.study_id,
+                view.list.len(),
+                plural(view.list.len())
+            );
+            let long = format!("{short} in {studies} studies");
+            // The title sits between the corners, with a space either side.
+            if studies > 1 && long.chars().count() + 4 <= area.width as usize {
+                long
+            } else {
+                short
+            }
+        }
         _ => format!("{} · images", view.study_id),
     };
     let b = block(t, title, true);
     let inner = b.inner(area);
     frame.render_widget(b, area);
+    let mut hits = app.hits.get();
+    hits.image_list_rows = Rect::default();
     let lines: Vec<Line> = match &view.state {
         LoadState::Loading if view.list.is_empty() => {
             vec![Line::styled("Loading the images…", t.muted())]
@@ -99,36 +185,56 @@ fn render_list(t: &Theme, view: &ImagesView, frame: &mut Frame, area: Rect) {
         ],
         _ => {
             let height = inner.height as usize;
-            let offset = scroll_offset(view.offset.get(), view.selected, view.list.len(), height);
+            let offset = list_offset(view, height);
             view.offset.set(offset);
             let width = inner.width as usize;
-            view.list
+            let shown = view.rows.len().saturating_sub(offset).min(height);
+            hits.image_list_rows = Rect::new(inner.x, inner.y, inner.width, shown as u16);
+            view.rows
                 .iter()
-                .enumerate()
                 .skip(offset)
                 .take(height)
-                .map(|(n, i)| {
-                    let selected = n == view.selected;
-                    let mark = if selected { "▶ " } else { "  " };
-                    let text = image_row_text(i);
-                    let mut spans = vec![Span::raw(mark), Span::raw(text.clone())];
-                    if let Some(reason) = &i.record.review_reason {
-                        let room = width.saturating_sub(2 + text.chars().count() + 1);
-                        spans.push(Span::styled(
-                            format!(" {}", ellipsize(&format!("{FLAG_SYMBOL} {reason}"), room)),
-                            t.warning(),
-                        ));
-                    }
-                    let line = Line::from(spans);
-                    if selected {
-                        line.style(t.selected())
-                    } else {
-                        line
+                .map(|row| match *row {
+                    ImageRow::Study {
+                        first,
+                        series,
+                        images,
+                    } => Line::styled(
+                        ellipsize(&study_row_text(&view.list, first, series, images), width),
+                        t.title(),
+                    ),
+                    ImageRow::Series { first, images } => Line::styled(
+                        ellipsize(
+                            &format!("  {}", series_row_text(&view.list, first, images)),
+                            width,
+                        ),
+                        t.muted(),
+                    ),
+                    ImageRow::Image(n) => {
+                        let i = &view.list[n];
+                        let selected = n == view.selected;
+                        let mark = if selected { "  ▶ " } else { "    " };
+                        let text = image_row_text(n + 1, i);
+                        let mut spans = vec![Span::raw(mark), Span::raw(text.clone())];
+                        if let Some(reason) = &i.record.review_reason {
+                            let room = width.saturating_sub(4 + text.chars().count() + 1);
+                            spans.push(Span::styled(
+                                format!(" {}", ellipsize(&format!("{FLAG_SYMBOL} {reason}"), room)),
+                                t.warning(),
+                            ));
+                        }
+                        let line = Line::from(spans);
+                        if selected {
+                            line.style(t.selected())
+                        } else {
+                            line
+                        }
                     }
                 })
                 .collect()
         }
     };
+    app.hits.set(hits);
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
@@ -203,7 +309,7 @@ fn render_metadata(app: &App, view: &ImagesView, frame: &mut Frame, area: Rect) 
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn render_image(app: &App, view: &ImagesView, frame: &mut Frame, area: Rect) {
+pub(super) fn render_image(app: &App, view: &ImagesView, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let key = view.key();
     let preview = key.and_then(|k| app.previews.get(&k));
@@ -223,7 +329,8 @@ fn render_image(app: &App, view: &ImagesView, frame: &mut Frame, area: Rect) {
     if let Some(p) = preview {
         title.push_str(&format!(" · {}", p.rendered.voi));
     }
-    let b = block(t, title, false);
+    let b = block(t, title, false)
+        .title_bottom(Line::styled(format!(" {} ", drawn_with(app)), t.muted()).right_aligned());
     let inner = b.inner(area);
     frame.render_widget(b, area);
     view.image_area.set(inner);
@@ -263,6 +370,16 @@ fn render_image(app: &App, view: &ImagesView, frame: &mut Frame, area: Rect) {
             );
         }
         None => {}
+    }
+}
+
+/// How images are drawn, for the image pane's border.
+pub fn drawn_with(app: &App) -> &'static str {
+    match app.picker().map(|p| p.protocol_type()) {
+        None | Some(ProtocolType::Halfblocks) => "half-blocks",
+        Some(ProtocolType::Sixel) => "sixel",
+        Some(ProtocolType::Kitty) => "kitty",
+        Some(ProtocolType::Iterm2) => "iTerm2",
     }
 }
 

@@ -1,10 +1,14 @@
 //! Drawing: pure functions of `&App` into a ratatui frame.
 
+mod agreement;
 mod help;
 mod images;
 mod patient;
 mod popup;
+mod reading;
 mod worklist;
+
+pub use agreement::{estimate, percent};
 
 use super::app::{App, LoadState, MessageKind, Screen};
 use super::keymap;
@@ -37,6 +41,10 @@ pub fn render(app: &App, frame: &mut Frame) {
         Screen::Worklist => worklist::render(app, frame, body),
         Screen::Patient => patient::render(app, frame, body),
         Screen::Images => images::render(app, frame, body),
+        Screen::Reading => reading::render_reader_list(app, frame, body),
+        Screen::Adjudication => reading::render_queue(app, frame, body),
+        Screen::Case => reading::render_case(app, frame, body),
+        Screen::Agreement => agreement::render(app, frame, body),
     }
     render_status(app, frame, status);
     render_footer(app, frame, footer);
