@@ -527,3 +527,252 @@ fn every_corpus_file_decodes_like_pydicom_or_is_refused_with_a_reason() {
         "docs/DICOM_CONFORMANCE.md is out of date: re-run with MARROW_UPDATE_CONFORMANCE=1 and review the diff"
     );
 }
+
+/// The identifying values of a corpus file's header (names, IDs, birth date,
+/// institution, physicians, operators, accession number, addresses), read
+/// after marrow's length guard so a hostile file cannot exhaust memory here.
+/// Returns the identifying values and the values the profile keeps (which
+/// another file may use as an identifier: a manufacturer's name as an
+/// institution).
+fn identifiers(path: &Path) -> (Vec<String>, Vec<String>) {
+    use dicom_core::Tag;
+    let Ok(bytes) = std::fs::read(path) else {
+        return Default::default();
+    };
+    let skip = if bytes.get(128..132) == Some(b"DICM") {
+        128
+    } else if bytes.starts_with(b"DICM") {
+        0
+    } else {
+        return Default::default();
+    };
+    if marrow::dicom::guard::check_file(&bytes, bytes.len() as u64, false).is_err() {
+        return Default::default();
+    }
+    let Ok(obj) = dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Never)
+        .from_reader(&bytes[skip..])
+    else {
+        return Default::default();
+    };
+    // Values the profile keeps: the study dates (Retain Longitudinal Temporal
+    // Information) and the manufacturer and model (not identifiers; one corpus
+    // file names its manufacturer as its institution too).
+    let retained: Vec<String> = [
+        Tag(0x0008, 0x0020),
+        Tag(0x0008, 0x0021),
+        Tag(0x0008, 0x0022),
+        Tag(0x0008, 0x0023),
+        Tag(0x0008, 0x0070),
+        Tag(0x0008, 0x1090),
+    ]
+    .iter()
+    .filter_map(|t| obj.get(*t)?.to_str().ok().map(|s| s.trim().to_string()))
+    .collect();
+    let ids = [
+        (0x0010, 0x0010),
+        (0x0010, 0x0020),
+        (0x0010, 0x0030),
+        (0x0010, 0x1000),
+        (0x0010, 0x1040),
+        (0x0008, 0x0050),
+        (0x0008, 0x0080),
+        (0x0008, 0x0081),
+        (0x0008, 0x0090),
+        (0x0008, 0x1050),
+        (0x0008, 0x1070),
+    ]
+    .iter()
+    .filter_map(|&(g, e)| obj.get(Tag(g, e))?.to_str().ok().map(|s| s.to_string()))
+    .flat_map(|s| {
+        s.split('\\')
+            .map(|v| {
+                v.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    })
+    // Short values ("M", "1") and one character repeated ("11111111", which
+    // pixel data may hold by chance) say nothing; numbers shorter than a date
+    // ("99000") turn up by chance in the digits of the new UIDs.
+    .filter(|v| v.len() >= 5 && v.chars().any(|c| !v.starts_with(c)))
+    .filter(|v| v.len() >= 8 || !v.chars().all(|c| c.is_ascii_digit()))
+    .collect();
+    (ids, retained)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The issue's "done when": a folder mixing the conformance corpus, generated
+/// radiographs and junk imports with no panic, every refused file named with its
+/// reason; no identifier of the originals is in the store or the decrypted
+/// database; a second run imports nothing new.
+#[test]
+fn a_folder_mixing_the_corpus_radiographs_and_junk_imports_cleanly_and_de_identified() {
+    use marrow::dicom::synth::{self, BodyPart, Laterality, Spec, View};
+    let Some(files) = corpus() else {
+        return;
+    };
+    let s = common::TempStudy::init();
+    let input = s.path("input");
+    std::fs::create_dir_all(input.join("corpus")).expect("input dir");
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    let mut retained: BTreeSet<String> = BTreeSet::new();
+    let mut collect = |path: &Path| {
+        let (i, r) = identifiers(path);
+        ids.extend(i);
+        retained.extend(r);
+    };
+    for (i, (name, path)) in files.iter().enumerate() {
+        let flat = format!("{i:03}_{}", name.replace('/', "_"));
+        std::fs::copy(path, input.join("corpus").join(flat)).expect("copy corpus file");
+        collect(path);
+    }
+    for i in 0..6u64 {
+        let spec = Spec {
+            patient_id: format!("MRNCONF{i}"),
+            body_part: [BodyPart::Knee, BodyPart::Hip, BodyPart::LSpine][i as usize % 3],
+            laterality: (i % 3 != 2).then_some(Laterality::Left),
+            view: View::Ap,
+            rows: 64,
+            cols: 48,
+            study_date: chrono::NaiveDate::from_ymd_opt(2024, 5, 1).expect("date"),
+            seed: 900 + i,
+        };
+        let path = input.join(format!("radiograph{i}.dcm"));
+        synth::write_radiograph(&path, &spec).expect("write radiograph");
+        collect(&path);
+    }
+    let good = std::fs::read(input.join("radiograph0.dcm")).expect("read radiograph");
+    std::fs::write(input.join("cut.dcm"), &good[..good.len() / 2]).expect("junk");
+    std::fs::write(input.join("empty.dcm"), b"").expect("junk");
+    std::fs::write(input.join("notes.txt"), "not an image\n").expect("junk");
+    std::fs::write(
+        input.join("noise.bin"),
+        (0..4096u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .expect("junk");
+    // An identifier that is (part of) a kept value ("TOSHIBA" as the institution
+    // of a file made by "TOSHIBA_MEC") cannot be told apart from it.
+    let ids: BTreeSet<String> = ids
+        .into_iter()
+        .filter(|id| !retained.iter().any(|r| r.contains(id.as_str())))
+        .collect();
+    assert!(
+        ids.len() >= 20,
+        "only {} identifiers collected: {ids:?}",
+        ids.len()
+    );
+
+    let out = s.run(&["import", "dicom", input.to_str().expect("utf-8 path")]);
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "some files are refused\n{text}\n{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !text.contains("panicked"),
+        "{err}"
+    );
+    // Every refused file is on a line of its own: its path, a colon, a reason.
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(input.to_str().expect("utf-8")))
+        .collect();
+    for junk in ["cut.dcm", "empty.dcm", "notes.txt", "noise.bin"] {
+        assert!(
+            refused.iter().any(|l| l.contains(junk)),
+            "{junk} is not named among the refused files:\n{text}"
+        );
+    }
+    for line in &refused {
+        let (_, reason) = line
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("no reason: {line}"));
+        assert!(reason.trim().len() >= 10, "unclear reason: {line}");
+    }
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" files: "))
+        .expect("a summary line");
+    assert!(summary.contains("imported"), "{summary}");
+
+    // No identifier of the originals in the stored copies...
+    let store = PathBuf::from(format!("{}.store", s.db.display()));
+    if std::env::var_os("MARROW_KEEP_STORE").is_some() {
+        let _ = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&store)
+            .arg("/tmp/kept-store")
+            .status();
+    }
+    let mut stored = 0;
+    for entry in walkdir::WalkDir::new(&store)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        stored += 1;
+        let bytes = std::fs::read(entry.path()).expect("read stored copy");
+        for id in &ids {
+            assert!(
+                !contains(&bytes, id.as_bytes()),
+                "{id:?} is in the stored copy {}",
+                entry.path().display()
+            );
+        }
+    }
+    // Many corpus files are the same instance in another encoding (one SOP
+    // Instance UID): the first copy is stored, the others are skipped.
+    assert!(stored >= 80, "only {stored} stored copies");
+    // ...nor in any text or blob of the decrypted database.
+    let conn = common::raw_connection(&s.db);
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .expect("tables")
+        .query_map([], |r| r.get(0))
+        .expect("tables")
+        .collect::<Result<_, _>>()
+        .expect("tables");
+    for table in tables {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM \"{table}\""))
+            .expect("select");
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).expect("rows");
+        while let Some(row) = rows.next().expect("row") {
+            for i in 0..n {
+                let bytes: Vec<u8> = match row.get_ref(i).expect("value") {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        t.to_vec()
+                    }
+                    _ => continue,
+                };
+                for id in &ids {
+                    assert!(
+                        !contains(&bytes, id.as_bytes()),
+                        "{id:?} is in table {table}"
+                    );
+                }
+            }
+        }
+    }
+
+    // A second run imports nothing new.
+    let again = s.run(&["import", "dicom", input.to_str().expect("utf-8 path")]);
+    let again_text = stdout(&again);
+    let summary = again_text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" files: "))
+        .expect("a summary line");
+    assert!(summary.contains(": 0 imported"), "{summary}");
+}
