@@ -1081,3 +1081,73 @@ fn agreement_compares_the_current_reads_case_by_case_and_is_refused_to_readers()
         "{text}"
     );
 }
+
+/// A reader who holds a slot and never reads (left the study, on leave) does not
+/// block the case: an adjudicator frees the slot with a reason, another reader
+/// takes it; a submitted read is never released.
+#[test]
+fn an_unread_slot_can_be_released_by_an_adjudicator_with_a_reason_and_is_audited() {
+    let s = setup(1);
+    s.expect(&["cases", "refresh"], 0);
+    let mut r1 = as_user(&s, "r1");
+    let held = r1.take_next_case().unwrap().expect("a case").summary.case;
+    // A reader may not release; an adjudicator without a reason may not either.
+    let out = s.run(&[
+        "--as", "r2", "read", "release", &held, "--reader", "r1", "--reason", "away",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = s.run(&[
+        "--as", "adj1", "read", "release", &held, "--reader", "r1", "--reason", " ",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("reason"), "{}", stderr(&out));
+    s.expect(
+        &[
+            "--as",
+            "adj1",
+            "read",
+            "release",
+            &held,
+            "--reader",
+            "r1",
+            "--reason",
+            "r1 left the study",
+        ],
+        0,
+    );
+    // The slot is free: r1 no longer holds the case and the audit trail says why.
+    assert!(
+        r1.reader_worklist().unwrap().iter().all(|c| c.case != held),
+        "r1 still holds {held}"
+    );
+    let log = s.expect(&["audit", "log", "--json"], 0);
+    assert!(
+        log.contains("case.release") && log.contains("r1 left the study"),
+        "{log}"
+    );
+    // Once read, a slot stays.
+    let mut r2 = as_user(&s, "r2");
+    let taken = r2.take_next_case().unwrap().expect("a case").summary;
+    let read = if taken.side == marrow::domain::reading::Side::Patient {
+        ReadInput {
+            kl: None,
+            oarsi: Oarsi::default(),
+            op_impression: Some(OpImpression::Osteopenia),
+            confidence: Some(3),
+        }
+    } else {
+        kl_read(2)
+    };
+    let case = taken.case;
+    r2.submit_read(&case, &read, None).unwrap();
+    let out = s.run(&[
+        "--as", "adj1", "read", "release", &case, "--reader", "r2", "--reason", "mistake",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("submitted a read"),
+        "{}",
+        stderr(&out)
+    );
+    s.expect(&["audit", "verify"], 0);
+}

@@ -58,6 +58,17 @@ pub enum ReadCommand {
     },
     /// Submit your read of a case (locked once submitted; --correct --reason makes a new version).
     Submit(SubmitArgs),
+    /// Free the slot a reader holds without having read the case (a reader who left or is away), so another reader can take it. Adjudicators and admins; audited.
+    Release {
+        /// The case, e.g. C00017.
+        case: String,
+        /// The reader whose slot is freed.
+        #[arg(long)]
+        reader: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -390,6 +401,15 @@ fn parse_op(v: Option<&str>, what: &str) -> Result<Option<OpImpression>> {
 pub fn read(g: &Global, action: ReadCommand) -> Result<u8> {
     let mut study = open(g)?;
     match action {
+        ReadCommand::Release {
+            case,
+            reader,
+            reason,
+        } => {
+            study.release_slot(&case, &reader, &reason)?;
+            println!("{reader}'s slot of {case} is free for another reader");
+            Ok(0)
+        }
         ReadCommand::Next { json } => {
             let taken = study.take_next_case()?;
             if json {

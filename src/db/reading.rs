@@ -932,6 +932,73 @@ impl Study {
         Ok(rows)
     }
 
+    /// Frees the slot `reader` holds on `case` without having submitted a read (a
+    /// reader who left the study, or is away), so another reader can take the
+    /// case. Adjudicators and admins only; the reason is in the audit trail. A
+    /// submitted read is never released: it stays, and a correction is the way
+    /// to change it.
+    pub fn release_slot(&mut self, case: &str, reader: &str, reason: &str) -> Result<()> {
+        self.require(Permission::Adjudicate)?;
+        if reason.trim().is_empty() {
+            return Err(DbError::Invalid(
+                "releasing a reader's slot needs a reason (--reason)".into(),
+            ));
+        }
+        let id = parse_case_ref(case)?;
+        let actor = self.actor().clone();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let c = load_case(&tx, id)?;
+        let r = case_ref(id);
+        let slot: Option<i64> = tx
+            .query_row(
+                "SELECT slot FROM reading_assignments WHERE case_id = ?1 AND reader = ?2",
+                params![id, reader],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(slot) = slot else {
+            return Err(DbError::Invalid(format!(
+                "{reader} holds no slot of {r}; `marrow cases --json` shows who holds which"
+            )));
+        };
+        let read: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM reads WHERE case_id = ?1 AND reader = ?2)",
+            params![id, reader],
+            |row| row.get(0),
+        )?;
+        if read {
+            return Err(DbError::Invalid(format!(
+                "{reader} has submitted a read of {r}: a submitted read stays (a correction is the way to change it), so the slot is not released"
+            )));
+        }
+        let mut audit = AuditWriter::begin(&tx, &actor)?;
+        tx.execute(
+            "DELETE FROM reading_assignments WHERE case_id = ?1 AND reader = ?2",
+            params![id, reader],
+        )?;
+        tx.execute(
+            "UPDATE reading_cases SET version = version + 1 WHERE id = ?1",
+            [id],
+        )?;
+        audit.append(
+            &tx,
+            &Change {
+                action: "case.release",
+                entity: "case_slot",
+                entity_id: &format!("{r}/{slot}"),
+                patient: Some(&c.study_id),
+                before: Some(json(&serde_json::json!({ "reader": reader, "slot": slot }))),
+                after: None,
+                reason: Some(reason),
+            },
+        )?;
+        audit.finish(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Hands the acting reader a case slot: the slot they hold without a read, else a
     /// free slot of an open case they have not read (cases with slots already taken
     /// first), in one IMMEDIATE transaction. Creates missing cases first. `None`
