@@ -1151,3 +1151,52 @@ fn an_unread_slot_can_be_released_by_an_adjudicator_with_a_reason_and_is_audited
     );
     s.expect(&["audit", "verify"], 0);
 }
+
+/// Cases are refreshed when something they depend on changes (migration 0004's
+/// flag), not on every `read next`: a patient and image imported after the
+/// readers started still become cases that `read next` hands out.
+#[test]
+fn a_patient_imaged_after_reading_started_gets_cases_at_the_next_take() {
+    let s = setup(1);
+    let mut r1 = as_user(&s, "r1");
+    let op_read = ReadInput {
+        kl: None,
+        oarsi: Oarsi::default(),
+        op_impression: Some(OpImpression::Normal),
+        confidence: Some(3),
+    };
+    let mut read = 0;
+    while let Some(t) = r1.take_next_case().unwrap() {
+        let r = if t.summary.side == marrow::domain::reading::Side::Patient {
+            op_read.clone()
+        } else {
+            kl_read(1)
+        };
+        r1.submit_read(&t.summary.case, &r, None).unwrap();
+        read += 1;
+    }
+    assert!(read >= 3, "r1 read {read} cases");
+    // A new OA patient with a bilateral knee image.
+    let csv = "mrn,site,phase,group,sex,birth_date,index_date,deformity,implant,pathological_fracture,malignancy,steroid_long_term,radio_chemo_last\n\
+               LATE1,PKUPH,retrospective,OA,F,1961-05-01,2024-05-01,no,no,no,no,no,none\n";
+    let p = s.write("late.csv", csv);
+    s.expect(&["import", "patients", p.to_str().unwrap()], 0);
+    let dir = s.path("late");
+    std::fs::create_dir_all(&dir).unwrap();
+    synth::write_radiograph(
+        dir.join("late.dcm"),
+        &image("LATE1", BodyPart::Knee, None, 777),
+    )
+    .unwrap();
+    s.expect(&["import", "dicom", dir.to_str().unwrap()], 0);
+    let next = r1
+        .take_next_case()
+        .unwrap()
+        .expect("the new patient's knees are cases");
+    assert_ne!(next.summary.side, marrow::domain::reading::Side::Patient);
+    assert!(
+        r1.take_next_case()
+            .unwrap()
+            .is_some_and(|t| !t.newly_assigned)
+    );
+}

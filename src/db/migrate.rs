@@ -18,6 +18,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_reading.sql",
         include_str!("../../migrations/0003_reading.sql"),
     ),
+    (
+        "0004_reading_speed.sql",
+        include_str!("../../migrations/0004_reading_speed.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -524,6 +524,11 @@ fn case_images(conn: &Connection, study_id: &str) -> Result<Vec<CaseImage>> {
 
 /// Creates the missing cases of eligible patients with images; returns their refs.
 fn refresh_in(tx: &Transaction, audit: &mut AuditWriter, actor: &str) -> Result<Vec<String>> {
+    // Lowered first: the inserts below do not raise it again.
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('reading_refresh_needed', '0')",
+    )?
+    .execute([])?;
     let mut by_patient: BTreeMap<i64, (String, Group, Vec<ImageFacts>)> = BTreeMap::new();
     {
         let mut st = tx.prepare_cached(
@@ -1011,7 +1016,19 @@ impl Study {
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut audit = AuditWriter::begin(&tx, &actor)?;
-        refresh_in(&tx, &mut audit, &actor.name)?;
+        // Only when a patient's decision or group, or an image, changed since the
+        // last refresh (migration 0004's triggers raise the flag).
+        let refresh_needed: bool = tx
+            .query_row(
+                "SELECT value = '1' FROM meta WHERE key = 'reading_refresh_needed'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(true);
+        if refresh_needed {
+            refresh_in(&tx, &mut audit, &actor.name)?;
+        }
         let held: Option<(i64, i64)> = tx
             .query_row(
                 "SELECT a.case_id, a.slot FROM reading_assignments a WHERE a.reader = ?1 \
@@ -1027,10 +1044,9 @@ impl Study {
                 let candidates: Vec<i64> = tx
                     .prepare_cached(
                         "SELECT c.id FROM reading_cases c JOIN patients p ON p.id = c.patient_id \
-                         WHERE c.state = 'open' AND p.decision = 'eligible' \
-                         AND (SELECT count(*) FROM reading_assignments a WHERE a.case_id = c.id) < ?2 \
+                         WHERE c.state = 'open' AND c.slots_taken < ?2 AND p.decision = 'eligible' \
                          AND NOT EXISTS (SELECT 1 FROM reading_assignments a WHERE a.case_id = c.id AND a.reader = ?1) \
-                         ORDER BY (SELECT count(*) FROM reading_assignments a WHERE a.case_id = c.id) DESC, c.id \
+                         ORDER BY c.slots_taken DESC, c.id \
                          LIMIT 1",
                     )?
                     .query_map(params![actor.name, slots as i64], |r| r.get(0))?
