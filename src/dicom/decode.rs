@@ -12,8 +12,9 @@
 
 use super::deid::text;
 use super::display::{
-    self, DisplayError, GrayPipeline, ModalityLut, Voi, VoiFunction, VoiLut, Window,
+    self, DisplayError, GrayPipeline, ModalityLut, StoredRows, Voi, VoiFunction, VoiLut, Window,
 };
+use super::store::NativePixels;
 use dicom_core::value::{PrimitiveValue, Value as DicomValue};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
@@ -25,6 +26,7 @@ use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// Why a file cannot be shown; the message names the file.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -77,7 +79,36 @@ pub struct Image {
     pub modality_lut: ModalityLut,
     pub windows: Vec<Window>,
     pub luts: Vec<VoiLut>,
+    /// The data set; without its Pixel Data when `raw` holds it.
     obj: FileDicomObject<InMemDicomObject>,
+    /// Native Pixel Data left in the file's bytes (read in place).
+    raw: Option<RawPixels>,
+    /// The whole data set, parsed on first need when `raw` is set.
+    full: OnceLock<FileDicomObject<InMemDicomObject>>,
+}
+
+/// The file's bytes with native Pixel Data (little endian, defined length) that
+/// ends the file: its value is `bytes[value_at..]`.
+#[derive(Debug, Clone)]
+struct RawPixels {
+    bytes: Arc<Vec<u8>>,
+    /// Where the file meta group starts ("DICM").
+    skip: usize,
+    value_at: usize,
+}
+
+impl RawPixels {
+    fn value(&self) -> &[u8] {
+        &self.bytes[self.value_at..]
+    }
+
+    /// The whole file parsed as when the Pixel Data is not read in place.
+    fn parse_all(&self) -> Result<FileDicomObject<InMemDicomObject>, String> {
+        OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Never)
+            .from_reader(&self.bytes[self.skip..])
+            .map_err(|e| format!("malformed DICOM: {}", chain(&e)))
+    }
 }
 
 /// 8-bit display samples.
@@ -108,6 +139,16 @@ pub struct Rendered {
 }
 
 impl Image {
+    /// The whole data set, Pixel Data included.
+    fn obj(&self) -> &FileDicomObject<InMemDicomObject> {
+        match &self.raw {
+            None => &self.obj,
+            Some(raw) => self
+                .full
+                .get_or_init(|| raw.parse_all().unwrap_or_else(|_| self.obj.clone())),
+        }
+    }
+
     fn error(&self, reason: impl Into<String>) -> DecodeError {
         DecodeError {
             path: self.path.clone(),
@@ -158,8 +199,8 @@ pub fn load(path: impl AsRef<Path>) -> Result<Image, DecodeError> {
         path: path.to_path_buf(),
         reason,
     };
-    let (obj, layout) = open_any(path).map_err(err)?;
-    from_object(path, obj, layout).map_err(err)
+    let (obj, layout, raw) = open_any(path).map_err(err)?;
+    from_object(path, obj, layout, raw).map_err(err)
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -176,7 +217,9 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn open_any(path: &Path) -> Result<(FileDicomObject<InMemDicomObject>, Layout), String> {
+type Opened = (FileDicomObject<InMemDicomObject>, Layout, Option<RawPixels>);
+
+fn open_any(path: &Path) -> Result<Opened, String> {
     // Read once; the structural check runs on the bytes before dicom-rs does.
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     let with_meta = |skip: usize, layout: Layout| {
@@ -187,17 +230,44 @@ fn open_any(path: &Path) -> Result<(FileDicomObject<InMemDicomObject>, Layout), 
                 .map_err(|e| format!("malformed DICOM: {}", chain(&e))),
             Err(e) => Err(format!("malformed DICOM: {e}")),
         };
-        parsed.map(|o| (o, layout)).or_else(|e| {
+        parsed.map(|o| (o, layout, None)).or_else(|e| {
             implicit_behind_meta(&bytes[skip..], path)
-                .map(|o| (o, layout))
+                .map(|o| (o, layout, None))
                 .ok_or(e)
         })
     };
-    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        return with_meta(128, Layout::Standard);
-    }
-    if bytes.starts_with(b"DICM") {
-        return with_meta(0, Layout::NoPreamble);
+    let layout = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        Some((128, Layout::Standard))
+    } else if bytes.starts_with(b"DICM") {
+        Some((0, Layout::NoPreamble))
+    } else {
+        None
+    };
+    if let Some((skip, layout)) = layout {
+        // Native Pixel Data that ends the file stays in the bytes and only the
+        // header is parsed; anything else (or a failure) is parsed whole.
+        let header = super::guard::check_file(&bytes, bytes.len() as u64, false)
+            .ok()
+            .and_then(|_| native_pixels(&bytes, bytes.len() as u64))
+            .and_then(|px| {
+                OpenFileOptions::new()
+                    .read_preamble(ReadPreamble::Never)
+                    .read_until(tags::PIXEL_DATA)
+                    .from_reader(&bytes[skip..])
+                    .ok()
+                    .map(|h| (h, px.value_at as usize))
+            });
+        return match header {
+            Some((header, value_at)) => {
+                let raw = RawPixels {
+                    bytes: Arc::new(bytes),
+                    skip,
+                    value_at,
+                };
+                Ok((header, layout, Some(raw)))
+            }
+            None => with_meta(skip, layout),
+        };
     }
     // A bare data set: the VR letters after the first tag tell explicit VR.
     // Refuse early what cannot start a data set: the first element needs an
@@ -239,7 +309,7 @@ fn open_any(path: &Path) -> Result<(FileDicomObject<InMemDicomObject>, Layout), 
                 let obj = obj
                     .with_meta(FileMetaTableBuilder::new().transfer_syntax(uid))
                     .map_err(|e| format!("cannot build a file meta group: {}", chain(&e)))?;
-                return Ok((obj, Layout::NoMeta));
+                return Ok((obj, Layout::NoMeta, None));
             }
             Ok(_) if last.is_empty() => {
                 last = format!("read as {uid} it has no Rows or Pixel Data")
@@ -251,6 +321,125 @@ fn open_any(path: &Path) -> Result<(FileDicomObject<InMemDicomObject>, Layout), 
     Err(format!(
         "not a DICOM file: no DICM marker, and not a bare data set ({last})"
     ))
+}
+
+/// Where the native Pixel Data of a file starts, when it ends the file and the
+/// bytes `head` (the start of a file of `file_len` bytes) hold every element before
+/// it: a data set in Explicit or Implicit VR Little Endian, Pixel Data of defined,
+/// even length whose value runs exactly to the end of the file. `None` for anything
+/// else (the whole file is then parsed).
+pub(super) fn native_pixels(head: &[u8], file_len: u64) -> Option<NativePixels> {
+    const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+    const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+    let mut pos = if head.get(128..132) == Some(b"DICM") {
+        132
+    } else if head.starts_with(b"DICM") {
+        4
+    } else {
+        return None;
+    };
+    // The file meta group, explicit VR little endian.
+    let mut ts = None;
+    while le16(head, pos)? == 0x0002 {
+        let (value_at, len) = explicit_header(head, pos)?;
+        let len = usize::try_from(len).ok()?;
+        if le16(head, pos + 2)? == 0x0010 {
+            let v = head.get(value_at..value_at.checked_add(len)?)?;
+            ts = Some(std::str::from_utf8(v).ok()?.trim_end_matches(['\0', ' ']));
+        }
+        pos = value_at.checked_add(len)?;
+    }
+    let explicit = match ts? {
+        EXPLICIT_LE => true,
+        IMPLICIT_LE => false,
+        _ => return None,
+    };
+    loop {
+        let tag = (le16(head, pos)?, le16(head, pos + 2)?);
+        if tag == (0x7FE0, 0x0010) {
+            let (explicit_vr, value_at, len) = if explicit {
+                let vr = [*head.get(pos + 4)?, *head.get(pos + 5)?];
+                if &vr != b"OW" && &vr != b"OB" {
+                    return None;
+                }
+                (Some(vr), pos + 12, le32(head, pos + 8)?)
+            } else {
+                (None, pos + 8, le32(head, pos + 4)?)
+            };
+            let fits = value_at <= head.len()
+                && len != u32::MAX
+                && len % 2 == 0
+                && value_at as u64 + u64::from(len) == file_len;
+            return fits.then_some(NativePixels {
+                value_at: value_at as u64,
+                len,
+                explicit_vr,
+            });
+        }
+        if tag > (0x7FE0, 0x0010) || tag.0 == 0xFFFE {
+            return None;
+        }
+        pos = skip_element(head, pos, explicit, 0)?;
+    }
+}
+
+fn le16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// An explicit VR little-endian element header at `pos`: where its value starts and
+/// its length (`u32::MAX` when undefined). `None` when the VR is not one.
+fn explicit_header(b: &[u8], pos: usize) -> Option<(usize, u32)> {
+    let vr = dicom_core::VR::from_binary([*b.get(pos + 4)?, *b.get(pos + 5)?])?;
+    use dicom_core::VR::*;
+    match vr {
+        OB | OD | OF | OL | OV | OW | SQ | SV | UC | UN | UR | UT | UV => {
+            Some((pos + 12, le32(b, pos + 8)?))
+        }
+        _ => Some((pos + 8, u32::from(le16(b, pos + 6)?))),
+    }
+}
+
+/// The position after the element (with all its items) at `pos` of a
+/// little-endian data set.
+fn skip_element(b: &[u8], pos: usize, explicit: bool, depth: usize) -> Option<usize> {
+    if depth > 32 {
+        return None;
+    }
+    let (value_at, len) = if explicit {
+        explicit_header(b, pos)?
+    } else {
+        (pos + 8, le32(b, pos + 4)?)
+    };
+    if len == u32::MAX {
+        // A sequence of undefined length: items until the sequence delimiter.
+        let mut at = value_at;
+        loop {
+            let (group, elem, item_len) = (le16(b, at)?, le16(b, at + 2)?, le32(b, at + 4)?);
+            if group != 0xFFFE {
+                return None;
+            }
+            at += 8;
+            match elem {
+                0xE0DD => return Some(at),
+                0xE000 if item_len == u32::MAX => {
+                    // Elements until the item delimiter.
+                    while (le16(b, at)?, le16(b, at + 2)?) != (0xFFFE, 0xE00D) {
+                        at = skip_element(b, at, explicit, depth + 1)?;
+                    }
+                    at += 8;
+                }
+                0xE000 => at = at.checked_add(usize::try_from(item_len).ok()?)?,
+                _ => return None,
+            }
+        }
+    }
+    let end = value_at.checked_add(usize::try_from(len).ok()?)?;
+    (end <= b.len()).then_some(end)
 }
 
 /// A data set written in Implicit VR Little Endian behind a file meta group
@@ -331,8 +520,9 @@ fn from_object(
     path: &Path,
     obj: FileDicomObject<InMemDicomObject>,
     layout: Layout,
+    raw: Option<RawPixels>,
 ) -> Result<Image, String> {
-    if obj.get(tags::PIXEL_DATA).is_none() {
+    if raw.is_none() && obj.get(tags::PIXEL_DATA).is_none() {
         let other = [tags::FLOAT_PIXEL_DATA, tags::DOUBLE_FLOAT_PIXEL_DATA]
             .iter()
             .any(|t| obj.get(*t).is_some());
@@ -423,6 +613,8 @@ fn from_object(
         windows,
         luts,
         obj,
+        raw,
+        full: OnceLock::new(),
     })
 }
 
@@ -470,10 +662,33 @@ pub(super) enum Samples {
     U32(Vec<u32>),
 }
 
+/// A frame's samples: decoded, or native little-endian bytes read where they lie.
+enum FrameSamples<'a> {
+    Decoded(Samples),
+    /// 8-bit samples.
+    Le8(&'a [u8]),
+    /// 16-bit samples, two bytes each, least significant first.
+    Le16(&'a [u8]),
+}
+
+impl FrameSamples<'_> {
+    fn into_samples(self) -> Samples {
+        match self {
+            FrameSamples::Decoded(s) => s,
+            FrameSamples::Le8(b) => Samples::U8(b.to_vec()),
+            FrameSamples::Le16(b) => Samples::U16(
+                b.chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// A frame's samples, the photometric interpretation they are in after
 /// decoding, and their planar configuration.
-struct Frame {
-    samples: Samples,
+struct Frame<'a> {
+    samples: FrameSamples<'a>,
     photometric: String,
     planar_configuration: u16,
     width: usize,
@@ -485,15 +700,15 @@ fn decode_frame(
     frame: usize,
     max_w: usize,
     max_h: usize,
-) -> Result<Frame, DecodeError> {
+) -> Result<Frame<'_>, DecodeError> {
     let info = &image.info;
     let ts = info.transfer_syntax.as_str();
     let ts_label = format!("transfer syntax {ts} ({})", info.transfer_syntax_name);
     if JPEG_LS_UIDS.contains(&ts) {
-        let samples = super::jpegls::decode_frame(&image.obj, info, frame)
+        let samples = super::jpegls::decode_frame(image.obj(), info, frame)
             .map_err(|e| image.error(format!("{ts_label} cannot be decoded: {e}")))?;
         return Ok(Frame {
-            samples,
+            samples: FrameSamples::Decoded(samples),
             photometric: info.photometric.clone(),
             planar_configuration: 0,
             width: info.columns,
@@ -505,7 +720,7 @@ fn decode_frame(
         let samples = decode_rle_32(image, frame)
             .map_err(|e| image.error(format!("{ts_label} cannot be decoded: {e}")))?;
         return Ok(Frame {
-            samples,
+            samples: FrameSamples::Decoded(samples),
             photometric: info.photometric.clone(),
             planar_configuration: 0,
             width: info.columns,
@@ -541,7 +756,10 @@ fn decode_frame(
             }
         )));
     }
-    let px = image.obj.decode_pixel_data_frame(frame as u32).map_err(|e| {
+    if let Some(f) = frame_in_place(image, frame) {
+        return Ok(f);
+    }
+    let px = image.obj().decode_pixel_data_frame(frame as u32).map_err(|e| {
         let mut reason = format!("{ts_label} cannot be decoded: {}", chain(&e));
         if reason.contains("SamplePrecision(12)") {
             reason.push_str(
@@ -569,7 +787,63 @@ fn decode_frame(
         }
     };
     Ok(Frame {
-        samples,
+        samples: FrameSamples::Decoded(samples),
+        photometric: px.photometric_interpretation().as_str().to_string(),
+        planar_configuration: match px.planar_configuration() {
+            dicom_pixeldata::PlanarConfiguration::Standard => 0,
+            dicom_pixeldata::PlanarConfiguration::PixelFirst => 1,
+        },
+        width: info.columns,
+        height: info.rows,
+    })
+}
+
+/// A frame of native Pixel Data read in place from the file's bytes, exactly as
+/// dicom-pixeldata would decode it: `None` leaves the frame to it (anything but
+/// 8 or 16 bits, a frame past the end of the data, or attributes it refuses).
+fn frame_in_place(image: &Image, frame: usize) -> Option<Frame<'_>> {
+    let raw = image.raw.as_ref()?;
+    let info = &image.info;
+    let bytes_per_sample = match info.bits_allocated {
+        8 => 1,
+        16 => 2,
+        _ => return None,
+    };
+    let size = info.rows * info.columns * usize::from(info.samples_per_pixel) * bytes_per_sample;
+    let data = raw.value().get(frame * size..(frame + 1) * size)?;
+    // dicom-pixeldata's own checks of the attributes, on a 1x1 stand-in: what it
+    // refuses, it refuses (with its words) on the real frame below.
+    let mut probe = image.obj.clone();
+    probe.put(InMemElement::new(
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    ));
+    probe.put(InMemElement::new(
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    ));
+    let one = vec![0u8; usize::from(info.samples_per_pixel) * bytes_per_sample];
+    probe.put(InMemElement::new(
+        tags::PIXEL_DATA,
+        if bytes_per_sample == 2 {
+            VR::OW
+        } else {
+            VR::OB
+        },
+        PrimitiveValue::U8(one.into()),
+    ));
+    let px = probe.decode_pixel_data_frame(0).ok()?;
+    if px.bits_allocated() != info.bits_allocated {
+        return None;
+    }
+    Some(Frame {
+        samples: if bytes_per_sample == 2 {
+            FrameSamples::Le16(data)
+        } else {
+            FrameSamples::Le8(data)
+        },
         photometric: px.photometric_interpretation().as_str().to_string(),
         planar_configuration: match px.planar_configuration() {
             dicom_pixeldata::PlanarConfiguration::Standard => 0,
@@ -582,26 +856,35 @@ fn decode_frame(
 
 /// The cases dicom-pixeldata gets wrong or refuses, decoded here; `None`
 /// leaves the frame to dicom-pixeldata.
-fn decode_special(image: &Image, frame: usize) -> Result<Option<Frame>, String> {
+fn decode_special(image: &Image, frame: usize) -> Result<Option<Frame<'_>>, String> {
     let info = &image.info;
     let ts = info.transfer_syntax.as_str();
     let native = [IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_LE].contains(&ts);
     let whole = |samples: Samples, photometric: &str| Frame {
-        samples,
+        samples: FrameSamples::Decoded(samples),
         photometric: photometric.to_string(),
         planar_configuration: 0,
         width: info.columns,
         height: info.rows,
     };
-    let element = image
-        .obj
-        .get(tags::PIXEL_DATA)
-        .ok_or("it has no Pixel Data (7FE0,0010)")?;
+    // Only the cases below need the Pixel Data element itself.
+    let big_endian_32 = ts == EXPLICIT_VR_BE && info.bits_allocated == 32;
+    let ybr_422 = native && info.photometric == "YBR_FULL_422" && info.bits_allocated == 8;
+    let element = if big_endian_32 || ybr_422 {
+        Some(
+            image
+                .obj()
+                .get(tags::PIXEL_DATA)
+                .ok_or("it has no Pixel Data (7FE0,0010)")?,
+        )
+    } else {
+        None
+    };
     // Explicit VR Big Endian, 32-bit samples in an OW element: the parser has
     // swapped the bytes of each 16-bit word already; the words of a sample are
     // still most significant first.
-    if ts == EXPLICIT_VR_BE
-        && info.bits_allocated == 32
+    if big_endian_32
+        && let Some(element) = element
         && let DicomValue::Primitive(PrimitiveValue::U16(words)) = element.value()
     {
         {
@@ -620,7 +903,7 @@ fn decode_special(image: &Image, frame: usize) -> Result<Option<Frame>, String> 
     }
     // Native YBR_FULL_422: two luma samples share one Cb and one Cr
     // (Y1 Y2 Cb Cr); expanded to YBR_FULL.
-    if native && info.photometric == "YBR_FULL_422" && info.bits_allocated == 8 {
+    if ybr_422 && let Some(element) = element {
         let bytes = element
             .to_bytes()
             .map_err(|e| format!("the Pixel Data cannot be read as bytes: {e}"))?;
@@ -648,7 +931,7 @@ fn decode_special(image: &Image, frame: usize) -> Result<Option<Frame>, String> 
     }
     // 12-bit JPEG Extended, which jpeg-decoder refuses.
     if JPEG_DCT_UIDS.contains(&ts) {
-        let bytes = super::jpegls::frame_bytes(&image.obj, info.frames, frame)?;
+        let bytes = super::jpegls::frame_bytes(image.obj(), info.frames, frame)?;
         if super::jpeg12::precision(&bytes) == Some(12) {
             let (samples, w, h, components) = super::jpeg12::decode(&bytes)?;
             if (w, h, components) != (info.columns, info.rows, usize::from(info.samples_per_pixel))
@@ -670,7 +953,7 @@ fn decode_special(image: &Image, frame: usize) -> Result<Option<Frame>, String> 
     // marker: the components are R, G and B as they stand (what libjpeg and
     // pydicom do); jpeg-decoder would convert them from YCbCr.
     if JPEG_DCT_UIDS.contains(&ts) && info.samples_per_pixel == 3 && info.photometric == "RGB" {
-        let bytes = super::jpegls::frame_bytes(&image.obj, info.frames, frame)?;
+        let bytes = super::jpegls::frame_bytes(image.obj(), info.frames, frame)?;
         // An Adobe marker too short to hold its transform flag counts as none.
         let adobe = jpeg_app_marker(&bytes, 0xEE, b"Adobe").is_some_and(|data| data.len() >= 12);
         if jpeg_app_marker(&bytes, 0xE0, b"JFIF").is_none() && !adobe {
@@ -730,12 +1013,12 @@ fn j2k_reduce(info: &ImageInfo, max_w: usize, max_h: usize) -> u32 {
 }
 
 /// Decodes a grayscale JPEG 2000 frame at 1 / 2^reduce of its size.
-fn decode_j2k_reduced(image: &Image, frame: usize, reduce: u32) -> Result<Frame, String> {
+fn decode_j2k_reduced(image: &Image, frame: usize, reduce: u32) -> Result<Frame<'_>, String> {
     let info = &image.info;
     if info.samples_per_pixel != 1 {
         return Err("reduced decoding is for grayscale only".into());
     }
-    let bytes = super::jpegls::frame_bytes(&image.obj, info.frames, frame)?;
+    let bytes = super::jpegls::frame_bytes(image.obj(), info.frames, frame)?;
     let j2k =
         jpeg2k::Image::from_bytes_with(&bytes, jpeg2k::DecodeParameters::new().reduce(reduce))
             .map_err(|e| e.to_string())?;
@@ -754,7 +1037,7 @@ fn decode_j2k_reduced(image: &Image, frame: usize, reduce: u32) -> Result<Frame,
         other => return Err(format!("Bits Allocated {other}")),
     };
     Ok(Frame {
-        samples,
+        samples: FrameSamples::Decoded(samples),
         photometric: info.photometric.clone(),
         planar_configuration: 0,
         width,
@@ -769,7 +1052,7 @@ fn decode_rle_32(image: &Image, frame: usize) -> Result<Samples, String> {
     if info.samples_per_pixel != 1 {
         return Err("32-bit RLE colour is not supported".into());
     }
-    let fragment = super::jpegls::frame_bytes(&image.obj, info.frames, frame)?;
+    let fragment = super::jpegls::frame_bytes(image.obj(), info.frames, frame)?;
     let pixels = info.rows * info.columns;
     let word = |at: usize| {
         fragment
@@ -878,7 +1161,7 @@ pub fn render_with(
         height: h,
     } = decode_frame(image, frame, max_w, max_h)?;
     let derr = |e: DisplayError| image.error(e.to_string());
-    let (pixels, voi) = match info.samples_per_pixel {
+    let (pixels, width, height, voi) = match info.samples_per_pixel {
         1 => {
             let invert = match photometric.as_str() {
                 "MONOCHROME1" => true,
@@ -889,11 +1172,12 @@ pub fn render_with(
                     )));
                 }
             };
-            let (gray, voi, window) = render_gray(image, samples, invert, choice, (w, h))?;
-            (Pixels::Gray(gray), (voi, window))
+            let (gray, (ow, oh), voi, window) =
+                render_gray(image, samples, invert, choice, (w, h), limits(max_w, max_h))?;
+            (Pixels::Gray(gray), ow, oh, (voi, window))
         }
         3 => {
-            let bytes = match samples {
+            let bytes = match samples.into_samples() {
                 Samples::U8(b) => b,
                 Samples::U16(v) => {
                     let shift = info.bits_stored.saturating_sub(8).min(8);
@@ -914,24 +1198,19 @@ pub fn render_with(
                     )));
                 }
             }
-            (Pixels::Rgb(rgb), ("colour (no window)".to_string(), None))
+            let (mw, mh) = limits(max_w, max_h);
+            let (c, ow, oh) = display::downscale_rgb(&rgb, w, h, mw, mh).map_err(derr)?;
+            (
+                Pixels::Rgb(c),
+                ow,
+                oh,
+                ("colour (no window)".to_string(), None),
+            )
         }
         other => {
             return Err(image.error(format!(
                 "Samples per Pixel {other} is not supported for display"
             )));
-        }
-    };
-    let (pixels, width, height) = match pixels {
-        Pixels::Gray(g) => {
-            let (mw, mh) = limits(max_w, max_h);
-            let (g, ow, oh) = display::downscale(&g, w, h, mw, mh).map_err(derr)?;
-            (Pixels::Gray(g), ow, oh)
-        }
-        Pixels::Rgb(c) => {
-            let (mw, mh) = limits(max_w, max_h);
-            let (c, ow, oh) = display::downscale_rgb(&c, w, h, mw, mh).map_err(derr)?;
-            (Pixels::Rgb(c), ow, oh)
         }
     };
     let (voi, window) = voi;
@@ -977,6 +1256,7 @@ pub fn decode_values(image: &Image, frame: usize) -> Result<FrameValues, DecodeE
         width,
         height,
     } = decode_frame(image, frame, 0, 0)?;
+    let samples = samples.into_samples();
     let spp = usize::from(info.samples_per_pixel.max(1));
     let expected = width * height * spp;
     let shift = u32::from(info.high_bit + 1 - info.bits_stored);
@@ -1029,14 +1309,17 @@ fn limits(max_w: usize, max_h: usize) -> (usize, usize) {
 }
 
 /// A windowed gray frame, the VOI stage in words, and the window (center, width) if any.
-type GrayFrame = (Vec<u8>, String, Option<(f64, f64)>);
+type GrayFrame = (Vec<u8>, (usize, usize), String, Option<(f64, f64)>);
 
+/// The gray frame through the pipeline and fitted within `fit` (its size is
+/// returned with it).
 fn render_gray(
     image: &Image,
-    samples: Samples,
+    samples: FrameSamples<'_>,
     invert: bool,
     choice: VoiChoice,
     (width, height): (usize, usize),
+    (max_w, max_h): (usize, usize),
 ) -> Result<GrayFrame, DecodeError> {
     let pixels = width * height;
     let info = &image.info;
@@ -1086,8 +1369,20 @@ fn render_gray(
             Voi::Auto => "automatic window".to_string(),
         }
     };
-    let gray = match samples {
-        Samples::U8(v) if info.bits_allocated == 1 => {
+    let fit = |gray: Vec<u8>| {
+        display::downscale(&gray, width, height, max_w, max_h)
+            .map(|(g, w, h)| (g, (w, h)))
+            .map_err(derr)
+    };
+    // 8- and 16-bit samples go through one table, read where they lie and fitted
+    // as they are mapped (the same values as mapping, then downscaling).
+    let mask = if bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << bits) - 1
+    };
+    let (gray, size) = match samples {
+        FrameSamples::Decoded(Samples::U8(v)) if info.bits_allocated == 1 => {
             count(v.len())?;
             // Already expanded to 0 / 255 by the decoder: no windowing.
             let v = &v[..pixels];
@@ -1096,31 +1391,62 @@ fn render_gray(
             } else {
                 v.to_vec()
             };
-            return Ok((out, "1-bit (no window)".into(), None));
+            let (out, size) = fit(out)?;
+            return Ok((out, size, "1-bit (no window)".into(), None));
         }
-        Samples::U8(v) => {
+        FrameSamples::Decoded(Samples::U8(v)) => {
             count(v.len())?;
-            let v: Vec<u8> = v[..pixels].iter().map(|&x| x >> shift).collect();
-            if matches!(pipeline.voi, Voi::Auto) {
-                pipeline.voi = Voi::Window(
-                    display::auto_window_stored(&v, bits, signed, &pipeline.modality)
-                        .map_err(derr)?,
-                );
-            }
-            pipeline.render_u8(&v, bits, signed).map_err(derr)?
+            let src = Narrow { v: &v, shift, mask };
+            map_gray(
+                &mut pipeline,
+                &src,
+                bits,
+                signed,
+                (width, height),
+                (max_w, max_h),
+            )
+            .map_err(derr)?
         }
-        Samples::U16(v) => {
+        FrameSamples::Le8(v) => {
             count(v.len())?;
-            let v: Vec<u16> = v[..pixels].iter().map(|&x| x >> shift).collect();
-            if matches!(pipeline.voi, Voi::Auto) {
-                pipeline.voi = Voi::Window(
-                    display::auto_window_stored(&v, bits, signed, &pipeline.modality)
-                        .map_err(derr)?,
-                );
-            }
-            pipeline.render_u16(&v, bits, signed).map_err(derr)?
+            let src = Narrow { v, shift, mask };
+            map_gray(
+                &mut pipeline,
+                &src,
+                bits,
+                signed,
+                (width, height),
+                (max_w, max_h),
+            )
+            .map_err(derr)?
         }
-        Samples::U32(v) => {
+        FrameSamples::Decoded(Samples::U16(v)) => {
+            count(v.len())?;
+            let src = Wide { v: &v, shift, mask };
+            map_gray(
+                &mut pipeline,
+                &src,
+                bits,
+                signed,
+                (width, height),
+                (max_w, max_h),
+            )
+            .map_err(derr)?
+        }
+        FrameSamples::Le16(b) => {
+            count(b.len() / 2)?;
+            let src = Le16 { b, shift, mask };
+            map_gray(
+                &mut pipeline,
+                &src,
+                bits,
+                signed,
+                (width, height),
+                (max_w, max_h),
+            )
+            .map_err(derr)?
+        }
+        FrameSamples::Decoded(Samples::U32(v)) => {
             count(v.len())?;
             let stored: Vec<i32> = v[..pixels]
                 .iter()
@@ -1129,14 +1455,83 @@ fn render_gray(
             if matches!(pipeline.voi, Voi::Auto) {
                 pipeline.voi = Voi::Window(display::auto_window_i32(&stored, &pipeline.modality));
             }
-            pipeline.render_i32(&stored)
+            fit(pipeline.render_i32(&stored))?
         }
     };
     let window = match &pipeline.voi {
         Voi::Window(w) => Some((w.center(), w.width())),
         _ => None,
     };
-    Ok((gray, describe(&pipeline), window))
+    Ok((gray, size, describe(&pipeline), window))
+}
+
+/// The automatic window if the pipeline needs one, the pipeline's table, and the
+/// frame mapped through it and fitted within `max_w x max_h`.
+fn map_gray(
+    pipeline: &mut GrayPipeline,
+    src: &impl StoredRows,
+    bits: u16,
+    signed: bool,
+    (width, height): (usize, usize),
+    (max_w, max_h): (usize, usize),
+) -> Result<(Vec<u8>, (usize, usize)), DisplayError> {
+    let auto = |modality: &ModalityLut| {
+        display::auto_window_rows(src, width * height, width, bits, signed, modality)
+    };
+    if matches!(pipeline.voi, Voi::Auto) {
+        pipeline.voi = Voi::Window(auto(&pipeline.modality)?);
+    }
+    let table = pipeline.stored_table(bits, signed, || auto(&pipeline.modality))?;
+    let (gray, w, h) = display::map_fit(src, &table, width, height, max_w, max_h)?;
+    Ok((gray, (w, h)))
+}
+
+/// 8-bit stored samples.
+struct Narrow<'a> {
+    v: &'a [u8],
+    shift: u32,
+    mask: u32,
+}
+
+impl StoredRows for Narrow<'_> {
+    fn indices(&self, start: usize, out: &mut [u32]) {
+        let v = &self.v[start..start + out.len()];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = (u32::from(x) >> self.shift) & self.mask;
+        }
+    }
+}
+
+/// 16-bit stored samples, decoded.
+struct Wide<'a> {
+    v: &'a [u16],
+    shift: u32,
+    mask: u32,
+}
+
+impl StoredRows for Wide<'_> {
+    fn indices(&self, start: usize, out: &mut [u32]) {
+        let v = &self.v[start..start + out.len()];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = (u32::from(x) >> self.shift) & self.mask;
+        }
+    }
+}
+
+/// 16-bit stored samples as little-endian bytes.
+struct Le16<'a> {
+    b: &'a [u8],
+    shift: u32,
+    mask: u32,
+}
+
+impl StoredRows for Le16<'_> {
+    fn indices(&self, start: usize, out: &mut [u32]) {
+        let b = &self.b[2 * start..2 * (start + out.len())];
+        for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+            *o = (u32::from(u16::from_le_bytes([c[0], c[1]])) >> self.shift) & self.mask;
+        }
+    }
 }
 
 /// The stored value of a 32-bit sample of `bits` bits; unsigned values above
@@ -1179,6 +1574,42 @@ fn ybr_full_to_rgb(data: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Not a check: the in-process time of the preview pipeline (read, decode,
+    /// window, fit within 320x180) for the files named in `MARROW_PREVIEW_BENCH`
+    /// (comma-separated), for bench/dicom.py to set beside pydicom's. Run with
+    /// `cargo test --release --lib preview_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing for bench/dicom.py, not a check"]
+    fn preview_timing() {
+        let Ok(files) = std::env::var("MARROW_PREVIEW_BENCH") else {
+            return;
+        };
+        let runs: usize = std::env::var("MARROW_PREVIEW_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(21);
+        for path in files.split(',').filter(|p| !p.is_empty()) {
+            let mut times = Vec::with_capacity(runs);
+            let mut size = (0, 0);
+            for _ in 0..runs + 1 {
+                let t = std::time::Instant::now();
+                let image = load(path).unwrap_or_else(|e| panic!("{e}"));
+                let r = render(&image, 0, 0, 320, 180).unwrap_or_else(|e| panic!("{e}"));
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                size = (r.width, r.height);
+            }
+            times.remove(0);
+            times.sort_by(f64::total_cmp);
+            println!(
+                "preview_timing {path} {:.2} {:.2} {}x{}",
+                times[times.len() / 2],
+                times[0],
+                size.0,
+                size.1
+            );
+        }
+    }
 
     #[test]
     fn ybr_full_gray_and_red() {

@@ -483,19 +483,249 @@ impl GrayPipeline {
         bits_stored: u16,
         signed: bool,
     ) -> Result<Vec<u8>, DisplayError> {
-        check_bits(bits_stored)?;
-        let voi = self
-            .voi
-            .resolve(|| auto_window_stored(stored, bits_stored, signed, &self.modality))?;
+        let table = self.stored_table(bits_stored, signed, || {
+            auto_window_stored(stored, bits_stored, signed, &self.modality)
+        })?;
         let mask = (1u32 << bits_stored) - 1;
-        let table: Vec<u8> = (0..=mask)
-            .map(|raw| self.pixel(f64::from(stored_value(raw, bits_stored, signed)), &voi))
-            .collect();
         Ok(stored
             .iter()
             .map(|&v| table[(v.into() & mask) as usize])
             .collect())
     }
+
+    /// The display value of every stored value of `bits_stored` bits (1..=16), by
+    /// raw sample masked to those bits: entry `raw` is the output for
+    /// `stored_value(raw, bits_stored, signed)`. `auto` gives the window of
+    /// [`Voi::Auto`].
+    pub fn stored_table(
+        &self,
+        bits_stored: u16,
+        signed: bool,
+        auto: impl FnOnce() -> Result<Window, DisplayError>,
+    ) -> Result<Vec<u8>, DisplayError> {
+        check_bits(bits_stored)?;
+        let voi = self.voi.resolve(auto)?;
+        let mask = (1u32 << bits_stored) - 1;
+        Ok((0..=mask)
+            .map(|raw| self.pixel(f64::from(stored_value(raw, bits_stored, signed)), &voi))
+            .collect())
+    }
+}
+
+/// Stored samples read where they lie (in a decoded buffer or in the file's own
+/// bytes), as indices into a table of `2^bits_stored` entries: each sample's raw
+/// value with its unused high bits shifted off and masked to Bits Stored.
+pub trait StoredRows: Sync {
+    /// The indices of samples `start..start + out.len()`.
+    fn indices(&self, start: usize, out: &mut [u32]);
+}
+
+/// Below this many samples, one thread does it all.
+const PARALLEL_MIN: usize = 1 << 18;
+/// Rows reduced together by [`map_fit`]: one accumulator per row, so the additions
+/// of different rows overlap (each row's own sums keep their order).
+const LANES: usize = 8;
+
+/// The threads to split a large image over (the cores, at most 8).
+fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+    })
+}
+
+/// Calls `f(first_row, band)` for bands of whole rows (`row_len` items each) of
+/// `out`, on several threads when `parallel`; each band starts at a multiple of
+/// [`LANES`] rows.
+fn for_bands<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
+    let n = if parallel { threads().min(rows) } else { 1 };
+    if n <= 1 || row_len == 0 {
+        f(0, out);
+        return;
+    }
+    let band_rows = rows.div_ceil(n).next_multiple_of(LANES);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let mut bands = out.chunks_mut(band_rows * row_len).enumerate();
+        let first = bands.next();
+        for (k, band) in bands {
+            scope.spawn(move || f(k * band_rows, band));
+        }
+        if let Some((_, band)) = first {
+            f(0, band);
+        }
+    });
+}
+
+/// [`downscale`] of the image whose pixel `i` is `table[src.indices(i)]` (the
+/// grayscale pipeline as a table, from [`GrayPipeline::stored_table`]), without
+/// building that image first: source rows are mapped and reduced as they are
+/// read, on every core. The arithmetic, and so every output value, is exactly
+/// that of mapping the whole image and then calling [`downscale`]. An image that
+/// fits is mapped at full size.
+pub fn map_fit(
+    src: &impl StoredRows,
+    table: &[u8],
+    width: usize,
+    height: usize,
+    max_width: usize,
+    max_height: usize,
+) -> Result<(Vec<u8>, usize, usize), DisplayError> {
+    let (out_w, out_h) = fit_within(width, height, max_width, max_height);
+    let parallel = width * height >= PARALLEL_MIN;
+    if (out_w, out_h) == (width, height) || out_w == 0 {
+        let mut out = vec![0u8; width * height];
+        for_bands(&mut out, width, parallel, |first, band| {
+            let mut idx = vec![0u32; width];
+            for (r, row) in band.chunks_mut(width).enumerate() {
+                src.indices((first + r) * width, &mut idx);
+                for (o, &i) in row.iter_mut().zip(&idx) {
+                    *o = table[i as usize];
+                }
+            }
+        });
+        return Ok((out, out_w, out_h));
+    }
+    // The table as the f32 values the box filter multiplies.
+    let values: Vec<f32> = table.iter().map(|&v| f32::from(v)).collect();
+    // For each output column: its first source column, and where its weights
+    // (in ascending source order, the order [`downscale`] adds them in) start in
+    // `weights`, and how many.
+    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(out_w);
+    let mut weights: Vec<f32> = Vec::with_capacity(width + out_w);
+    for (x, ox, w) in box_weights(width, out_w) {
+        let same_output = spans.len() == ox + 1;
+        match spans.last_mut() {
+            Some((_, _, n)) if same_output => *n += 1,
+            _ => spans.push((x, weights.len(), 1)),
+        }
+        weights.push(w);
+    }
+    // Horizontal pass: every source row to out_w sums, LANES rows at a time.
+    let mut horizontal = vec![0f32; height * out_w];
+    for_bands(&mut horizontal, out_w, parallel, |first, band| {
+        let mut idx = vec![0u32; width];
+        // LANES rows interleaved: lanes[x * LANES + k] is column x of row k.
+        let mut lanes = vec![0f32; width * LANES];
+        let rows = band.len() / out_w;
+        let mut r = 0;
+        while r < rows {
+            let n = (rows - r).min(LANES);
+            for k in 0..n {
+                src.indices((first + r + k) * width, &mut idx);
+                for (lane, &i) in lanes.chunks_exact_mut(LANES).zip(&idx) {
+                    lane[k] = values[i as usize];
+                }
+            }
+            let block = &mut band[r * out_w..(r + n) * out_w];
+            for (ox, &(x, at, count)) in spans.iter().enumerate() {
+                let mut acc = [0f32; LANES];
+                let columns = lanes[x * LANES..(x + count) * LANES].chunks_exact(LANES);
+                for (column, &w) in columns.zip(&weights[at..at + count]) {
+                    for k in 0..LANES {
+                        acc[k] += w * column[k];
+                    }
+                }
+                for (k, &a) in acc.iter().enumerate().take(n) {
+                    block[k * out_w + ox] = a;
+                }
+            }
+            r += n;
+        }
+    });
+    Ok((
+        vertical_pass(&horizontal, height, out_w, out_h),
+        out_w,
+        out_h,
+    ))
+}
+
+/// The vertical pass of the box filter over `height` rows of `row_len` sums, to
+/// `out_h` rows of 8-bit values.
+fn vertical_pass(horizontal: &[f32], height: usize, row_len: usize, out_h: usize) -> Vec<u8> {
+    let mut out = vec![0f32; out_h * row_len];
+    for &(y, oy, weight) in &box_weights(height, out_h) {
+        let from = &horizontal[y * row_len..(y + 1) * row_len];
+        let to = &mut out[oy * row_len..(oy + 1) * row_len];
+        for (t, f) in to.iter_mut().zip(from) {
+            *t += weight * f;
+        }
+    }
+    out.into_iter()
+        .map(|v| v.round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+/// [`auto_window_stored`] of `count` samples read through [`StoredRows`] (rows of
+/// `width`), the histogram counted on every core.
+pub fn auto_window_rows(
+    src: &impl StoredRows,
+    count: usize,
+    width: usize,
+    bits_stored: u16,
+    signed: bool,
+    modality: &ModalityLut,
+) -> Result<Window, DisplayError> {
+    check_bits(bits_stored)?;
+    if count == 0 || width == 0 {
+        return Ok(window_from_range(0.0, 0.0));
+    }
+    let entries = 1usize << bits_stored;
+    let rows = count.div_ceil(width);
+    let n = if count >= PARALLEL_MIN {
+        threads().min(rows)
+    } else {
+        1
+    };
+    let band = rows.div_ceil(n) * width;
+    let count_band = |start: usize| {
+        let mut h = vec![0usize; entries];
+        let mut idx = vec![0u32; width];
+        let end = (start + band).min(count);
+        let mut at = start;
+        while at < end {
+            let len = width.min(end - at);
+            src.indices(at, &mut idx[..len]);
+            for &i in &idx[..len] {
+                h[i as usize] += 1;
+            }
+            at += len;
+        }
+        h
+    };
+    let mut histogram = std::thread::scope(|scope| {
+        let count_band = &count_band;
+        let others: Vec<_> = (1..n)
+            .map(|b| scope.spawn(move || count_band(b * band)))
+            .collect();
+        let mut h = count_band(0);
+        for other in others {
+            let o = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (x, y) in h.iter_mut().zip(o) {
+                *x += y;
+            }
+        }
+        h
+    });
+    histogram.truncate(entries);
+    Ok(window_of_histogram(
+        &histogram,
+        count,
+        bits_stored,
+        signed,
+        modality,
+    ))
 }
 
 /// Up to this many distinct integer values, a table or a histogram over the
@@ -614,6 +844,25 @@ pub fn auto_window_stored<T: Copy + Into<u32>>(
     for &v in stored {
         histogram[(v.into() & mask) as usize] += 1;
     }
+    Ok(window_of_histogram(
+        &histogram,
+        stored.len(),
+        bits_stored,
+        signed,
+        modality,
+    ))
+}
+
+/// The automatic window from a histogram of `n` raw values masked to
+/// `bits_stored` bits.
+fn window_of_histogram(
+    histogram: &[usize],
+    n: usize,
+    bits_stored: u16,
+    signed: bool,
+    modality: &ModalityLut,
+) -> Window {
+    let mask = (1u32 << bits_stored) - 1;
     // Ascending stored values: for signed data the negatives (high raw values)
     // come first.
     let (min, max) = if signed {
@@ -625,11 +874,8 @@ pub fn auto_window_stored<T: Copy + Into<u32>>(
         (0, mask as i32)
     };
     let ascending = (min..=max).map(|s| (s, histogram[(s as u32 & mask) as usize]));
-    let (lo, hi) = values_at_ranks(ascending, stored_ranks(stored.len(), modality));
-    Ok(window_from_range(
-        modality.apply(f64::from(lo)),
-        modality.apply(f64::from(hi)),
-    ))
+    let (lo, hi) = values_at_ranks(ascending, stored_ranks(n, modality));
+    window_from_range(modality.apply(f64::from(lo)), modality.apply(f64::from(hi)))
 }
 
 /// [`auto_window`] of the modality-LUT output of stored values already
@@ -801,7 +1047,6 @@ fn downscale_channels(
         return Ok((src.to_vec(), out_w, out_h));
     }
     let columns = box_weights(width, out_w);
-    let rows = box_weights(height, out_h);
 
     // Horizontal pass: every source row to out_w pixels.
     let mut horizontal = vec![0f32; height * out_w * channels];
@@ -814,19 +1059,7 @@ fn downscale_channels(
         }
     }
     // Vertical pass: out_h rows from the weighted source rows.
-    let row_len = out_w * channels;
-    let mut out = vec![0f32; out_h * row_len];
-    for &(y, oy, weight) in &rows {
-        let from = &horizontal[y * row_len..(y + 1) * row_len];
-        let to = &mut out[oy * row_len..(oy + 1) * row_len];
-        for (t, f) in to.iter_mut().zip(from) {
-            *t += weight * f;
-        }
-    }
-    let out = out
-        .into_iter()
-        .map(|v| v.round().clamp(0.0, 255.0) as u8)
-        .collect();
+    let out = vertical_pass(&horizontal, height, out_w * channels, out_h);
     Ok((out, out_w, out_h))
 }
 
@@ -1257,6 +1490,45 @@ mod tests {
         .render_u16(&raw, 12, true)
         .unwrap();
         assert_eq!((out[0], out[999]), (255, 0));
+    }
+
+    struct Plain<'a>(&'a [u16]);
+
+    impl StoredRows for Plain<'_> {
+        fn indices(&self, start: usize, out: &mut [u32]) {
+            for (o, &v) in out.iter_mut().zip(&self.0[start..]) {
+                *o = u32::from(v & 0x0FFF);
+            }
+        }
+    }
+
+    #[test]
+    fn map_fit_equals_mapping_then_downscaling() {
+        let p = pipeline(Voi::Window(linear(1500.0, 2500.0)));
+        let table = p.stored_table(12, false, || unreachable!()).unwrap();
+        // Sizes with fractional factors, a row count that is not a multiple of
+        // LANES, and one large enough for several threads.
+        for (w, h, mw, mh) in [
+            (97, 61, 13, 13),
+            (37, 19, 320, 180),
+            (1841, 300, 170, 180),
+            (700, 523, 64, 48),
+        ] {
+            let stored: Vec<u16> = (0..w * h)
+                .map(|i| ((i * 7919 + i / w * 131) % 4096) as u16)
+                .collect();
+            let gray = p.render_u16(&stored, 12, false).unwrap();
+            let expected = downscale(&gray, w, h, mw, mh).unwrap();
+            assert_eq!(
+                map_fit(&Plain(&stored), &table, w, h, mw, mh).unwrap(),
+                expected,
+                "{w}x{h} into {mw}x{mh}"
+            );
+            let auto = auto_window_stored(&stored, 12, false, &ModalityLut::IDENTITY).unwrap();
+            let rows =
+                auto_window_rows(&Plain(&stored), w * h, w, 12, false, &ModalityLut::IDENTITY);
+            assert_eq!(rows.unwrap(), auto);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! in what a kill left behind.
 
 use super::deid::{self, QUARANTINE_LABEL, UidMapper};
-use super::store::{Store, StoreError};
+use super::store::{NativePixels, Store, StoreError};
 use crate::db::imaging::{self, Added, ImageRecord, NewImage, PendingLink};
 use crate::db::keys::IdentifierHasher;
 use crate::db::{DbError, Study};
@@ -20,6 +20,7 @@ use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -102,6 +103,8 @@ enum Prepared {
 struct Ready {
     image: NewImage,
     partial: PathBuf,
+    /// The partial file, written but not yet synced.
+    file: File,
 }
 
 struct Readers<'a> {
@@ -237,6 +240,11 @@ impl Readers<'_> {
         if let Err(e) = checked {
             return Prepared::Refused(format!("malformed DICOM: {e}"));
         }
+        // Native Pixel Data that ends the file is copied to the store as it stands.
+        let native = match reader.fill_buf() {
+            Ok(head) => super::decode::native_pixels(head, file_len),
+            Err(_) => None,
+        };
         // The header alone says whether the instance is new.
         let header = match OpenFileOptions::new()
             .read_until(PIXEL_DATA)
@@ -250,8 +258,6 @@ impl Readers<'_> {
                 "malformed DICOM: it has no SOP Instance UID (0008,0018)".into(),
             );
         };
-        drop(header);
-        drop(reader);
         let source_uid_hash = self.hasher.hash(&source_uid);
         let key = hash32(&source_uid_hash);
         if self.imported.contains(&key) {
@@ -265,7 +271,17 @@ impl Readers<'_> {
         {
             return Prepared::Skipped; // another copy of the same instance in this run
         }
-        let out = self.prepare_new(path, source_uid_hash);
+        let out = match native {
+            Some(pixels) => {
+                let file = reader.into_inner();
+                self.finish(path, header, source_uid_hash, Some((&file, pixels)))
+            }
+            None => {
+                drop(header);
+                drop(reader);
+                self.prepare_new(path, source_uid_hash)
+            }
+        };
         if matches!(out, Prepared::Refused(_)) {
             // A good copy elsewhere in the folders may still be imported.
             if let Ok(mut c) = self.claimed.lock() {
@@ -305,6 +321,19 @@ impl Readers<'_> {
                 deid::text(&obj, Tag(0x0008, 0x0016)).unwrap_or_else(|| "unknown".into())
             ));
         }
+        self.finish(path, obj, source_uid_hash, None)
+    }
+
+    /// Checks, de-identifies and writes the copy of a new instance: `obj` is the
+    /// whole file, or (with `pixels`) the file up to its native Pixel Data, which is
+    /// then copied from `pixels`' file as it stands.
+    fn finish(
+        &self,
+        path: &Path,
+        obj: FileDicomObject<InMemDicomObject>,
+        source_uid_hash: String,
+        pixels: Option<(&File, NativePixels)>,
+    ) -> Prepared {
         for (tag, name) in [
             (STUDY_INSTANCE_UID, "Study Instance UID (0020,000D)"),
             (SERIES_INSTANCE_UID, "Series Instance UID (0020,000E)"),
@@ -330,8 +359,21 @@ impl Readers<'_> {
         let mut record = describe(&copy, String::new(), 0, review);
         record.store_path = Store::relative_path(&record.study_uid, &record.sop_uid);
         let partial = self.store.partial_new(&record.sop_uid);
-        match Store::write_partial(&partial, &copy) {
-            Ok(n) => record.bytes = n as i64,
+        let written = match pixels {
+            Some((source, px)) => Store::write_partial_with_pixels(&partial, &copy, source, &px),
+            None => Store::write_partial(&partial, &copy),
+        };
+        let file = match written {
+            Ok((file, n)) => {
+                record.bytes = n as i64;
+                file
+            }
+            Err(e) if pixels.is_some() && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                let _ = std::fs::remove_file(&partial);
+                return Prepared::Refused(format!(
+                    "malformed DICOM: the file ends early (cut short?): {e}"
+                ));
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&partial);
                 return Prepared::Fatal(format!(
@@ -340,7 +382,7 @@ impl Readers<'_> {
                     self.store.root().display()
                 ));
             }
-        }
+        };
         Prepared::Ready(Box::new(Ready {
             image: NewImage {
                 record,
@@ -349,6 +391,7 @@ impl Readers<'_> {
                 patient,
             },
             partial,
+            file,
         }))
     }
 }
@@ -545,6 +588,7 @@ fn write_all(
         // One transaction for what is ready now (up to BATCH instances).
         let mut batch = study.batch()?;
         let mut publish: Vec<(PathBuf, String)> = Vec::new();
+        let mut files: Vec<File> = Vec::new();
         let mut next = Some(first);
         while let Some(ready) = next.take() {
             match batch.add_image(&ready.image)? {
@@ -558,6 +602,7 @@ fn write_all(
                         report.quarantined += 1;
                     }
                     publish.push((ready.partial, ready.image.record.store_path));
+                    files.push(ready.file);
                 }
             }
             while next.is_none() && publish.len() < BATCH {
@@ -576,6 +621,16 @@ fn write_all(
                 break;
             }
         }
+        // The copies are durable before the rows that name them commit.
+        Store::sync_files(&files.iter().collect::<Vec<_>>())
+            .and_then(|()| store.sync_partials())
+            .map_err(|e| {
+                DicomError::StoreIo(format!(
+                    "cannot sync the copies in {}: {e}",
+                    store.root().display()
+                ))
+            })?;
+        drop(files);
         batch.commit()?;
         for (partial, rel) in &publish {
             store.publish(partial, rel).map_err(store_io)?;
@@ -598,7 +653,8 @@ fn rewrite_patient(store: &Store, link: &PendingLink) -> Result<(), String> {
     deid::set_patient(&mut obj, &link.study_id);
     let partial = store.partial_rewrite(&link.sop_uid);
     Store::write_partial(&partial, &obj)
-        .and_then(|_| std::fs::rename(&partial, &path))
+        .and_then(|(file, _)| file.sync_data())
+        .and_then(|()| std::fs::rename(&partial, &path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&partial);
             format!("cannot rewrite {}: {e}", path.display())
