@@ -127,7 +127,7 @@ pub fn run(dir: Option<PathBuf>, no_tui: bool) -> Result<u8> {
     println!();
     println!("open it again:   marrow --db {}", db.display());
     println!(
-        "try a role:      marrow --db {} --as demo-pi   (coordinator, reader-1, adjudicator, pi)",
+        "try a role:      marrow --db {} --as demo-reader-1   (or demo-reader-2, demo-adjudicator, demo-pi, demo-coordinator)",
         db.display()
     );
     if no_tui {
