@@ -6,6 +6,7 @@ pub mod db;
 pub mod dicom;
 pub mod domain;
 pub mod import;
+pub mod inference;
 pub mod synth;
 pub mod tui;
 

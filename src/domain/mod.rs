@@ -6,5 +6,6 @@ pub mod eligibility;
 pub mod protocol;
 pub mod reading;
 pub mod records;
+pub mod roc;
 pub mod status;
 pub mod user;
