@@ -10,7 +10,7 @@ use crate::db::reading::{
 };
 use crate::db::study::Upsert;
 use crate::domain::reading::{
-    FinalGrade, Grade, KL_REFERENCE, Oarsi, OpImpression, Outcome, ReadInput, Side,
+    FinalGrade, Grade, KL_REFERENCE, Oarsi, OpImpression, Outcome, ReadInput, Side, read_words,
 };
 use crate::domain::status::StatusReport;
 use crate::import::{Rejection, rejected_path};
@@ -211,33 +211,6 @@ fn case_table(rows: &[CaseSummary]) -> String {
     }
     let _ = writeln!(s, "{} cases", rows.len());
     s
-}
-
-fn read_words(r: &ReadInput) -> String {
-    let mut parts = Vec::new();
-    match &r.kl {
-        Some(Grade::Value(k)) => parts.push(format!("KL {k}")),
-        Some(Grade::NotAssessable(why)) => parts.push(format!("not assessable ({why})")),
-        None => {}
-    }
-    let o = &r.oarsi;
-    for (name, v) in [
-        ("JSN medial", o.jsn_medial),
-        ("JSN lateral", o.jsn_lateral),
-        ("osteophyte medial", o.osteophyte_medial),
-        ("osteophyte lateral", o.osteophyte_lateral),
-    ] {
-        if let Some(v) = v {
-            parts.push(format!("{name} {v}"));
-        }
-    }
-    if let Some(op) = r.op_impression {
-        parts.push(format!("OP {op}"));
-    }
-    if let Some(c) = r.confidence {
-        parts.push(format!("confidence {c}"));
-    }
-    parts.join(", ")
 }
 
 fn read_line(r: &ReadRecord) -> String {

@@ -1396,7 +1396,7 @@ fn render_gray(
         }
         FrameSamples::Decoded(Samples::U8(v)) => {
             count(v.len())?;
-            let src = Narrow { v: &v, shift, mask };
+            let src = StoredSamples { v: &v, shift, mask };
             map_gray(
                 &mut pipeline,
                 &src,
@@ -1409,7 +1409,7 @@ fn render_gray(
         }
         FrameSamples::Le8(v) => {
             count(v.len())?;
-            let src = Narrow { v, shift, mask };
+            let src = StoredSamples { v, shift, mask };
             map_gray(
                 &mut pipeline,
                 &src,
@@ -1422,7 +1422,7 @@ fn render_gray(
         }
         FrameSamples::Decoded(Samples::U16(v)) => {
             count(v.len())?;
-            let src = Wide { v: &v, shift, mask };
+            let src = StoredSamples { v: &v, shift, mask };
             map_gray(
                 &mut pipeline,
                 &src,
@@ -1486,34 +1486,18 @@ fn map_gray(
     Ok((gray, (w, h)))
 }
 
-/// 8-bit stored samples.
-struct Narrow<'a> {
-    v: &'a [u8],
+/// 8- or 16-bit stored samples, decoded.
+struct StoredSamples<'a, T> {
+    v: &'a [T],
     shift: u32,
     mask: u32,
 }
 
-impl StoredRows for Narrow<'_> {
+impl<T: Copy + Into<u32> + Sync> StoredRows for StoredSamples<'_, T> {
     fn indices(&self, start: usize, out: &mut [u32]) {
         let v = &self.v[start..start + out.len()];
         for (o, &x) in out.iter_mut().zip(v) {
-            *o = (u32::from(x) >> self.shift) & self.mask;
-        }
-    }
-}
-
-/// 16-bit stored samples, decoded.
-struct Wide<'a> {
-    v: &'a [u16],
-    shift: u32,
-    mask: u32,
-}
-
-impl StoredRows for Wide<'_> {
-    fn indices(&self, start: usize, out: &mut [u32]) {
-        let v = &self.v[start..start + out.len()];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = (u32::from(x) >> self.shift) & self.mask;
+            *o = (x.into() >> self.shift) & self.mask;
         }
     }
 }

@@ -165,6 +165,34 @@ pub struct ReadInput {
     pub confidence: Option<u8>,
 }
 
+/// A read in words: "KL 2, JSN medial 1, confidence 4".
+pub fn read_words(r: &ReadInput) -> String {
+    let mut parts = Vec::new();
+    match &r.kl {
+        Some(Grade::Value(k)) => parts.push(format!("KL {k}")),
+        Some(Grade::NotAssessable(why)) => parts.push(format!("not assessable ({why})")),
+        None => {}
+    }
+    let o = &r.oarsi;
+    for (name, v) in [
+        ("JSN medial", o.jsn_medial),
+        ("JSN lateral", o.jsn_lateral),
+        ("osteophyte medial", o.osteophyte_medial),
+        ("osteophyte lateral", o.osteophyte_lateral),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{name} {v}"));
+        }
+    }
+    if let Some(op) = r.op_impression {
+        parts.push(format!("OP {op}"));
+    }
+    if let Some(c) = r.confidence {
+        parts.push(format!("confidence {c}"));
+    }
+    parts.join(", ")
+}
+
 impl ReadInput {
     /// Whether the reader called the image not assessable (and why).
     pub fn not_assessable(&self) -> Option<&str> {

@@ -12,7 +12,7 @@ use super::worker::{AgreementFigures, LoadedCase, Request, Response, SaveFailure
 use crate::db::DbError;
 use crate::db::reading::{Blinded, CaseState, CaseSummary, QueueItem, ReadRecord, describe_grade};
 use crate::domain::reading::{
-    FinalGrade, Grade, Oarsi, OpImpression, ReadInput, Side, validate_final,
+    FinalGrade, Grade, Oarsi, OpImpression, ReadInput, Side, read_words, validate_final,
 };
 use crate::domain::user::Permission;
 use std::cell::Cell;
@@ -442,34 +442,6 @@ impl GradeForm {
             _ => self.read_input().map(|r| read_words(&r)),
         }
     }
-}
-
-/// A read in words: "KL 2, JSN medial 1, confidence 4".
-pub fn read_words(r: &ReadInput) -> String {
-    let mut parts = Vec::new();
-    match &r.kl {
-        Some(Grade::Value(k)) => parts.push(format!("KL {k}")),
-        Some(Grade::NotAssessable(why)) => parts.push(format!("not assessable ({why})")),
-        None => {}
-    }
-    let o = &r.oarsi;
-    for (name, v) in [
-        ("JSN medial", o.jsn_medial),
-        ("JSN lateral", o.jsn_lateral),
-        ("osteophyte medial", o.osteophyte_medial),
-        ("osteophyte lateral", o.osteophyte_lateral),
-    ] {
-        if let Some(v) = v {
-            parts.push(format!("{name} {v}"));
-        }
-    }
-    if let Some(op) = r.op_impression {
-        parts.push(format!("OP {op}"));
-    }
-    if let Some(c) = r.confidence {
-        parts.push(format!("confidence {c}"));
-    }
-    parts.join(", ")
 }
 
 /// One case on the read or adjudication screen.

@@ -8,12 +8,10 @@ use super::{ellipsize, footer_line, scroll_offset, wrap};
 use crate::db::reading::{
     Blinded, CaseSummary, CaseView, FinalRecord, QueueItem, ReadRecord, describe_grade,
 };
-use crate::domain::reading::{KL_REFERENCE, OpImpression, Side};
+use crate::domain::reading::{KL_REFERENCE, OpImpression, Side, read_words};
 use crate::tui::app::{App, LoadState};
 use crate::tui::keymap::{self, Context};
-use crate::tui::reading::{
-    CaseList, CaseScreen, FormField, FormMode, GradeChoice, GradeForm, read_words,
-};
+use crate::tui::reading::{CaseList, CaseScreen, FormField, FormMode, GradeChoice, GradeForm};
 use crate::tui::theme::{FLAG_SYMBOL, Theme, Verdict};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Position, Rect};
