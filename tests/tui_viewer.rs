@@ -324,7 +324,10 @@ fn the_terminal_is_asked_about_graphics_when_the_images_open_and_keys_still_work
         let text = wait_for_log(&log, "tui: the graphics query is over", n + 1, wait);
         assert_eq!(text.matches(asked).count(), n + 1, "{text}");
         // The answer was not read as keys, and the keys after it arrive.
-        let screen = tmux.wait_for("image 1/2", wait);
+        // The pane's border names the protocol once the first frame is drawn.
+        let screen = tmux.wait_until("image 1/2, drawn", wait, |s| {
+            s.contains("image 1/2") && s.contains(drawn)
+        });
         assert!(screen.contains("2024-05-01 · DX KNEE"), "{screen}");
         assert!(screen.contains(drawn), "{screen}");
         if n == 1 {
