@@ -15,9 +15,10 @@ same run (the development machine is shared and noisy: compare within a run only
    generated DX and on pydicom-data's RG1_UNCI.dcm: median of 7 each.
 4. The preview pipeline (read, decode, window, downscale to fit 320x180) on
    pydicom-data's RG1_UNCI.dcm, RG3_UNCI.dcm and RG1_J2KR.dcm (JPEG 2000 lossless):
-   marrow in-process (the ignored test `preview_timing` of src/dicom/decode.rs, built
-   with --release) and as a whole process (`marrow view --png --width W`), against
-   pydicom + numpy in-process (pylibjpeg-openjpeg for the JPEG 2000 file).
+   marrow in-process (examples/dicom_preview.rs, built with --release: the library
+   with the `marrow` binary's allocator; it also prints one call's heap allocations)
+   and as a whole process (`marrow view --png --width W`), against pydicom + numpy
+   in-process (pylibjpeg-openjpeg for the JPEG 2000 file).
 
 Needs: dcmtk (`apt-get install dcmtk`) for 2 and 3; a Python with pydicom, numpy,
 pylibjpeg, pylibjpeg-openjpeg and pydicom-data (BENCH_PYTHON, default the conformance
@@ -25,6 +26,8 @@ venv ~/.cache/marrow-conformance/venv) for 3 (RG1) and 4. What is missing is ski
 with a note.
 
 Usage: python3 bench/dicom.py [N] [RUNS] [SCAN]     (defaults 200 3 2000)
+       BENCH_ONLY=preview [BENCH_REPEAT=K] python3 bench/dicom.py
+           figure 4 alone (K times over, default 1)
 """
 import glob, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -33,12 +36,19 @@ target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/marrow-
 env = dict(os.environ, CARGO_TARGET_DIR=target)
 for k in ("MARROW_KEY", "MARROW_DB", "MARROW_KEY_FILE"):
     env.pop(k, None)
-# BENCH_MARROW / BENCH_TIMING_BIN: an already built binary and lib test binary (the
-# release build of the shared target can take minutes while others build).
+# BENCH_MARROW / BENCH_TIMING_BIN: an already built binary and timing binary
+# (examples/dicom_preview.rs; the release build of the shared target can take minutes
+# while others build).
 marrow = os.environ.get("BENCH_MARROW")
 if not marrow:
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=root, env=env, check=True)
     marrow = os.path.join(target, "release", "marrow")
+timing = os.environ.get("BENCH_TIMING_BIN")
+if not timing:
+    subprocess.run(["cargo", "build", "--release", "-q", "--example", "dicom_preview"],
+                   cwd=root, env=env, check=True)
+    timing = os.path.join(target, "release", "examples", "dicom_preview")
+only_preview = os.environ.get("BENCH_ONLY") == "preview"
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 scan = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
@@ -48,6 +58,7 @@ py = os.environ.get("BENCH_PYTHON", venv_py if os.path.exists(venv_py) else sys.
 work = tempfile.mkdtemp(prefix="marrow-bench-dicom-")
 images = os.path.join(work, "dicom")
 db = os.path.join(work, "s.db")
+png = os.path.join(work, "out.png")
 
 
 def run(*args):
@@ -82,7 +93,8 @@ def fresh_study():
     run("init")
 
 
-try:
+def figures_1_and_2():
+    global files
     t = time.perf_counter()
     subprocess.run([marrow, "generate", "--dicom", str(n), "--rows", str(rows), "--cols", str(cols),
                     "--out", images], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -139,6 +151,8 @@ try:
     else:
         print("  dcmdump not found (apt-get install dcmtk): no comparison")
 
+
+def pydicom_data():
     # pydicom-data files
     probe = subprocess.run([py, "-c", "import data_store, os; print(os.path.dirname(data_store.__file__))"],
                            capture_output=True, text=True)
@@ -151,10 +165,13 @@ try:
     else:
         print(f"\n(pydicom-data not importable by {py}: RG1/RG3 figures skipped)")
 
+    return corpus
+
+
+def figure_3(corpus):
     # 3. view --png against dcm2pnm
     dcm2pnm = shutil.which("dcm2pnm")
     print("\n3. whole-process PNG, full size, the file's first window")
-    png = os.path.join(work, "out.png")
     for label, path in [("generated DX", files[0])] + ([("RG1_UNCI.dcm", corpus["RG1_UNCI.dcm"])]
                                                        if "RG1_UNCI.dcm" in corpus else []):
         mv, dv = [], []
@@ -167,21 +184,23 @@ try:
             line += f"; dcm2pnm +on +Wi 1 {ms(dv)}; ratio {med(mv) / med(dv):.3f} (target <= 0.5)"
         print(line)
 
+
+def figure_4(corpus):
     # 4. preview pipeline
     print("\n4. preview pipeline: read, decode, window, fit within 320x180")
     if corpus:
-        t = time.perf_counter()
-        timing = os.environ.get("BENCH_TIMING_BIN")
-        cmd = ([timing, "preview_timing", "--ignored", "--nocapture"] if timing else
-               ["cargo", "test", "--release", "-q", "--lib", "preview_timing", "--", "--ignored", "--nocapture"])
+        cmd = [timing, "preview_timing", "--ignored", "--nocapture"]  # arguments for a lib test binary
         r = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
                            env=dict(env, MARROW_PREVIEW_BENCH=",".join(corpus.values()),
                                     MARROW_PREVIEW_RUNS="21"))
-        inproc = {}
+        inproc, allocs = {}, {}
         for line in r.stdout.splitlines():
             if line.startswith("preview_timing "):
                 _, path, m, lo, size = line.split()
                 inproc[os.path.basename(path)] = (float(m), float(lo), size)
+            elif line.startswith("preview_allocations "):
+                _, path, count, nbytes = line.split()
+                allocs[os.path.basename(path)] = (int(count), int(nbytes))
         if not inproc:
             print(f"  preview_timing did not run: {r.stderr[-400:]}")
         snippet = r"""
@@ -211,6 +230,8 @@ print(f"{statistics.median(times) * 1000:.2f} {min(times) * 1000:.2f} {out.shape
             if name in inproc:
                 m, lo, size = inproc[name]
                 line += f"; marrow in-process median {m:.2f} ms (min {lo:.2f}, {size})"
+                if name in allocs:
+                    line += f" [{allocs[name][0]} allocations, {allocs[name][1] / 1e6:.2f} MB]"
             if has_py:
                 out = subprocess.run([py, "-c", snippet, path, "3" if j2k else "15"], capture_output=True, text=True)
                 if out.returncode == 0:
@@ -225,5 +246,16 @@ print(f"{statistics.median(times) * 1000:.2f} {min(times) * 1000:.2f} {out.shape
         print("  (targets: RG1/RG3 at least 3x faster than pydicom in-process; RG1_J2KR no slower)")
     else:
         print("  skipped: no pydicom-data")
+
+
+files = []
+try:
+    if not only_preview:
+        figures_1_and_2()
+    corpus = pydicom_data()
+    if not only_preview:
+        figure_3(corpus)
+    for _ in range(int(os.environ.get("BENCH_REPEAT", "1")) if only_preview else 1):
+        figure_4(corpus)
 finally:
     shutil.rmtree(work, ignore_errors=True)

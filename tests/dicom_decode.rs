@@ -677,3 +677,197 @@ fn a_chosen_window_overrides_the_files_presets() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
 }
+
+/// A 640x480 radiograph-like frame of 12 bits stored in 16, with garbage in the
+/// unused high bits (which must be masked off).
+fn large_frame() -> Vec<u16> {
+    let (w, h) = (640usize, 480usize);
+    (0..w * h)
+        .map(|i| {
+            let (x, y) = (i % w, i / w);
+            let v = (x * 5 + y * 3 + (i * 7919) % 97) % 4096;
+            v as u16 | 0xA000
+        })
+        .collect()
+}
+
+#[test]
+fn a_large_native_file_is_previewed_from_the_file_as_from_memory() {
+    // Over 64 KiB: only the header is parsed and the preview reads the samples
+    // from the file a few rows at a time, on every core. The same data set as a
+    // bare data set is parsed whole (samples in memory): the same pixels.
+    let dir = tmp();
+    let mut img = Img::new(640, 480, 16, "MONOCHROME1");
+    img.us(tags::BITS_STORED, 12)
+        .us(tags::HIGH_BIT, 11)
+        .multi(tags::WINDOW_CENTER, VR::DS, &["1800"])
+        .multi(tags::WINDOW_WIDTH, VR::DS, &["2500"])
+        .pixels16(large_frame());
+    let in_file = img.write(dir.path(), "large.dcm", EXPLICIT_LE);
+    let in_memory = img.write_bare(dir.path(), "large-bare.dcm", EXPLICIT_LE);
+    let a = decode::load(&in_file).unwrap();
+    let b = decode::load(&in_memory).unwrap();
+    assert_eq!(a.info.layout, Layout::Standard);
+    assert_eq!(b.info.layout, Layout::NoMeta);
+    for (mw, mh) in [(320, 180), (170, 170), (0, 0), (600, 0)] {
+        let ra = decode::render(&a, 0, 0, mw, mh).unwrap();
+        let rb = decode::render(&b, 0, 0, mw, mh).unwrap();
+        assert_eq!(ra, rb, "fitted within {mw}x{mh}");
+    }
+    let preview = decode::render(&a, 0, 0, 320, 180).unwrap();
+    assert_eq!((preview.width, preview.height), (240, 180));
+    // MONOCHROME1 over a gradient: neither flat nor empty.
+    let g = gray(&preview);
+    assert!(g.iter().max().unwrap() - g.iter().min().unwrap() > 100);
+    // The stored values come from the file as well.
+    let values = decode::decode_values(&a, 0).unwrap();
+    assert_eq!(values.values[1], i64::from(large_frame()[1] & 0x0FFF));
+    assert_eq!(values.values.len(), 640 * 480);
+}
+
+#[test]
+fn a_large_native_file_without_a_window_gets_an_automatic_one_in_its_preview() {
+    let dir = tmp();
+    let mut img = Img::new(640, 480, 16, "MONOCHROME2");
+    img.us(tags::BITS_STORED, 12)
+        .us(tags::HIGH_BIT, 11)
+        .pixels16(large_frame());
+    let path = img.write(dir.path(), "auto.dcm", EXPLICIT_LE);
+    let image = decode::load(&path).unwrap();
+    let preview = decode::render(&image, 0, 0, 320, 180).unwrap();
+    let full = decode::render(&image, 0, 0, 0, 0).unwrap();
+    assert!(
+        preview.voi.starts_with("automatic window"),
+        "{}",
+        preview.voi
+    );
+    // The preview's window comes from a subsample: close to the full image's.
+    let ((pc, pw), (fc, fw)) = (preview.window.unwrap(), full.window.unwrap());
+    assert!(
+        (pc - fc).abs() < 0.02 * fw && (pw - fw).abs() < 0.04 * fw,
+        "{pc} {pw} / {fc} {fw}"
+    );
+}
+
+/// 16-bit palette tables of 4 entries from stored value 1: black, red, green, white.
+fn palette_image(dir: &Path) -> PathBuf {
+    let mut img = Img::new(5, 1, 8, "PALETTE COLOR");
+    let descriptor = PrimitiveValue::U16(vec![4u16, 1, 16].into());
+    for (d, t, entries) in [
+        (
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            [0u16, 0xFFFF, 0, 0xFFFF],
+        ),
+        (
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            [0, 0, 0xFF00, 0xFFFF],
+        ),
+        (
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            [0, 0, 0, 0x80FF],
+        ),
+    ] {
+        img.obj.put(DataElement::new(d, VR::US, descriptor.clone()));
+        img.obj.put(DataElement::new(
+            t,
+            VR::OW,
+            PrimitiveValue::U16(entries.to_vec().into()),
+        ));
+    }
+    // Stored 0 is below the first value mapped (first entry); 9 is past the last.
+    img.pixels8(vec![0, 1, 2, 3, 9, 0])
+        .write(dir, "palette.dcm", EXPLICIT_LE)
+}
+
+#[test]
+fn palette_colour_is_drawn_through_its_lookup_tables() {
+    let dir = tmp();
+    let path = palette_image(dir.path());
+    let image = decode::load(&path).unwrap();
+    let r = decode::render(&image, 0, 0, 0, 0).unwrap();
+    // 16-bit entries keep their high byte.
+    #[rustfmt::skip]
+    let expected = vec![
+        0, 0, 0,        // 0: below the first value mapped, the first entry
+        0, 0, 0,        // 1: entry 0
+        255, 0, 0,      // 2: entry 1
+        0, 255, 0,      // 3: entry 2
+        255, 255, 128,  // 9: past the end, the last entry
+    ];
+    assert_eq!(r.pixels, Pixels::Rgb(expected));
+    assert!(r.voi.contains("palette"), "{}", r.voi);
+    // The stored values are the indices; the palette values are the tables' own.
+    let stored = decode::decode_values(&image, 0).unwrap();
+    assert_eq!(stored.values, vec![0, 1, 2, 3, 9]);
+    let colours = decode::palette_values(&image, 0).unwrap();
+    assert_eq!(&colours.values[6..9], &[0xFFFF, 0, 0]);
+    assert_eq!(&colours.values[12..], &[0xFFFF, 0xFFFF, 0x80FF]);
+}
+
+#[test]
+fn palette_colour_without_its_tables_is_refused_with_the_reason() {
+    let dir = tmp();
+    let path = Img::new(2, 1, 8, "PALETTE COLOR")
+        .pixels8(vec![0, 1])
+        .write(dir.path(), "no-lut.dcm", EXPLICIT_LE);
+    let image = decode::load(&path).unwrap();
+    let e = decode::render(&image, 0, 0, 0, 0).unwrap_err().to_string();
+    assert!(e.contains("no-lut.dcm") && e.contains("Descriptor"), "{e}");
+}
+
+#[test]
+fn thirty_two_bit_rgb_is_drawn_with_its_top_eight_bits() {
+    let dir = tmp();
+    let samples: [u32; 6] = [
+        0xFFFF_FFFF,
+        0x8000_0000,
+        0,
+        0x1234_5678,
+        0x00FF_FFFF,
+        0xFF00_0000,
+    ];
+    let bytes: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let path = Img::new(2, 1, 32, "RGB")
+        .us(tags::SAMPLES_PER_PIXEL, 3)
+        .us(tags::PLANAR_CONFIGURATION, 0)
+        .pixels8(bytes)
+        .write(dir.path(), "rgb32.dcm", EXPLICIT_LE);
+    let r = render(&path, 0, 0);
+    assert_eq!(r.pixels, Pixels::Rgb(vec![255, 128, 0, 0x12, 0, 255]));
+}
+
+#[test]
+fn rle_32_bit_colour_is_decoded_by_marrow_itself() {
+    let dir = tmp();
+    // Two pixels, R G B each: twelve segments (red's four bytes, most significant
+    // first, then green's, then blue's), each a PackBits literal run.
+    let pixels: [[u32; 3]; 2] = [
+        [0xFF00_0000, 0x0000_0001, 0x8000_0000],
+        [0, 0x7FFF_FFFF, 0x1234_5678],
+    ];
+    let mut header = Vec::new();
+    header.extend(12u32.to_le_bytes());
+    let mut body = Vec::new();
+    for s in 0..12usize {
+        header.extend((64 + body.len() as u32).to_le_bytes());
+        body.push(1u8);
+        let (sample, byte) = (s / 4, s % 4);
+        body.extend(pixels.iter().map(|p| (p[sample] >> (8 * (3 - byte))) as u8));
+    }
+    header.resize(64, 0);
+    header.extend(body);
+    let path = Img::new(2, 1, 32, "RGB")
+        .us(tags::SAMPLES_PER_PIXEL, 3)
+        .us(tags::PLANAR_CONFIGURATION, 0)
+        .fragments(vec![header])
+        .write(dir.path(), "rle32rgb.dcm", RLE);
+    let image = decode::load(&path).unwrap();
+    let values = decode::decode_values(&image, 0).unwrap();
+    let expected: Vec<i64> = pixels.iter().flatten().map(|&v| i64::from(v)).collect();
+    assert_eq!(values.values, expected);
+    let r = decode::render(&image, 0, 0, 0, 0).unwrap();
+    assert_eq!(r.pixels, Pixels::Rgb(vec![255, 0, 128, 0, 127, 0x12]));
+}

@@ -87,26 +87,62 @@ pub struct Image {
     full: OnceLock<FileDicomObject<InMemDicomObject>>,
 }
 
-/// The file's bytes with native Pixel Data (little endian, defined length) that
-/// ends the file: its value is `bytes[value_at..]`.
+/// A file with native Pixel Data (little endian, defined length) that ends the
+/// file: its value is bytes `value_at..` of the file. Only the header was parsed;
+/// the samples are read from the open file when needed (a preview reads them a
+/// few rows at a time, without holding the whole file), or from the whole file's
+/// bytes once they have been read.
 #[derive(Debug, Clone)]
 struct RawPixels {
-    bytes: Arc<Vec<u8>>,
+    file: Arc<std::fs::File>,
+    file_len: u64,
     /// Where the file meta group starts ("DICM").
     skip: usize,
     value_at: usize,
+    /// The whole file, read on first need (at once for a small file).
+    bytes: OnceLock<Result<Arc<Vec<u8>>, String>>,
+}
+
+/// What is read of a file before deciding how to open it.
+const HEAD: u64 = 64 * 1024;
+
+fn read_at(file: &std::fs::File, at: u64, len: u64) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(len).map_err(|_| "the file is too large".to_string())?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, at)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    Ok(buf)
 }
 
 impl RawPixels {
-    fn value(&self) -> &[u8] {
-        &self.bytes[self.value_at..]
+    /// The whole file's bytes.
+    fn all(&self) -> Result<&[u8], String> {
+        self.bytes
+            .get_or_init(|| read_at(&self.file, 0, self.file_len).map(Arc::new))
+            .as_ref()
+            .map(|b| b.as_slice())
+            .map_err(|e| e.clone())
+    }
+
+    /// `len` bytes of the file at `at`, read from the file unless the whole file
+    /// is in memory.
+    fn range(&self, at: u64, len: usize) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+        if let Some(Ok(bytes)) = self.bytes.get() {
+            let at = at as usize;
+            return bytes
+                .get(at..at + len)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| "the Pixel Data ends early".to_string());
+        }
+        read_at(&self.file, at, len as u64).map(std::borrow::Cow::Owned)
     }
 
     /// The whole file parsed as when the Pixel Data is not read in place.
     fn parse_all(&self) -> Result<FileDicomObject<InMemDicomObject>, String> {
         OpenFileOptions::new()
             .read_preamble(ReadPreamble::Never)
-            .from_reader(&self.bytes[self.skip..])
+            .from_reader(&self.all()?[self.skip..])
             .map_err(|e| format!("malformed DICOM: {}", chain(&e)))
     }
 }
@@ -219,9 +255,62 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 type Opened = (FileDicomObject<InMemDicomObject>, Layout, Option<RawPixels>);
 
+/// The preamble and "DICM" (or "DICM" alone) at the start of `bytes`: where the
+/// file meta group starts, and the layout.
+fn dicm(bytes: &[u8]) -> Option<(usize, Layout)> {
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        Some((128, Layout::Standard))
+    } else if bytes.starts_with(b"DICM") {
+        Some((0, Layout::NoPreamble))
+    } else {
+        None
+    }
+}
+
+/// A large file whose native Pixel Data ends it, opened from its first [`HEAD`]
+/// bytes (`head`): the structure checked and the header parsed up to the Pixel
+/// Data, which stays in the file. `None` for anything else.
+fn open_header_only(file: &Arc<std::fs::File>, head: &[u8], file_len: u64) -> Option<Opened> {
+    let (skip, layout) = dicm(head)?;
+    match super::guard::check_file(head, file_len, true) {
+        Ok(super::guard::Checked::Complete) => {}
+        _ => return None,
+    }
+    let px = native_pixels(head, file_len)?;
+    let header = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(&head[skip..])
+        .ok()?;
+    let raw = RawPixels {
+        file: Arc::clone(file),
+        file_len,
+        skip,
+        value_at: usize::try_from(px.value_at).ok()?,
+        bytes: OnceLock::new(),
+    };
+    Some((header, layout, Some(raw)))
+}
+
 fn open_any(path: &Path) -> Result<Opened, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    let file = Arc::new(file);
+    let head = read_at(&file, 0, file_len.min(HEAD))?;
+    if (head.len() as u64) < file_len
+        && let Some(opened) = open_header_only(&file, &head, file_len)
+    {
+        return Ok(opened);
+    }
     // Read once; the structural check runs on the bytes before dicom-rs does.
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let bytes = if head.len() as u64 == file_len {
+        head
+    } else {
+        read_at(&file, 0, file_len)?
+    };
     let with_meta = |skip: usize, layout: Layout| {
         let parsed = match super::guard::check_file(&bytes, bytes.len() as u64, false) {
             Ok(_) => OpenFileOptions::new()
@@ -236,14 +325,7 @@ fn open_any(path: &Path) -> Result<Opened, String> {
                 .ok_or(e)
         })
     };
-    let layout = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        Some((128, Layout::Standard))
-    } else if bytes.starts_with(b"DICM") {
-        Some((0, Layout::NoPreamble))
-    } else {
-        None
-    };
-    if let Some((skip, layout)) = layout {
+    if let Some((skip, layout)) = dicm(&bytes) {
         // Native Pixel Data that ends the file stays in the bytes and only the
         // header is parsed; anything else (or a failure) is parsed whole.
         let header = super::guard::check_file(&bytes, bytes.len() as u64, false)
@@ -260,9 +342,11 @@ fn open_any(path: &Path) -> Result<Opened, String> {
         return match header {
             Some((header, value_at)) => {
                 let raw = RawPixels {
-                    bytes: Arc::new(bytes),
+                    file,
+                    file_len,
                     skip,
                     value_at,
+                    bytes: OnceLock::from(Ok(Arc::new(bytes))),
                 };
                 Ok((header, layout, Some(raw)))
             }
@@ -669,19 +753,43 @@ enum FrameSamples<'a> {
     Le8(&'a [u8]),
     /// 16-bit samples, two bytes each, least significant first.
     Le16(&'a [u8]),
+    /// Native little-endian samples of `bytes_per_sample` (1 or 2) bytes not read
+    /// yet: `len` bytes at `at` in the file.
+    InFile {
+        raw: &'a RawPixels,
+        at: u64,
+        len: usize,
+        bytes_per_sample: usize,
+    },
 }
 
 impl FrameSamples<'_> {
-    fn into_samples(self) -> Samples {
-        match self {
-            FrameSamples::Decoded(s) => s,
-            FrameSamples::Le8(b) => Samples::U8(b.to_vec()),
-            FrameSamples::Le16(b) => Samples::U16(
+    fn into_samples(self) -> Result<Samples, String> {
+        let le16 = |b: &[u8]| {
+            Samples::U16(
                 b.chunks_exact(2)
                     .map(|c| u16::from_le_bytes([c[0], c[1]]))
                     .collect(),
-            ),
-        }
+            )
+        };
+        Ok(match self {
+            FrameSamples::Decoded(s) => s,
+            FrameSamples::Le8(b) => Samples::U8(b.to_vec()),
+            FrameSamples::Le16(b) => le16(b),
+            FrameSamples::InFile {
+                raw,
+                at,
+                len,
+                bytes_per_sample,
+            } => {
+                let b = raw.range(at, len)?;
+                if bytes_per_sample == 2 {
+                    le16(&b)
+                } else {
+                    Samples::U8(b.into_owned())
+                }
+            }
+        })
     }
 }
 
@@ -810,7 +918,10 @@ fn frame_in_place(image: &Image, frame: usize) -> Option<Frame<'_>> {
         _ => return None,
     };
     let size = info.rows * info.columns * usize::from(info.samples_per_pixel) * bytes_per_sample;
-    let data = raw.value().get(frame * size..(frame + 1) * size)?;
+    let at = raw.value_at.checked_add(frame.checked_mul(size)?)?;
+    if at.checked_add(size)? as u64 > raw.file_len {
+        return None;
+    }
     // dicom-pixeldata's own checks of the attributes, on a 1x1 stand-in: what it
     // refuses, it refuses (with its words) on the real frame below.
     let mut probe = image.obj.clone();
@@ -838,12 +949,18 @@ fn frame_in_place(image: &Image, frame: usize) -> Option<Frame<'_>> {
     if px.bits_allocated() != info.bits_allocated {
         return None;
     }
-    Some(Frame {
-        samples: if bytes_per_sample == 2 {
-            FrameSamples::Le16(data)
-        } else {
-            FrameSamples::Le8(data)
+    let samples = match raw.bytes.get() {
+        Some(Ok(bytes)) if bytes_per_sample == 2 => FrameSamples::Le16(&bytes[at..at + size]),
+        Some(Ok(bytes)) => FrameSamples::Le8(&bytes[at..at + size]),
+        _ => FrameSamples::InFile {
+            raw,
+            at: at as u64,
+            len: size,
+            bytes_per_sample,
         },
+    };
+    Some(Frame {
+        samples,
         photometric: px.photometric_interpretation().as_str().to_string(),
         planar_configuration: match px.planar_configuration() {
             dicom_pixeldata::PlanarConfiguration::Standard => 0,
@@ -1045,12 +1162,16 @@ fn decode_j2k_reduced(image: &Image, frame: usize, reduce: u32) -> Result<Frame<
     })
 }
 
-/// RLE Lossless (PS3.5 Annex G) of 32-bit grayscale samples: four segments,
-/// most significant byte first.
+/// RLE Lossless (PS3.5 Annex G) of 32-bit samples: four segments a sample, most
+/// significant byte first (for colour, the four of red, then green, then blue);
+/// colour comes out interleaved.
 fn decode_rle_32(image: &Image, frame: usize) -> Result<Samples, String> {
     let info = &image.info;
-    if info.samples_per_pixel != 1 {
-        return Err("32-bit RLE colour is not supported".into());
+    let spp = usize::from(info.samples_per_pixel);
+    if spp != 1 && spp != 3 {
+        return Err(format!(
+            "32-bit RLE with {spp} samples per pixel is not supported"
+        ));
     }
     let fragment = super::jpegls::frame_bytes(image.obj(), info.frames, frame)?;
     let pixels = info.rows * info.columns;
@@ -1061,15 +1182,16 @@ fn decode_rle_32(image: &Image, frame: usize) -> Result<Samples, String> {
             .ok_or("the RLE header is truncated")
     };
     let segments = word(0)?;
-    if segments != 4 {
+    if segments != 4 * spp {
         return Err(format!(
-            "the RLE header announces {segments} segments; 32-bit grayscale needs 4"
+            "the RLE header announces {segments} segments; 32-bit samples, {spp} a pixel, need {}",
+            4 * spp
         ));
     }
     let offsets = (1..=segments)
         .map(|i| word(4 * i))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut out = vec![0u32; pixels];
+    let mut out = vec![0u32; pixels * spp];
     for (s, &start) in offsets.iter().enumerate() {
         let end = offsets.get(s + 1).copied().unwrap_or(fragment.len());
         let segment = fragment
@@ -1082,8 +1204,8 @@ fn decode_rle_32(image: &Image, frame: usize) -> Result<Samples, String> {
                 bytes.len()
             ));
         }
-        let shift = 8 * (3 - s as u32);
-        for (v, &b) in out.iter_mut().zip(&bytes) {
+        let (sample, shift) = (s / 4, 8 * (3 - (s % 4) as u32));
+        for (v, &b) in out.iter_mut().skip(sample).step_by(spp).zip(&bytes) {
             *v |= u32::from(b) << shift;
         }
     }
@@ -1162,6 +1284,23 @@ pub fn render_with(
     } = decode_frame(image, frame, max_w, max_h)?;
     let derr = |e: DisplayError| image.error(e.to_string());
     let (pixels, width, height, voi) = match info.samples_per_pixel {
+        1 if photometric == "PALETTE COLOR" => {
+            let palette = palette_of(image)?;
+            let samples = samples.into_samples().map_err(|e| image.error(e))?;
+            let mut rgb = Vec::with_capacity(w * h * 3);
+            for_stored(info, &samples, w * h, |v| {
+                rgb.extend_from_slice(&palette.rgb8(v));
+            })
+            .map_err(|e| image.error(e))?;
+            let (mw, mh) = limits(max_w, max_h);
+            let (c, ow, oh) = display::downscale_rgb(&rgb, w, h, mw, mh).map_err(derr)?;
+            (
+                Pixels::Rgb(c),
+                ow,
+                oh,
+                ("palette colour (no window)".to_string(), None),
+            )
+        }
         1 => {
             let invert = match photometric.as_str() {
                 "MONOCHROME1" => true,
@@ -1177,14 +1316,16 @@ pub fn render_with(
             (Pixels::Gray(gray), ow, oh, (voi, window))
         }
         3 => {
-            let bytes = match samples.into_samples() {
+            let bytes = match samples.into_samples().map_err(|e| image.error(e))? {
                 Samples::U8(b) => b,
                 Samples::U16(v) => {
                     let shift = info.bits_stored.saturating_sub(8).min(8);
                     v.iter().map(|&s| (s >> shift).min(255) as u8).collect()
                 }
-                Samples::U32(_) => {
-                    return Err(image.error("32-bit colour samples are not supported"));
+                Samples::U32(v) => {
+                    // The top 8 of the bits in use (High Bit down).
+                    let shift = u32::from(info.high_bit + 1).saturating_sub(8).min(24);
+                    v.iter().map(|&s| (s >> shift).min(255) as u8).collect()
                 }
             };
             let mut rgb =
@@ -1225,6 +1366,64 @@ pub fn render_with(
     })
 }
 
+/// The palette of a PALETTE COLOR image, read from its header.
+fn palette_of(image: &Image) -> Result<super::palette::Palette, DecodeError> {
+    super::palette::Palette::from_object(&image.obj, image.info.signed)
+        .map_err(|e| image.error(format!("PALETTE COLOR: {e}")))
+}
+
+/// Calls `f` with the stored value of each of the first `count` samples (unused
+/// high bits removed, signed values sign-extended).
+fn for_stored(
+    info: &ImageInfo,
+    samples: &Samples,
+    count: usize,
+    mut f: impl FnMut(i64),
+) -> Result<(), String> {
+    let shift = u32::from(info.high_bit + 1 - info.bits_stored);
+    let (bits, signed) = (info.bits_stored, info.signed);
+    let stored = |raw: u32| i64::from(stored_value_32(raw >> shift, bits, signed));
+    let available = match samples {
+        Samples::U8(v) => v.len(),
+        Samples::U16(v) => v.len(),
+        Samples::U32(v) => v.len(),
+    };
+    if available < count {
+        return Err(format!(
+            "the frame holds {available} samples but the image needs {count}"
+        ));
+    }
+    match samples {
+        Samples::U8(v) => v[..count].iter().for_each(|&x| f(stored(u32::from(x)))),
+        Samples::U16(v) => v[..count].iter().for_each(|&x| f(stored(u32::from(x)))),
+        Samples::U32(v) => v[..count].iter().for_each(|&x| f(stored(x))),
+    }
+    Ok(())
+}
+
+/// The colours of frame `frame` of a PALETTE COLOR image as the palette holds them
+/// (8- or 16-bit entries, not scaled for display), interleaved R G B: what
+/// pydicom's `apply_color_lut` gives, which the conformance test compares with.
+pub fn palette_values(image: &Image, frame: usize) -> Result<FrameValues, DecodeError> {
+    let palette = palette_of(image)?;
+    let stored = decode_values(image, frame)?;
+    if stored.samples_per_pixel != 1 {
+        return Err(image.error("a palette image has one sample a pixel"));
+    }
+    let values = stored
+        .values
+        .iter()
+        .flat_map(|&v| palette.rgb(v).map(i64::from))
+        .collect();
+    Ok(FrameValues {
+        values,
+        width: stored.width,
+        height: stored.height,
+        samples_per_pixel: 3,
+        photometric: "RGB".into(),
+    })
+}
+
 /// The stored values of one frame at full resolution, as a conformance check
 /// compares them with another toolkit's: unused high bits removed (High Bit
 /// above Bits Stored - 1 shifted down), signed values sign-extended, 1-bit
@@ -1256,7 +1455,7 @@ pub fn decode_values(image: &Image, frame: usize) -> Result<FrameValues, DecodeE
         width,
         height,
     } = decode_frame(image, frame, 0, 0)?;
-    let samples = samples.into_samples();
+    let samples = samples.into_samples().map_err(|e| image.error(e))?;
     let spp = usize::from(info.samples_per_pixel.max(1));
     let expected = width * height * spp;
     let shift = u32::from(info.high_bit + 1 - info.bits_stored);
@@ -1446,6 +1645,47 @@ fn render_gray(
             )
             .map_err(derr)?
         }
+        FrameSamples::InFile {
+            raw,
+            at,
+            len,
+            bytes_per_sample,
+        } => {
+            count(len / bytes_per_sample)?;
+            if display::preview_applies(width, height, max_w, max_h) {
+                // Read a few rows at a time, never the whole frame.
+                let src = FileRows {
+                    file: &raw.file,
+                    at,
+                    bytes_per_sample,
+                    shift,
+                    mask,
+                };
+                let (g, w, h) = display::preview_fit(
+                    &mut pipeline,
+                    &src,
+                    bits,
+                    signed,
+                    width,
+                    height,
+                    max_w,
+                    max_h,
+                )
+                .map_err(derr)?;
+                (g, (w, h))
+            } else {
+                let b = raw.range(at, len).map_err(|e| image.error(e))?;
+                let sizes = ((width, height), (max_w, max_h));
+                if bytes_per_sample == 2 {
+                    let src = Le16 { b: &b, shift, mask };
+                    map_gray(&mut pipeline, &src, bits, signed, sizes.0, sizes.1)
+                } else {
+                    let src = StoredSamples { v: &b, shift, mask };
+                    map_gray(&mut pipeline, &src, bits, signed, sizes.0, sizes.1)
+                }
+                .map_err(derr)?
+            }
+        }
         FrameSamples::Decoded(Samples::U32(v)) => {
             count(v.len())?;
             let stored: Vec<i32> = v[..pixels]
@@ -1478,6 +1718,11 @@ fn map_gray(
     let auto = |modality: &ModalityLut| {
         display::auto_window_rows(src, width * height, width, bits, signed, modality)
     };
+    if display::preview_applies(width, height, max_w, max_h) {
+        let (gray, w, h) =
+            display::preview_fit(pipeline, src, bits, signed, width, height, max_w, max_h)?;
+        return Ok((gray, (w, h)));
+    }
     if matches!(pipeline.voi, Voi::Auto) {
         pipeline.voi = Voi::Window(auto(&pipeline.modality)?);
     }
@@ -1499,6 +1744,77 @@ impl<T: Copy + Into<u32> + Sync> StoredRows for StoredSamples<'_, T> {
         for (o, &x) in out.iter_mut().zip(v) {
             *o = (x.into() >> self.shift) & self.mask;
         }
+    }
+}
+
+/// Native little-endian samples in the file at `at`, read a few rows at a time into
+/// one small buffer kept by the thread (the kernel copies them from the page cache;
+/// no buffer the size of the frame is allocated, zeroed or faulted in).
+struct FileRows<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    bytes_per_sample: usize,
+    shift: u32,
+    mask: u32,
+}
+
+/// The bytes [`FileRows`] reads at a time.
+const ROWS_CHUNK: usize = 128 * 1024;
+
+thread_local! {
+    /// [`FileRows`]' read buffer, kept between calls.
+    static ROWS_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl display::RowSource for FileRows<'_> {
+    fn each_row(
+        &self,
+        first: usize,
+        n: usize,
+        width: usize,
+        f: &mut dyn FnMut(usize, &[u16]),
+    ) -> Result<(), DisplayError> {
+        use std::os::unix::fs::FileExt;
+        let row_bytes = width * self.bytes_per_sample;
+        if row_bytes == 0 || n == 0 {
+            return Ok(());
+        }
+        let per_chunk = (ROWS_CHUNK / row_bytes).clamp(1, n);
+        let mut buf = ROWS_BUFFER.take();
+        if buf.len() < per_chunk * row_bytes {
+            buf.resize(per_chunk * row_bytes, 0);
+        }
+        let mut idx = vec![0u16; width];
+        // At most 16 bits stored: the shift and mask work in 16 bits.
+        let (shift, mask) = (self.shift, self.mask as u16);
+        let mut y = first;
+        let mut result = Ok(());
+        while y < first + n {
+            let k = per_chunk.min(first + n - y);
+            let chunk = &mut buf[..k * row_bytes];
+            if let Err(e) = self
+                .file
+                .read_exact_at(chunk, self.at + (y * row_bytes) as u64)
+            {
+                result = Err(DisplayError::Read(e.to_string()));
+                break;
+            }
+            for (r, row) in chunk.chunks_exact(row_bytes).enumerate() {
+                if self.bytes_per_sample == 2 {
+                    for (o, c) in idx.iter_mut().zip(row.chunks_exact(2)) {
+                        *o = (u16::from_le_bytes([c[0], c[1]]) >> shift) & mask;
+                    }
+                } else {
+                    for (o, &b) in idx.iter_mut().zip(row) {
+                        *o = (u16::from(b) >> shift) & mask;
+                    }
+                }
+                f(y + r, &idx);
+            }
+            y += k;
+        }
+        ROWS_BUFFER.set(buf);
+        result
     }
 }
 

@@ -58,6 +58,8 @@ pub enum DisplayError {
     },
     #[error("Planar Configuration must be 0 or 1 (the file says {0})")]
     PlanarConfiguration(u16),
+    #[error("cannot read the pixel data: {0}")]
+    Read(String),
 }
 
 fn finite(what: &'static str, value: f64) -> Result<f64, DisplayError> {
@@ -663,6 +665,323 @@ fn vertical_pass(horizontal: &[f32], height: usize, row_len: usize, out_h: usize
     out.into_iter()
         .map(|v| v.round().clamp(0.0, 255.0) as u8)
         .collect()
+}
+
+/// Stored samples handed over a row at a time, for [`preview_fit`]: each row's raw
+/// values with their unused high bits shifted off and masked to Bits Stored (at most
+/// 16 bits), as [`StoredRows::indices`] gives them. The rows may come from memory or
+/// from a file.
+pub trait RowSource: Sync {
+    /// Calls `f(y, indices)` for every row `y` of `first..first + n`, in order, each
+    /// row `width` samples.
+    fn each_row(
+        &self,
+        first: usize,
+        n: usize,
+        width: usize,
+        f: &mut dyn FnMut(usize, &[u16]),
+    ) -> Result<(), DisplayError>;
+}
+
+impl<T: StoredRows> RowSource for T {
+    fn each_row(
+        &self,
+        first: usize,
+        n: usize,
+        width: usize,
+        f: &mut dyn FnMut(usize, &[u16]),
+    ) -> Result<(), DisplayError> {
+        let mut idx = vec![0u32; width];
+        let mut row = vec![0u16; width];
+        for y in first..first + n {
+            self.indices(y * width, &mut idx);
+            for (r, &i) in row.iter_mut().zip(&idx) {
+                *r = i as u16;
+            }
+            f(y, &row);
+        }
+        Ok(())
+    }
+}
+
+/// Whether [`preview_fit`] is used for an image of `width x height` fitted within
+/// `max_width x max_height`: only when it shrinks by at least 2 on both sides (below
+/// that, averaging before the window saves little and the window is applied first).
+pub fn preview_applies(width: usize, height: usize, max_width: usize, max_height: usize) -> bool {
+    let (out_w, out_h) = fit_within(width, height, max_width, max_height);
+    out_w > 0 && out_h > 0 && width >= 2 * out_w && height >= 2 * out_h
+}
+
+/// The output rows of [`preview_fit`] are cut into this many bands, which the
+/// threads take one at a time: a thread the machine is slow to schedule leaves its
+/// share to the others.
+const PREVIEW_BANDS: usize = 8;
+
+/// How a source row adds to the preview's output rows.
+#[derive(Clone, Copy)]
+struct RowWeights {
+    /// The first output row it covers (`usize::MAX` when none).
+    first: usize,
+    /// Whether it lies wholly within that output row (weight `m / n`: its values
+    /// are summed as integers and scaled once).
+    whole: bool,
+    /// Its weights for `first` and `first + 1` (when not whole).
+    w0: f32,
+    w1: f32,
+}
+
+/// One output row being summed: whole source rows as integers, partial ones
+/// weighted.
+struct RowSums {
+    whole: Vec<u32>,
+    partial: Vec<f32>,
+}
+
+impl RowSums {
+    fn new(width: usize) -> Self {
+        RowSums {
+            whole: vec![0; width],
+            partial: vec![0.0; width],
+        }
+    }
+
+    fn clear(&mut self) {
+        self.whole.fill(0);
+        self.partial.fill(0.0);
+    }
+}
+
+/// A preview: the image of stored samples fitted within `max_width x max_height`
+/// by a box filter of the *stored values* (each output pixel the area-weighted
+/// mean of the source pixels it covers, the weights of [`downscale`]), then the
+/// pipeline (Modality LUT, VOI stage, inversion) applied to each mean. Every source
+/// sample is read once, a row at a time; no full-size image is built. The
+/// automatic window of [`Voi::Auto`] (then set in `pipeline.voi`) comes from a
+/// histogram of a regular subsample (every `step`th sample of every `step`th row,
+/// `step` about half the reduction factor).
+///
+/// Averaging before the window differs from [`map_fit`] (window, then average)
+/// only where the window is not linear over a block: a block straddling the
+/// window's ends, a SIGMOID window, a VOI LUT. For a preview that is the accepted
+/// price (issue 3); the full-size image is always windowed pixel by pixel.
+#[allow(clippy::too_many_arguments)]
+pub fn preview_fit(
+    pipeline: &mut GrayPipeline,
+    src: &impl RowSource,
+    bits_stored: u16,
+    signed: bool,
+    width: usize,
+    height: usize,
+    max_width: usize,
+    max_height: usize,
+) -> Result<(Vec<u8>, usize, usize), DisplayError> {
+    check_bits(bits_stored)?;
+    let (out_w, out_h) = fit_within(width, height, max_width, max_height);
+    if out_w == 0 || out_h == 0 {
+        return Ok((Vec::new(), out_w, out_h));
+    }
+    // Signed values become unsigned by flipping the sign bit (u = stored + 2^(bits-1)),
+    // so the means are of non-negative numbers; the offset is taken off at the end.
+    let flip: u16 = if signed { 1 << (bits_stored - 1) } else { 0 };
+    let auto = matches!(pipeline.voi, Voi::Auto);
+    let step = (width / out_w).min(height / out_h).div_ceil(2).max(1);
+    // Source row y is [y m, (y + 1) m) and output row o is [o n, (o + 1) n), in
+    // units of 1 / m of a source row (n = height, m = out_h).
+    let mut rows = vec![
+        RowWeights {
+            first: usize::MAX,
+            whole: false,
+            w0: 0.0,
+            w1: 0.0,
+        };
+        height
+    ];
+    for (y, oy, w) in box_weights(height, out_h) {
+        let r = &mut rows[y];
+        if r.first == usize::MAX {
+            r.first = oy;
+            r.w0 = w;
+            r.whole = oy * height <= y * out_h && (y + 1) * out_h <= (oy + 1) * height;
+        } else {
+            r.w1 = w;
+        }
+    }
+    let whole_weight = out_h as f32 / height as f32;
+    // For each output column: its first source column, where its weights start in
+    // `weights`, and how many (the columns of box_weights, grouped by output).
+    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(out_w);
+    let mut weights: Vec<f32> = Vec::with_capacity(width + out_w);
+    for (x, ox, w) in box_weights(width, out_w) {
+        let same_output = spans.len() == ox + 1;
+        match spans.last_mut() {
+            Some((_, _, n)) if same_output => *n += 1,
+            _ => spans.push((x, weights.len(), 1)),
+        }
+        weights.push(w);
+    }
+    let parallel = width * height >= PARALLEL_MIN;
+    let bands = if parallel {
+        PREVIEW_BANDS.min(out_h)
+    } else {
+        1
+    };
+    // Band k: output rows [o_lo, o_hi); it reads the source rows they cover (a row on
+    // a boundary is read by both bands, each adding its own weight) and counts the
+    // histogram over the source rows that start in its share.
+    let band = |k: usize| -> Result<(Vec<f32>, Vec<u32>, usize), DisplayError> {
+        let (o_lo, o_hi) = (k * out_h / bands, (k + 1) * out_h / bands);
+        let y_lo = o_lo * height / out_h;
+        let y_hi = (o_hi * height).div_ceil(out_h).min(height);
+        let (h_lo, h_hi) = (y_lo, o_hi * height / out_h);
+        let mut sums = vec![0f32; (o_hi - o_lo) * out_w];
+        let mut histogram = if auto {
+            vec![0u32; 1 << bits_stored]
+        } else {
+            Vec::new()
+        };
+        let mut counted = 0usize;
+        // The sums of output rows `current` and `current + 1`.
+        let mut acc = RowSums::new(width);
+        let mut next = RowSums::new(width);
+        let mut current = o_lo;
+        let mut row = vec![0f32; width];
+        let mut flush = |acc: &mut RowSums, o: usize, sums: &mut [f32]| {
+            for ((r, &i), &p) in row.iter_mut().zip(&acc.whole).zip(&acc.partial) {
+                // A sum of at most 65 535 rows of 16 bits: below 2^32, and through
+                // i32 only when below 2^31 (the conversion SSE2 has).
+                let i = if i <= i32::MAX as u32 {
+                    i as i32 as f32
+                } else {
+                    i as f32
+                };
+                *r = whole_weight * i + p;
+            }
+            let out = &mut sums[(o - o_lo) * out_w..(o - o_lo + 1) * out_w];
+            for (o, &(x, at, count)) in out.iter_mut().zip(&spans) {
+                // Four running sums, so the additions do not wait on each other.
+                let (r, w) = (&row[x..x + count], &weights[at..at + count]);
+                let mut lanes = [0f32; 4];
+                for (rc, wc) in r.chunks_exact(4).zip(w.chunks_exact(4)) {
+                    for k in 0..4 {
+                        lanes[k] += rc[k] * wc[k];
+                    }
+                }
+                let tail = count - count % 4;
+                let rest: f32 = r[tail..].iter().zip(&w[tail..]).map(|(a, b)| a * b).sum();
+                *o = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + rest;
+            }
+            acc.clear();
+        };
+        src.each_row(y_lo, y_hi - y_lo, width, &mut |y, idx| {
+            let r = rows[y];
+            if r.first == usize::MAX {
+                return; // covers no output row (cannot happen when shrinking)
+            }
+            // The first output row this row adds to within this band.
+            let first = if r.first < o_lo { r.first + 1 } else { r.first };
+            while current < first.min(o_hi) {
+                flush(&mut acc, current, &mut sums);
+                std::mem::swap(&mut acc, &mut next);
+                current += 1;
+            }
+            if r.first >= o_lo && r.first < o_hi {
+                if r.whole {
+                    for (a, &i) in acc.whole.iter_mut().zip(idx) {
+                        *a += u32::from(i ^ flip);
+                    }
+                } else {
+                    for (a, &i) in acc.partial.iter_mut().zip(idx) {
+                        *a += r.w0 * f32::from(i ^ flip);
+                    }
+                }
+            }
+            if r.w1 > 0.0 && r.first + 1 >= o_lo && r.first + 1 < o_hi {
+                let target = if r.first < o_lo { &mut acc } else { &mut next };
+                for (a, &i) in target.partial.iter_mut().zip(idx) {
+                    *a += r.w1 * f32::from(i ^ flip);
+                }
+            }
+            if auto && y >= h_lo && y < h_hi && y % step == 0 {
+                for &i in idx.iter().step_by(step) {
+                    histogram[usize::from(i)] += 1;
+                }
+                counted += idx.len().div_ceil(step);
+            }
+        })?;
+        while current < o_hi {
+            flush(&mut acc, current, &mut sums);
+            std::mem::swap(&mut acc, &mut next);
+            current += 1;
+        }
+        Ok((sums, histogram, counted))
+    };
+    type Band = (usize, Result<(Vec<f32>, Vec<u32>, usize), DisplayError>);
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Vec<Band> {
+        let mut done = Vec::new();
+        loop {
+            let k = taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if k >= bands {
+                return done;
+            }
+            done.push((k, band(k)));
+        }
+    };
+    let mut results: Vec<Band> = if bands == 1 {
+        work()
+    } else {
+        std::thread::scope(|scope| {
+            let work = &work;
+            let helpers: Vec<_> = (1..threads()).map(|_| scope.spawn(work)).collect();
+            let mut all = work();
+            for helper in helpers {
+                all.extend(
+                    helper
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
+            }
+            all
+        })
+    };
+    results.sort_by_key(|(k, _)| *k);
+    let mut means = Vec::with_capacity(out_w * out_h);
+    let mut histogram: Vec<usize> = Vec::new();
+    let mut counted = 0;
+    for (_, result) in results {
+        let (sums, h, n) = result?;
+        means.extend_from_slice(&sums);
+        if auto {
+            histogram.resize(h.len(), 0);
+            for (a, b) in histogram.iter_mut().zip(h) {
+                *a += b as usize;
+            }
+            counted += n;
+        }
+    }
+    if auto {
+        // The histogram is by raw value, as window_of_histogram wants it.
+        pipeline.voi = Voi::Window(if counted == 0 {
+            window_from_range(0.0, 0.0)
+        } else {
+            window_of_histogram(&histogram, counted, bits_stored, signed, &pipeline.modality)
+        });
+    }
+    let voi = pipeline
+        .voi
+        .resolve(|| Ok::<_, DisplayError>(window_from_range(0.0, 0.0)))?;
+    let offset = f64::from(flip);
+    let out = means
+        .iter()
+        .map(|&m| {
+            let y = voi.display(pipeline.modality.apply(f64::from(m) - offset));
+            // Rounded as to_u8 does, without a call to round (y + 0.5 truncated;
+            // `as` saturates below 0, above 255 and for NaN).
+            let y = (y + 0.5) as u8;
+            if pipeline.invert { 255 - y } else { y }
+        })
+        .collect();
+    Ok((out, out_w, out_h))
 }
 
 /// [`auto_window_stored`] of `count` samples read through [`StoredRows`] (rows of
@@ -1529,6 +1848,127 @@ mod tests {
                 auto_window_rows(&Plain(&stored), w * h, w, 12, false, &ModalityLut::IDENTITY);
             assert_eq!(rows.unwrap(), auto);
         }
+    }
+
+    /// A radiograph-like 12-bit image: smooth anatomy, deterministic noise and a
+    /// bright collimator border on the left.
+    fn phantom(w: usize, h: usize) -> Vec<u16> {
+        (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                if x < w / 20 {
+                    return 4000;
+                }
+                let (fx, fy) = (x as f64 / w as f64, y as f64 / h as f64);
+                let anatomy = 2048.0 + 1500.0 * (fx * 6.0).sin() * (fy * 4.0).cos();
+                let noise = ((i * 7919 + y * 131) % 81) as f64 - 40.0;
+                (anatomy + noise).clamp(0.0, 4095.0) as u16
+            })
+            .collect()
+    }
+
+    /// How far two previews are apart: the mean absolute difference and the share
+    /// of pixels more than 2 levels apart.
+    fn apart(a: &[u8], b: &[u8]) -> (f64, f64) {
+        assert_eq!(a.len(), b.len());
+        let diffs: Vec<u8> = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).collect();
+        let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+        let far = diffs.iter().filter(|&&d| d > 2).count() as f64 / diffs.len() as f64;
+        (mean, far)
+    }
+
+    #[test]
+    fn preview_downscaling_before_the_window_stays_close_to_windowing_first() {
+        let (w, h) = (1203, 977);
+        let stored = phantom(w, h);
+        // Signed data: the same picture 2048 lower, as 12-bit two's complement.
+        let signed: Vec<u16> = stored
+            .iter()
+            .map(|&v| ((i32::from(v) - 2048) as u16) & 0x0FFF)
+            .collect();
+        let window = |c: f64, wd: f64, f: VoiFunction| Voi::Window(Window::new(c, wd, f).unwrap());
+        let cases = [
+            // A window covering the anatomy, the border clipped to white.
+            (window(2048.0, 3000.0, VoiFunction::Linear), false, false),
+            // A narrow window clipping much of the image, inverted.
+            (window(1800.0, 600.0, VoiFunction::LinearExact), true, false),
+            (window(2048.0, 2000.0, VoiFunction::Sigmoid), false, false),
+            (window(0.0, 3000.0, VoiFunction::Linear), false, true),
+        ];
+        for (voi, invert, is_signed) in cases {
+            let p = GrayPipeline {
+                modality: ModalityLut::IDENTITY,
+                voi,
+                invert,
+            };
+            let data = if is_signed { &signed } else { &stored };
+            let full = p.render_u16(data, 12, is_signed).unwrap();
+            let (expected, ew, eh) = downscale(&full, w, h, 320, 180).unwrap();
+            let mut q = p.clone();
+            let src = Plain(data);
+            let (got, gw, gh) = preview_fit(&mut q, &src, 12, is_signed, w, h, 320, 180).unwrap();
+            assert_eq!((gw, gh), (ew, eh));
+            let (mean, far) = apart(&got, &expected);
+            assert!(
+                mean < 0.6 && far < 0.03,
+                "{:?}: mean difference {mean:.3}, {:.2}% of pixels more than 2 apart",
+                p.voi,
+                far * 100.0
+            );
+        }
+    }
+
+    #[test]
+    fn preview_automatic_window_comes_from_a_subsample_close_to_the_full_one() {
+        let (w, h) = (1203, 977);
+        let stored = phantom(w, h);
+        let modality = ModalityLut::new(2.0, -1024.0).unwrap();
+        let full = auto_window_stored(&stored, 12, false, &modality).unwrap();
+        let mut p = GrayPipeline {
+            modality,
+            voi: Voi::Auto,
+            invert: false,
+        };
+        let (got, _, _) = preview_fit(&mut p, &Plain(&stored), 12, false, w, h, 320, 180).unwrap();
+        let Voi::Window(sub) = p.voi else {
+            panic!("the automatic window is set: {:?}", p.voi)
+        };
+        assert!((sub.center() - full.center()).abs() < 0.01 * full.width());
+        assert!((sub.width() - full.width()).abs() < 0.02 * full.width());
+        // And the preview is close to the full image windowed with the full window.
+        let q = GrayPipeline {
+            modality,
+            voi: Voi::Window(full),
+            invert: false,
+        };
+        let (expected, _, _) =
+            downscale(&q.render_u16(&stored, 12, false).unwrap(), w, h, 320, 180).unwrap();
+        let (mean, far) = apart(&got, &expected);
+        assert!(mean < 1.5 && far < 0.1, "mean {mean:.3}, far {far:.3}");
+    }
+
+    #[test]
+    fn preview_of_blocks_is_the_window_of_their_means() {
+        // 4x4 into 2x2: each output is the window of its block's mean, exactly.
+        let stored: Vec<u16> = vec![
+            0, 100, 200, 200, //
+            100, 200, 200, 200, //
+            1000, 1000, 4095, 0, //
+            1000, 1000, 0, 4095,
+        ];
+        let mut p = GrayPipeline {
+            modality: ModalityLut::IDENTITY,
+            voi: Voi::Window(Window::new(1000.0, 2000.0, VoiFunction::LinearExact).unwrap()),
+            invert: false,
+        };
+        let (out, w, h) = preview_fit(&mut p, &Plain(&stored), 12, false, 4, 4, 2, 2).unwrap();
+        assert_eq!((w, h), (2, 2));
+        // LINEAR_EXACT (C.11.2.1.3.2): ((x - c) / w + 0.5) * 255.
+        let y = |mean: f64| (((mean - 1000.0) / 2000.0 + 0.5) * 255.0).round() as u8;
+        assert_eq!(out, vec![y(100.0), y(200.0), y(1000.0), y(2047.5)]);
+        // The last block's mean is past the window: white, where windowing first
+        // would give 128 (two white pixels, two black).
+        assert_eq!(out[3], 255);
     }
 
     #[test]

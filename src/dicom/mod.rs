@@ -7,6 +7,7 @@ pub mod guard;
 pub mod import;
 pub mod jpeg12;
 pub mod jpegls;
+pub mod palette;
 pub mod store;
 pub mod synth;
 
