@@ -17,6 +17,8 @@ what follows (the reader worklist / adjudication queue reload).
 Usage: python3 bench/reading.py [--patients 1000] [--count 100] [--readers 20]
                                 [--adjudicators 2] [--think-ms 0] [--keep] [--no-build]
                                 [--busy-retry-us N]   (an experiment, see examples/reading_load.rs)
+                                [--busy-cap-us N]     (an experiment: 0.25 ms doubling up to N us)
+                                [--bin-dir DIR]       (marrow and reading_load from DIR: compare two builds)
        --think-ms N: each reader waits 0..2N ms (uniform) between taking a case and
        submitting it (0: no pause at all, the harshest load)
 """
@@ -32,6 +34,9 @@ ap.add_argument("--busy-retry-us", type=int, default=0,
                 help="experiment: replace SQLite's busy backoff with a retry every ~N us (0: marrow as is)")
 ap.add_argument("--keep", action="store_true", help="keep the study folder and the raw JSON lines")
 ap.add_argument("--no-build", action="store_true", help="use the release binaries already built")
+ap.add_argument("--busy-cap-us", type=int, default=0,
+                help="experiment: a busy handler sleeping 0.25 ms doubling up to N us, jittered (0: SQLite's)")
+ap.add_argument("--bin-dir", help="take marrow and reading_load from this folder (implies --no-build)")
 opts = ap.parse_args()
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,12 +44,15 @@ target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/marrow-
 env = dict(os.environ, CARGO_TARGET_DIR=target, NO_COLOR="1")
 for k in ("MARROW_KEY", "MARROW_DB", "MARROW_KEY_FILE"):
     env.pop(k, None)
-if not opts.no_build:
+if not opts.no_build and not opts.bin_dir:
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=root, env=env, check=True)
     subprocess.run(["cargo", "build", "--release", "-q", "--example", "reading_load"], cwd=root, env=env,
                    check=True)
 marrow = os.path.join(target, "release", "marrow")
 load = os.path.join(target, "release", "examples", "reading_load")
+if opts.bin_dir:
+    marrow = os.path.join(opts.bin_dir, "marrow")
+    load = os.path.join(opts.bin_dir, "reading_load")
 work = tempfile.mkdtemp(prefix="marrow-bench-reading-")
 db = os.path.join(work, "s.db")
 
@@ -90,6 +98,7 @@ try:
     if cases * 2 < len(readers) * opts.count:
         print(f"warning: {cases} cases x 2 slots < {len(readers)} x {opts.count} reads", file=sys.stderr)
 
+    backoff = ["--busy-cap-us", str(opts.busy_cap_us)] if opts.busy_cap_us else []
     stop = os.path.join(work, "stop")
     procs = []
     t = time.perf_counter()
@@ -97,14 +106,14 @@ try:
         out = open(os.path.join(work, f"{r}.jsonl"), "w")
         procs.append((r, out, subprocess.Popen(
             [load, "read", db, r, str(opts.count), "--think-ms", str(opts.think_ms), "--seed", str(i + 1),
-             "--busy-retry-us", str(opts.busy_retry_us)],
+             "--busy-retry-us", str(opts.busy_retry_us), *backoff],
             env=env, stdout=out, stderr=subprocess.PIPE, text=True)))
     adj_procs = []
     for i, a in enumerate(adjudicators):
         out = open(os.path.join(work, f"{a}.jsonl"), "w")
         adj_procs.append((a, out, subprocess.Popen(
             [load, "adjudicate", db, a, "--stop-file", stop, "--think-ms", str(opts.think_ms),
-             "--seed", str(100 + i), "--busy-retry-us", str(opts.busy_retry_us)],
+             "--seed", str(100 + i), "--busy-retry-us", str(opts.busy_retry_us), *backoff],
             env=env, stdout=out, stderr=subprocess.PIPE, text=True)))
     failed = []
     for name, out, p in procs:
@@ -138,9 +147,12 @@ try:
     status = json.loads(run("status", "--json").stdout)
     verify = subprocess.run([marrow, "--db", db, "audit", "verify"], env=env, capture_output=True, text=True)
 
+    busy = (f"retry every ~{opts.busy_retry_us} us" if opts.busy_retry_us
+            else f"0.25 ms doubling, capped at {opts.busy_cap_us} us" if opts.busy_cap_us
+            else "SQLite default")
     print(f"readers done in {readers_s:.1f} s, all done in {wall_s:.1f} s "
           f"({len(ok_reads)} reads, {len(ok_adjs)} adjudications; think {opts.think_ms} ms; "
-          f"busy handler: {'retry every ~%d us' % opts.busy_retry_us if opts.busy_retry_us else 'SQLite default'}; "
+          f"busy handler: {busy}; "
           f"{os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.1f})")
     print(f"throughput: {len(ok_reads) / readers_s:.0f} reads/s")
     print(f"read ({len(readers)} concurrent reader processes), milliseconds:")

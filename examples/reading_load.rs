@@ -25,10 +25,11 @@
 //! An operation that fails is printed with `"ok": false`, the error kind (`busy`,
 //! `conflict`, `other`) and its message; the loop goes on.
 //!
-//! `--busy-retry-us N` (an experiment, not what marrow does) replaces SQLite's busy
-//! handler on this process's connection (its backoff sleeps 1, 2, 5 ... 100 ms between
-//! tries) with one that retries every ~N microseconds, for 10 s in all like marrow's
-//! busy timeout.
+//! Two experiments (not what marrow does) replace SQLite's busy handler on this
+//! process's connection (its backoff sleeps 1, 2, 5 ... 100 ms between tries), each
+//! for 10 s in all like marrow's busy timeout: `--busy-retry-us N` retries every ~N
+//! microseconds; `--busy-cap-us N` sleeps 0.25 ms, doubling, at most N microseconds,
+//! each pause jittered by +-50%.
 
 use marrow::db::reading::Blinded;
 use marrow::db::{DbError, Study};
@@ -47,8 +48,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage:
   reading_load fixture DIR PATIENTS
-  reading_load read DB USER COUNT [--think-ms N] [--seed S] [--busy-retry-us N]
-  reading_load adjudicate DB USER [--stop-file PATH] [--max N] [--seed S] [--busy-retry-us N]";
+  reading_load read DB USER COUNT [--think-ms N] [--seed S] [--busy-retry-us N] [--busy-cap-us N]
+  reading_load adjudicate DB USER [--stop-file PATH] [--max N] [--seed S] [--busy-retry-us N] [--busy-cap-us N]";
 
 fn main() -> ExitCode {
     marrow::process_start();
@@ -84,6 +85,7 @@ struct Opts {
     stop_file: Option<PathBuf>,
     max: Option<usize>,
     busy_retry_us: u64,
+    busy_cap_us: u64,
 }
 
 impl Opts {
@@ -105,6 +107,7 @@ impl Opts {
                 "--max" => o.max = Some(num()? as usize),
                 "--stop-file" => o.stop_file = Some(PathBuf::from(value)),
                 "--busy-retry-us" => o.busy_retry_us = num()?,
+                "--busy-cap-us" => o.busy_cap_us = num()?,
                 _ => return Err(format!("unknown option {flag}\n{USAGE}")),
             }
         }
@@ -176,9 +179,52 @@ extern "C" fn busy_retry(_: *mut std::ffi::c_void, tries: std::ffi::c_int) -> st
     1
 }
 
+/// The longest pause of [`busy_capped`].
+static BUSY_CAP_US: AtomicU64 = AtomicU64::new(2000);
+
+thread_local! {
+    static WAIT_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// A busy handler sleeping 0.25 ms, doubling, at most `--busy-cap-us`, each pause
+/// jittered by +-50%; 10 s in all.
+extern "C" fn busy_capped(_: *mut std::ffi::c_void, tries: std::ffi::c_int) -> std::ffi::c_int {
+    let now = Instant::now();
+    let since = WAIT_SINCE.with(|c| {
+        let since = match c.get() {
+            Some(t) if tries > 0 => t,
+            _ => now,
+        };
+        c.set(Some(since));
+        since
+    });
+    if now.duration_since(since) >= Duration::from_secs(10) {
+        return 0;
+    }
+    let base = (250u64 << tries.clamp(0, 10)).min(BUSY_CAP_US.load(Ordering::Relaxed).max(1));
+    std::thread::sleep(Duration::from_micros(
+        base / 2 + rand::random_range(0..=base),
+    ));
+    1
+}
+
 fn open(db: &Path, user: &str, o: &Opts) -> Result<Study, String> {
     let t = Instant::now();
     let study = Study::open(db, None, Some(user)).map_err(|e| format!("open as {user}: {e}"))?;
+    if o.busy_cap_us > 0 {
+        BUSY_CAP_US.store(o.busy_cap_us, Ordering::Relaxed);
+        // SAFETY: as below.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_busy_handler(
+                study.conn().handle(),
+                Some(busy_capped),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            return Err(format!("busy handler: SQLite error {rc}"));
+        }
+    }
     if o.busy_retry_us > 0 {
         BUSY_RETRY_US.store(o.busy_retry_us, Ordering::Relaxed);
         // SAFETY: the handle is this process's open connection, which outlives the

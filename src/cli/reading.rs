@@ -813,36 +813,22 @@ fn import_reads(study: &mut Study, path: &Path) -> Result<u8> {
     Ok(EXIT_SOME_REJECTED)
 }
 
-/// The rejected rows as they were, with a `reason` column.
+/// The rejected rows as they were, with a `reason` column (the CSV imports' writer:
+/// mode 0600, the rows hold identifiers).
 fn write_rejects(
     path: &Path,
     headers: &csv::StringRecord,
     originals: &HashMap<u64, csv::StringRecord>,
     rejected: &[Rejection],
 ) -> Result<()> {
-    let tmp = path.with_extension("csv.tmp");
-    {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut w = csv::WriterBuilder::new().flexible(true).from_writer(file);
-        let mut h = headers.clone();
-        h.push_field("reason");
-        w.write_record(&h)?;
-        for r in rejected {
-            let mut rec = originals.get(&r.line).cloned().unwrap_or_default();
-            while rec.len() < headers.len() {
-                rec.push_field("");
-            }
-            rec.push_field(&format!("line {}: {}", r.line, r.reason));
-            w.write_record(&rec)?;
-        }
-        w.flush()?;
-    }
-    std::fs::rename(&tmp, path)?;
+    let rows = rejected.iter().map(|r| {
+        let rec = originals
+            .get(&r.line)
+            .map(|o| o.as_byte_record().clone())
+            .unwrap_or_default();
+        (rec, r)
+    });
+    crate::import::write_rejected_rows(path, headers.as_byte_record(), rows)?;
     Ok(())
 }
 

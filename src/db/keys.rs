@@ -1,6 +1,7 @@
-//! The database key: a random 256-bit key in a key file (mode 0600) beside the
-//! database, or in `MARROW_KEY`. The secret for keyed hashes of identifiers is
-//! derived from it, so the key file is the only thing to guard.
+//! The database key: a random 256-bit key in a key file (mode 0600; 0640 in a study
+//! shared with a group, see [`super::sharing`]) beside the database, or in
+//! `MARROW_KEY`. The secret for keyed hashes of identifiers is derived from it, so the
+//! key file is the only thing to guard.
 
 use super::DbError;
 use hkdf::Hkdf;
@@ -8,7 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Environment variable that may hold the key as 64 hex characters.
@@ -136,20 +137,57 @@ pub fn load_key(db: &Path, key_file: Option<&Path>) -> Result<(Key, KeySource), 
             });
         }
         Err(e) => {
-            return Err(DbError::BadKey(format!("cannot read {source}: {e}")));
+            return Err(DbError::BadKey(unreadable(&path, &source, &e)));
         }
     };
+    check_key_mode(db, &path, &meta)?;
+    let text =
+        fs::read_to_string(&path).map_err(|e| DbError::BadKey(unreadable(&path, &source, &e)))?;
+    Ok((Key::from_hex(&text, &source)?, source))
+}
+
+fn unreadable(path: &Path, source: &KeySource, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied
+        && let Some(why) = super::sharing::permission_problem(path, false)
+    {
+        return why;
+    }
+    format!("cannot read {source}: {e}")
+}
+
+/// Refuses a key file that others may read; one the group may read only in a study
+/// shared with that group (see [`super::sharing`]), and never one the group may write.
+fn check_key_mode(db: &Path, path: &Path, meta: &fs::Metadata) -> Result<(), DbError> {
+    use super::sharing::{Sharing, group_name};
     let mode = meta.permissions().mode() & 0o777;
+    let p = path.display();
     if mode & 0o007 != 0 {
         return Err(DbError::BadKey(format!(
-            "{source} is readable by every user on this machine (mode {mode:04o}); \
-             run `chmod 600 {}` (or 640 for a study group) and try again",
-            path.display()
+            "key file {p} is readable by every user on this machine (mode {mode:04o}); \
+             run `chmod 600 {p}` (`chmod 640 {p}` in a study shared with a group) and try again"
         )));
     }
-    let text = fs::read_to_string(&path)
-        .map_err(|e| DbError::BadKey(format!("cannot read {source}: {e}")))?;
-    Ok((Key::from_hex(&text, &source)?, source))
+    if mode & 0o070 == 0 {
+        return Ok(());
+    }
+    let group = group_name(meta.gid());
+    match Sharing::of_study(db) {
+        Sharing::Private => Err(DbError::BadKey(format!(
+            "key file {p} is readable by the group {group} (mode {mode:04o}), but the study {} is private to its owner; \
+             run `chmod 600 {p}`, or set the study up for the group (see \"Shared server\" in the README)",
+            db.display()
+        ))),
+        Sharing::Group(gid) if gid != meta.gid() => Err(DbError::BadKey(format!(
+            "key file {p} belongs to the group {group}, but the study {} is shared with the group {}; run `chgrp {} {p}`",
+            db.display(),
+            group_name(gid),
+            group_name(gid)
+        ))),
+        Sharing::Group(_) if mode & 0o030 != 0 => Err(DbError::BadKey(format!(
+            "key file {p} may be changed by the group {group} (mode {mode:04o}); run `chmod 640 {p}` and try again"
+        ))),
+        Sharing::Group(_) => Ok(()),
+    }
 }
 
 /// Creates the key for a new database: `MARROW_KEY` when set, else a new key file

@@ -1,6 +1,8 @@
 //! The managed store: a private folder beside the database (`<db>.store/`, mode
 //! 0700) holding the de-identified copies, one file per instance (mode 0600) at
-//! `<study_uid>/<sop_uid>.dcm`.
+//! `<study_uid>/<sop_uid>.dcm`. In a study shared with a group (see
+//! [`crate::db::sharing`]) the folders are the group's and setgid (2770), the copies
+//! 0640 and the lock file 0660, so every member may import, link and view.
 //!
 //! A copy is written in full to `.partial/` first and moved under its final name
 //! only after the database row that names it has committed. The copies of one write
@@ -12,10 +14,11 @@
 //! committed is moved into place, any other is deleted. One writer at a time holds
 //! the store's lock (`.lock`).
 
+use crate::db::sharing::{Sharing, group_name};
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +36,7 @@ pub fn root_for(db: &Path) -> PathBuf {
 /// An open store whose write lock this process holds (released on drop).
 pub struct Store {
     root: PathBuf,
+    sharing: Sharing,
     _lock: File,
 }
 
@@ -47,36 +51,56 @@ pub enum StoreError {
     Busy(PathBuf),
 }
 
-fn private_dir(path: &Path) -> io::Result<()> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(0o700)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 impl Store {
-    /// Opens (creating it, mode 0700) the store of a database and takes its write
-    /// lock without waiting: `Busy` when another process holds it.
+    /// Opens (creating it, mode 0700, or 2770 in a study shared with a group) the
+    /// store of a database and takes its write lock without waiting: `Busy` when
+    /// another process holds it.
     pub fn open_locked(db: &Path) -> Result<Store, StoreError> {
         let root = root_for(db);
+        let sharing = Sharing::of_study(db);
         let unusable = |what: &str, e: io::Error| {
-            StoreError::Unusable(format!("{what} {}: {e}", root.display()))
+            let why = (e.kind() == io::ErrorKind::PermissionDenied)
+                .then(|| crate::db::sharing::permission_problem(&root, true))
+                .flatten()
+                .unwrap_or_else(|| e.to_string());
+            StoreError::Unusable(format!("{what} {}: {why}", root.display()))
         };
-        private_dir(&root).map_err(|e| unusable("cannot create the image store", e))?;
-        let mode = fs::metadata(&root)
-            .map_err(|e| unusable("cannot read the image store", e))?
-            .permissions()
-            .mode()
-            & 0o777;
+        sharing
+            .make_dir(&root)
+            .map_err(|e| unusable("cannot create the image store", e))?;
+        let meta = fs::metadata(&root).map_err(|e| unusable("cannot read the image store", e))?;
+        let mode = meta.mode() & 0o7777;
+        let want = sharing.dir_mode();
         if mode & 0o007 != 0 {
             return Err(StoreError::Unusable(format!(
-                "the image store {} is open to every user on this machine (mode {mode:04o}); run `chmod 700 {}` and try again",
+                "the image store {} is open to every user on this machine (mode {mode:04o}); run `chmod {:o} {}` and try again",
                 root.display(),
+                want,
                 root.display()
             )));
         }
-        private_dir(&root.join(PARTIAL)).map_err(|e| unusable("cannot create .partial in", e))?;
+        if let Sharing::Group(gid) = sharing
+            && (mode & want != want || meta.gid() != gid)
+        {
+            // A store made before the study was shared: its owner fixes it on the way.
+            sharing.fit_path(&root, want).ok();
+            let meta =
+                fs::metadata(&root).map_err(|e| unusable("cannot read the image store", e))?;
+            if meta.mode() & want != want || meta.gid() != gid {
+                let g = group_name(gid);
+                return Err(StoreError::Unusable(format!(
+                    "the image store {} is not shared with the study's group {g} (group {}, mode {:04o}); its owner runs `chgrp -R {g} {} && chmod 2770 {}` and tries again",
+                    root.display(),
+                    group_name(meta.gid()),
+                    meta.mode() & 0o7777,
+                    root.display(),
+                    root.display()
+                )));
+            }
+        }
+        sharing
+            .make_dir(&root.join(PARTIAL))
+            .map_err(|e| unusable("cannot create .partial in", e))?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -84,6 +108,9 @@ impl Store {
             .mode(0o600)
             .open(root.join(LOCK))
             .map_err(|e| unusable("cannot open the lock file of", e))?;
+        sharing
+            .fit_file(&lock, sharing.shared_file_mode())
+            .map_err(|e| unusable("cannot share the lock file of", e))?;
         // SAFETY: flock on a descriptor this function owns.
         let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -93,7 +120,11 @@ impl Store {
             }
             return Err(unusable("cannot lock", e));
         }
-        Ok(Store { root, _lock: lock })
+        Ok(Store {
+            root,
+            sharing,
+            _lock: lock,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -121,7 +152,8 @@ impl Store {
         self.root.join(PARTIAL).join(format!("{sop_uid}~link"))
     }
 
-    /// Writes a whole DICOM file to `path` (a partial path), mode 0600, and starts
+    /// Writes a whole DICOM file to `path` (a partial path), mode 0600 (0640 in a
+    /// group's store: the mode follows the folder it is written in), and starts
     /// its writeback; returns the open file (for [`Store::sync_files`]) and its size.
     /// The file is not durable until it is synced.
     pub fn write_partial(
@@ -165,6 +197,13 @@ impl Store {
             .create_new(true)
             .mode(0o600)
             .open(path)?;
+        let sharing = path
+            .parent()
+            .map(Sharing::of_folder)
+            .unwrap_or(Sharing::Private);
+        if sharing != Sharing::Private {
+            sharing.fit_file(&file, sharing.read_file_mode())?;
+        }
         Ok(BufWriter::with_capacity(1 << 20, file))
     }
 
@@ -179,11 +218,12 @@ impl Store {
         File::open(self.root.join(PARTIAL))?.sync_all()
     }
 
-    /// Moves a partial file under its final name (creating its study folder, 0700).
+    /// Moves a partial file under its final name (creating its study folder, 0700;
+    /// 2770 in a group's store).
     pub fn publish(&self, partial: &Path, rel: &str) -> io::Result<()> {
         let dest = self.path_of(rel);
         if let Some(dir) = dest.parent() {
-            private_dir(dir)?;
+            self.sharing.make_dir(dir)?;
         }
         fs::rename(partial, &dest)
     }

@@ -2,8 +2,10 @@
 //! Columns may come in any order with any case; columns the study does not know are
 //! ignored and never stored. Each row is stored whole or rejected whole; rejected
 //! rows are listed as `line N: reason` and written beside the input as
-//! `NAME.rejected.csv` with a `reason` column.
+//! `NAME.rejected.csv` with a `reason` column (mode 0600: the rows hold the export's
+//! identifiers), by [`write_rejected_rows`], which `marrow reads import` uses too.
 
+pub mod followup;
 use crate::db::study::{PatientRow, Upsert};
 use crate::db::{DbError, Study};
 use crate::domain::records::{
@@ -448,12 +450,12 @@ pub fn import_csv_in_chunks(
     rejected.sort_by_key(|r| r.line);
     let reject_path = rejected_path(path);
     if !rejected.is_empty() {
-        write_rejects(&reject_path, &raw_headers, body, &row_starts, &rejected).map_err(
-            |reason| ImportError::RejectFile {
+        write_rejects(&reject_path, &raw_headers, body, &row_starts, &rejected).map_err(|e| {
+            ImportError::RejectFile {
                 path: reject_path.clone(),
-                reason,
-            },
-        )?;
+                reason: e.to_string(),
+            }
+        })?;
         report.rejected_file = Some(reject_path);
     } else if reject_path.exists() {
         // A list from an earlier run would send someone chasing rows that are now in.
@@ -484,7 +486,7 @@ fn write_rejects(
     body: &[u8],
     row_starts: &[(u64, u64)],
     rejected: &[Rejection],
-) -> Result<(), String> {
+) -> std::io::Result<()> {
     let offsets: HashMap<u64, u64> = row_starts.iter().copied().collect();
     // Re-reads one row, verbatim, from where it starts in the file.
     let row_at = |line: u64| -> csv::ByteRecord {
@@ -498,27 +500,87 @@ fn write_rejects(
         }
         rec
     };
-    let tmp = path.with_extension("csv.tmp");
-    {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| e.to_string())?;
+    write_rejected_rows(path, headers, rejected.iter().map(|r| (row_at(r.line), r)))
+}
+
+/// Writes the rejected rows of an import to `path`: the header with a `reason` column
+/// added, then each row as it was in the file (padded to the header's width; an
+/// unreadable row is empty) with `line N: reason`. The rows hold the export's
+/// identifiers (MRN, names), so the file is private to the user who imported (0600,
+/// whatever the umask): written to a new temporary file beside it and renamed over
+/// any earlier list.
+pub fn write_rejected_rows<'a>(
+    path: &Path,
+    headers: &csv::ByteRecord,
+    rows: impl IntoIterator<Item = (csv::ByteRecord, &'a Rejection)>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let written = (|| -> csv::Result<()> {
         let mut w = csv::WriterBuilder::new().flexible(true).from_writer(file);
         let mut h = headers.clone();
         h.push_field(b"reason");
-        w.write_byte_record(&h).map_err(|e| e.to_string())?;
-        for r in rejected {
-            let mut rec = row_at(r.line);
+        w.write_byte_record(&h)?;
+        for (mut rec, r) in rows {
             while rec.len() < headers.len() {
                 rec.push_field(b"");
             }
             rec.push_field(format!("line {}: {}", r.line, r.reason).as_bytes());
-            w.write_byte_record(&rec).map_err(|e| e.to_string())?;
+            w.write_byte_record(&rec)?;
         }
-        w.flush().map_err(|e| e.to_string())?;
+        w.flush()?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(std::io::Error::other(e.to_string()));
     }
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The rejected rows of a patients import hold the export's MRNs and names: the
+    /// file is 0600 whatever the umask, also when an earlier list was open to others.
+    #[test]
+    fn the_rejected_rows_of_a_patients_import_are_private_to_the_importer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        crate::db::Study::init(&db, None, crate::domain::protocol::Protocol::default()).unwrap();
+        let mut study = Study::open(&db, None, None).unwrap();
+        let csv = dir.path().join("patients.csv");
+        std::fs::write(
+            &csv,
+            "mrn,name,site,phase,group,sex,birth_date,index_date\n\
+             MRN-REJ-1,Zhang Wei,NOWHERE,retrospective,OA,F,1960-05-01,2024-05-01\n",
+        )
+        .unwrap();
+        let rejected = rejected_path(&csv);
+        // An earlier list readable by everyone is replaced, not reused.
+        std::fs::write(&rejected, "old").unwrap();
+        std::fs::set_permissions(&rejected, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let report = import_csv(&mut study, ImportKind::Patients, &csv, |_, _| {}).unwrap();
+        assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+        assert_eq!(report.rejected_file.as_deref(), Some(rejected.as_path()));
+        let meta = std::fs::metadata(&rejected).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let text = std::fs::read_to_string(&rejected).unwrap();
+        assert!(text.contains("MRN-REJ-1"), "{text}");
+        assert!(text.lines().next().unwrap().ends_with(",reason"), "{text}");
+        let mut tmp = rejected.as_os_str().to_owned();
+        tmp.push(".tmp");
+        assert!(!PathBuf::from(tmp).exists());
+    }
 }
