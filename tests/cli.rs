@@ -527,9 +527,13 @@ fn demo_builds_a_study_whose_figures_agree_with_status() {
     // the synthetic radiographs: all stored, the one without a patient waiting
     use marrow::dicom::synth;
     assert!(text.contains("dicom/"), "{text}");
+    // ... and the phantom radiographs of the demo's imaging cohort (all linked)
+    let cohort = std::fs::read_dir(dir.join("dicom-cohort")).unwrap().count() as u64;
+    assert!(cohort >= 100, "{cohort}");
+    assert!(text.contains("dicom-cohort/"), "{text}");
     assert_eq!(
         v["images"].as_u64(),
-        Some(synth::fixture_specs().len() as u64)
+        Some(synth::fixture_specs().len() as u64 + cohort)
     );
     let unmatched = synth::fixture_specs()
         .iter()

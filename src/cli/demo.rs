@@ -109,6 +109,33 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         "  {:<24} {:>5} files: {} imported, {} waiting for their patient (on purpose: `marrow flags` lists it)",
         "dicom/", r.files, r.imported, r.quarantined
     );
+    let cohort = super::demo_cohort::build(
+        &mut study,
+        &db,
+        &generated.join("patients.csv"),
+        &dir.join("dicom-cohort"),
+    )?;
+    println!(
+        "  {:<24} {:>5} files: phantom radiographs of {} generated patients; {} reads by two demo readers, {} adjudicated",
+        "dicom-cohort/", cohort.images, cohort.patients, cohort.reads, cohort.adjudicated
+    );
+    let report = crate::inference::jobs::infer(
+        &mut study,
+        &crate::inference::jobs::InferOptions {
+            task: None,
+            all: false,
+            backend: crate::inference::backend::BackendChoice::Cpu,
+        },
+        &mut |_, _| {},
+    )?;
+    println!(
+        "  {:<24} {:>5} images predicted by {} ({}, {:.1} s)",
+        "model",
+        report.predicted,
+        report.models.join(" and "),
+        report.backend,
+        report.seconds
+    );
     Ok(db)
 }
 

@@ -22,6 +22,14 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_reading_speed.sql",
         include_str!("../../migrations/0004_reading_speed.sql"),
     ),
+    (
+        "0005_inference.sql",
+        include_str!("../../migrations/0005_inference.sql"),
+    ),
+    (
+        "0006_followup.sql",
+        include_str!("../../migrations/0006_followup.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -398,7 +398,10 @@ fn bootstrap_matrix_cis(
 
 /// The 2.5th and 97.5th percentiles of the defined bootstrap `values`, or `None`
 /// when fewer than half of the `resamples` gave one.
-fn percentile_interval(mut values: Vec<f64>, resamples: usize) -> Option<ConfidenceInterval> {
+pub(crate) fn percentile_interval(
+    mut values: Vec<f64>,
+    resamples: usize,
+) -> Option<ConfidenceInterval> {
     if values.is_empty() || values.len() * 2 < resamples {
         return None;
     }

@@ -28,6 +28,8 @@ pub enum Permission {
     Read,
     /// Record the final grade of a case the readers disagree on.
     Adjudicate,
+    /// Run the model over the images, train a new version, choose the active one.
+    Model,
 }
 
 impl Permission {
@@ -38,6 +40,7 @@ impl Permission {
             Permission::ManageUsers => "manage users",
             Permission::Read => "read cases (readers only: a read must be blinded)",
             Permission::Adjudicate => "adjudicate cases",
+            Permission::Model => "run or train the model",
         }
     }
 }
@@ -72,6 +75,7 @@ impl Role {
             // (an admin reads with `--as` a reader).
             Permission::Read => self == Role::Reader,
             Permission::Adjudicate => matches!(self, Role::Adjudicator | Role::Admin),
+            Permission::Model => matches!(self, Role::Coordinator | Role::Admin),
         }
     }
 }
@@ -114,6 +118,17 @@ mod tests {
         }
         assert!(Role::Coordinator.allows(Permission::Screen));
         assert!(!Role::Coordinator.allows(Permission::ManageUsers));
+    }
+
+    #[test]
+    fn coordinators_and_admins_run_the_model() {
+        for r in Role::ALL {
+            assert_eq!(
+                r.allows(Permission::Model),
+                matches!(r, Role::Coordinator | Role::Admin),
+                "{r}"
+            );
+        }
     }
 
     #[test]

@@ -47,6 +47,16 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Cuda => "cuda",
+        })
+    }
+}
+
 /// The backend that will run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolved {
@@ -223,6 +233,25 @@ impl LoadedModel {
             LoadedModel::Cpu(_, c) => c.predict(inputs),
             #[cfg(feature = "cuda")]
             LoadedModel::Cuda(_, c) => c.predict(inputs),
+        }
+    }
+}
+
+impl LoadedModel {
+    /// What defines the model apart from its weights (preprocessing, clinical
+    /// normalisation, architecture), from its card.
+    pub fn spec(&self) -> &super::model::ModelSpec {
+        &self.card().spec
+    }
+
+    /// Predictions for a batch already through the model's preprocessing
+    /// ([`super::model::ModelSpec::prepare`]), or built from such planes: the
+    /// explanations ([`super::explain`]) evaluate altered inputs this way.
+    pub fn predict_prepared(&self, p: &super::model::Prepared) -> Vec<Prediction> {
+        match self {
+            LoadedModel::Cpu(_, c) => c.predict_prepared(p),
+            #[cfg(feature = "cuda")]
+            LoadedModel::Cuda(_, c) => c.predict_prepared(p),
         }
     }
 }

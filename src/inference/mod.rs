@@ -12,6 +12,8 @@
 
 pub mod backend;
 pub mod card;
+pub mod explain;
+pub mod jobs;
 pub mod model;
 pub mod phantom;
 pub mod train;

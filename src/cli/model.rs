@@ -1,0 +1,805 @@
+//! `marrow infer`, `jobs`, `models`, `train`, `evaluate` (issue 5).
+
+use super::{EXIT_CHECK_FAILED, Global, open};
+use crate::db::inference::{JobRow, JobState, ModelRow};
+use crate::domain::agreement::Estimate;
+use crate::domain::evaluation::{self, EvalOptions, Evaluation};
+use crate::domain::protocol::Phase;
+use crate::inference::Task;
+use crate::inference::backend::BackendChoice;
+use crate::inference::jobs::{self, InferOptions, TrainOptions};
+use anyhow::{Result, anyhow};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::fmt::Write;
+use std::io::IsTerminal;
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Predict every image again (default: only images without a prediction of the active model).
+    #[arg(long, conflicts_with = "pending")]
+    pub all: bool,
+    /// Only images without a prediction of the active model (the default).
+    #[arg(long)]
+    pub pending: bool,
+    /// kl or op (default: both).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// auto (CUDA when built with it and a GPU answers), cpu or cuda.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub action: Option<JobsCommand>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Ask a queued or running job to stop (it stops after its current batch).
+    Cancel { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub action: Option<ModelsCommand>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Make a model version the one `marrow infer` uses for its task.
+    Activate {
+        /// kl or op.
+        task: String,
+        /// The version (or "name version") as `marrow models` lists it.
+        version: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// kl or op.
+    #[arg(long)]
+    pub task: String,
+    /// Most epochs (early stopping may end sooner).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// k-fold cross-validation for the card's metrics (0 or 1: one validation split).
+    #[arg(long, default_value_t = 0)]
+    pub folds: usize,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// The cohort whose final grades train the model.
+    #[arg(long, default_value = "retrospective")]
+    pub cohort: String,
+    /// Refuse when a class has fewer final grades than this.
+    #[arg(long)]
+    pub min_per_class: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// kl or op.
+    #[arg(long)]
+    pub task: String,
+    /// retrospective or prospective (default: both).
+    #[arg(long)]
+    pub cohort: Option<String>,
+    /// A model version ("name version") with predictions (default: the latest that predicted).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Operating point: positive when P(OA) or P(osteoporosis) >= this.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Bootstrap resamples for the 95% confidence intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictionsArgs {
+    /// kl or op (default: both).
+    #[arg(long)]
+    pub task: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `marrow predictions [--task] [--json]`: every stored prediction, per image.
+pub fn predictions(g: &Global, a: PredictionsArgs) -> Result<u8> {
+    let study = open(g)?;
+    let rows = study.predictions(a.task.as_deref().map(task_arg).transpose()?)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("no predictions yet (`marrow infer`)");
+        return Ok(0);
+    }
+    println!(
+        "{:<22} {:<7} {:<4} {:<28} {:<6} probabilities",
+        "study ID", "side", "task", "model", "class"
+    );
+    for r in &rows {
+        let task: Task = r.task.parse().map_err(|e: String| anyhow!(e))?;
+        println!(
+            "{:<22} {:<7} {:<4} {:<28} {:<6} {}",
+            r.study_id,
+            r.side,
+            r.task,
+            r.model,
+            task.classes()
+                .get(usize::from(r.class))
+                .cloned()
+                .unwrap_or_default(),
+            r.probs
+                .iter()
+                .map(|p| format!("{p:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    Ok(0)
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The case, e.g. C00012 (`marrow cases` lists them).
+    pub case: String,
+    /// Write each image with the occlusion heatmap over it: OUT.png, or OUT-2.png,
+    /// OUT-3.png... when the case has several images.
+    #[arg(long, value_name = "OUT.png")]
+    pub png: Option<std::path::PathBuf>,
+    /// Occlusion patch side and stride, in the network's input pixels.
+    #[arg(long, default_value_t = 8)]
+    pub patch: usize,
+    #[arg(long, default_value_t = 4)]
+    pub stride: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `marrow explain` found for one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageExplanation {
+    pub sop_uid: String,
+    pub model: String,
+    pub shapley: crate::inference::explain::GroupShapley,
+    pub heatmap: crate::inference::explain::Heatmap,
+    pub png: Option<String>,
+}
+
+/// The image with the heatmap over it: gray radiograph, red where the patch
+/// supported the predicted class, blue where it spoke against it.
+fn overlay_png(
+    image: &crate::inference::Image,
+    map: &crate::inference::explain::Heatmap,
+    out: &std::path::Path,
+) -> Result<()> {
+    let (w, h) = (image.width, image.height);
+    let mut sorted: Vec<f32> = image
+        .pixels
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    sorted.sort_by(f32::total_cmp);
+    let at = |q: f64| {
+        sorted
+            .get(((sorted.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (lo, hi) = (at(0.01), at(0.99));
+    let span = (hi - lo).max(1e-6);
+    let heat = map.on_image(w, h);
+    let scale = map.max_abs().max(1e-6);
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for (i, v) in image.pixels.iter().enumerate() {
+        let g = ((v - lo) / span).clamp(0.0, 1.0) * 255.0;
+        let t = (heat.get(i).copied().unwrap_or(0.0) / scale).clamp(-1.0, 1.0) * 0.6;
+        let (r, gg, b) = if t >= 0.0 {
+            (g + (255.0 - g) * t, g * (1.0 - t), g * (1.0 - t))
+        } else {
+            (g * (1.0 + t), g * (1.0 + t), g + (255.0 - g) * -t)
+        };
+        rgb.extend([r as u8, gg as u8, b as u8]);
+    }
+    let img = image::RgbImage::from_raw(w as u32, h as u32, rgb)
+        .ok_or_else(|| anyhow!("image size {w}x{h} does not match its pixels"))?;
+    img.save(out)
+        .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))
+}
+
+/// `marrow explain CASE`: per image of the case, the contribution of each modality
+/// group (exact Shapley values over image, demographics and labs) and an occlusion
+/// heatmap. Shown to whoever may see the model's prediction of the case.
+pub fn explain(g: &Global, a: ExplainArgs) -> Result<u8> {
+    use crate::db::reading::Blinded;
+    use crate::inference::explain;
+    let study = open(g)?;
+    let view = study.case_view(&a.case)?;
+    if let Blinded::Hidden(why) = &view.model_prediction {
+        return Err(anyhow!("the model's view of {} is hidden: {why}", a.case));
+    }
+    let task = if view.side.is_knee() {
+        Task::Kl
+    } else {
+        Task::Op
+    };
+    let model_row = study
+        .models()?
+        .into_iter()
+        .find(|m| m.task == task && m.active)
+        .ok_or_else(|| {
+            anyhow!(
+                "no active {} model yet: run `marrow infer` first",
+                task.code()
+            )
+        })?;
+    let model = crate::inference::backend::LoadedModel::load(&model_row.dir, BackendChoice::Cpu)?;
+    let case_id: i64 = a
+        .case
+        .trim()
+        .trim_start_matches(['C', 'c'])
+        .parse()
+        .map_err(|_| anyhow!("{:?} is not a case reference like C00012", a.case))?;
+    let patient_id: i64 = study.conn().query_row(
+        "SELECT patient_id FROM reading_cases WHERE id = ?1",
+        [case_id],
+        |r| r.get(0),
+    )?;
+    let clinical = study
+        .clinical_inputs(&[patient_id])?
+        .remove(&patient_id)
+        .unwrap_or_default();
+    let store = crate::dicom::store::root_for(study.path());
+    let images: Vec<_> = view
+        .images
+        .iter()
+        .filter(|i| {
+            crate::db::inference::side_for(task, i.body_part.as_deref(), i.laterality.as_deref())
+                .as_deref()
+                == Some(view.side.code())
+        })
+        .collect();
+    if images.is_empty() {
+        return Err(anyhow!(
+            "{} has no image the {} model reads",
+            a.case,
+            task.code()
+        ));
+    }
+    let mut out = Vec::new();
+    for (n, img) in images.iter().enumerate() {
+        let image = jobs::model_image(&store.join(&img.store_path)).map_err(|e| anyhow!(e))?;
+        let shapley = explain::shapley_groups(&model, &image, &clinical);
+        let heatmap = explain::occlusion(&model, &image, &clinical, a.patch, a.stride);
+        let png = match &a.png {
+            Some(p) => {
+                let path = if n == 0 {
+                    p.clone()
+                } else {
+                    p.with_file_name(format!(
+                        "{}-{}.png",
+                        p.file_stem().and_then(|s| s.to_str()).unwrap_or("explain"),
+                        n + 1
+                    ))
+                };
+                overlay_png(&image, &heatmap, &path)?;
+                Some(path.display().to_string())
+            }
+            None => None,
+        };
+        out.push(ImageExplanation {
+            sop_uid: img.sop_uid.clone(),
+            model: model_row.label(),
+            shapley,
+            heatmap,
+            png,
+        });
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(0);
+    }
+    let classes = task.classes();
+    for e in &out {
+        let s = &e.shapley;
+        println!(
+            "{} ({} case, image {}), model {}",
+            a.case, view.side, e.sop_uid, e.model
+        );
+        println!(
+            "  prediction: {} ({:.1}%); {}: {:.1}%",
+            classes.get(s.predicted).cloned().unwrap_or_default(),
+            s.full.get(s.predicted).copied().unwrap_or(0.0) * 100.0,
+            evaluation::positive_name(task),
+            s.binary().full * 100.0
+        );
+        println!(
+            "  contribution of each modality (exact Shapley values; a group left out = its training mean):"
+        );
+        for (name, c) in [
+            ("predicted class", s.predicted_class()),
+            (evaluation::positive_name(task), s.binary()),
+        ] {
+            println!(
+                "    {name:<28} base {:>6.1}%  image {:>+6.1}  demographics {:>+6.1}  labs {:>+6.1}  = {:>5.1}%",
+                c.base * 100.0,
+                c.image * 100.0,
+                c.demographics * 100.0,
+                c.labs * 100.0,
+                c.full * 100.0
+            );
+        }
+        let m = &e.heatmap;
+        println!(
+            "  occlusion: {}x{} patches of {} px (stride {}); largest drop of the predicted class {:.1} points{}",
+            m.width,
+            m.height,
+            m.patch,
+            m.stride,
+            m.max_abs() * 100.0,
+            e.png
+                .as_deref()
+                .map(|p| format!("; overlay written to {p}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+fn task_arg(s: &str) -> Result<Task> {
+    s.parse::<Task>().map_err(|e| anyhow!(e))
+}
+
+fn phase_arg(s: &str) -> Result<Phase> {
+    s.parse::<Phase>().map_err(|e| anyhow!(e))
+}
+
+fn bar(template: &str) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    })
+}
+
+/// `marrow infer [--all|--pending] [--task] [--backend]`.
+pub fn infer(g: &Global, a: InferArgs) -> Result<u8> {
+    let mut study = open(g)?;
+    let opts = InferOptions {
+        task: a.task.as_deref().map(task_arg).transpose()?,
+        all: a.all,
+        backend: a.backend,
+    };
+    let b = bar("{spinner} predicting [{bar:30}] {pos}/{len} images ({per_sec}, {eta} left)");
+    let report = jobs::infer(&mut study, &opts, &mut |done, total| {
+        if let Some(b) = &b {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    })?;
+    if let Some(b) = &b {
+        b.finish_and_clear();
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "job {}: {} on {} in {:.1} s: {}",
+            report.job,
+            report.state.code(),
+            if report.backend.is_empty() {
+                "-"
+            } else {
+                &report.backend
+            },
+            report.seconds,
+            report.message
+        );
+        for (path, why) in &report.failed {
+            println!("  not predicted: {path}: {why}");
+        }
+    }
+    Ok(match report.state {
+        JobState::Done if report.failed.is_empty() => 0,
+        JobState::Done => super::EXIT_SOME_REJECTED,
+        JobState::Cancelled => EXIT_CHECK_FAILED,
+        _ => super::EXIT_COULD_NOT_RUN,
+    })
+}
+
+/// The text table of jobs.
+pub fn jobs_table(rows: &[JobRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        out.push_str("no jobs yet (`marrow infer` starts one)\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<6} {:<5} {:<10} {:>11}  {:<20} {:<22} message",
+        "job", "kind", "task", "state", "progress", "backend", "started"
+    );
+    for j in rows {
+        let _ = writeln!(
+            out,
+            "{:>4}  {:<6} {:<5} {:<10} {:>11}  {:<20} {:<22} {}",
+            j.id,
+            j.kind.code(),
+            j.task.map(Task::code).unwrap_or("kl+op"),
+            format!(
+                "{}{}",
+                j.state.code(),
+                if j.cancel_requested && !j.state.finished() {
+                    "*"
+                } else {
+                    ""
+                }
+            ),
+            format!("{}/{}", j.done + j.failed, j.total),
+            j.backend,
+            j.started_at.as_deref().unwrap_or(&j.created_at),
+            j.message.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+/// `marrow jobs [cancel ID]`.
+pub fn jobs(g: &Global, a: JobsArgs) -> Result<u8> {
+    let mut study = open(g)?;
+    match a.action {
+        Some(JobsCommand::Cancel { id }) => {
+            let j = study.cancel_job(id)?;
+            println!(
+                "job {id}: {}",
+                if j.state == JobState::Cancelled {
+                    "cancelled".to_string()
+                } else {
+                    "asked to stop; it stops after its current batch".to_string()
+                }
+            );
+            Ok(0)
+        }
+        None => {
+            // A listing also retires jobs whose process died (their rows say so).
+            if study.role().allows(crate::domain::user::Permission::Model) {
+                study.fail_stale_jobs()?;
+            }
+            let rows = study.jobs()?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", jobs_table(&rows));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn models_table(rows: &[ModelRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        out.push_str(
+            "no model registered yet: the shipped (phantom-trained) ones are registered by the first `marrow infer`\n",
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<4} {:<6} {:<28} {:<20} {:<10} training data",
+        "task", "active", "model", "created", "by"
+    );
+    for m in rows {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<6} {:<28} {:<20} {:<10} {}",
+            m.task.code(),
+            if m.active { "yes" } else { "" },
+            m.label(),
+            m.created_at.get(..19).unwrap_or(&m.created_at),
+            m.created_by,
+            m.card["training"]["data"].as_str().unwrap_or("")
+        );
+    }
+    out
+}
+
+/// `marrow models [activate TASK VERSION]`.
+pub fn models(g: &Global, a: ModelsArgs) -> Result<u8> {
+    let mut study = open(g)?;
+    match a.action {
+        Some(ModelsCommand::Activate { task, version }) => {
+            let m = study.activate_model(task_arg(&task)?, &version)?;
+            println!(
+                "{} is now the active {} model ({})",
+                m.label(),
+                m.task.code(),
+                m.dir.display()
+            );
+            Ok(0)
+        }
+        None => {
+            let rows = study.models()?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", models_table(&rows));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `marrow train --task kl|op`.
+pub fn train(g: &Global, a: TrainArgs) -> Result<u8> {
+    let mut study = open(g)?;
+    let opts = TrainOptions {
+        task: task_arg(&a.task)?,
+        epochs: a.epochs,
+        folds: a.folds,
+        backend: a.backend,
+        phase: phase_arg(&a.cohort)?,
+        min_per_class: a.min_per_class,
+    };
+    let b = bar("{spinner} {msg} [{bar:30}] {pos}/{len} batches");
+    let report = jobs::train(&mut study, &opts, &mut |p| {
+        if let Some(b) = &b {
+            b.set_length(p.steps as u64);
+            b.set_position(p.step as u64);
+            let fold = p
+                .fold
+                .map(|(f, k)| format!("fold {f}/{k} "))
+                .unwrap_or_default();
+            let val = p
+                .val_loss
+                .map(|v| format!(", validation loss {v:.3}"))
+                .unwrap_or_default();
+            b.set_message(format!(
+                "{fold}epoch {}/{} loss {:.3}{val}",
+                p.epoch, p.epochs, p.train_loss
+            ));
+        }
+    });
+    if let Some(b) = &b {
+        b.finish_and_clear();
+    }
+    let report = report?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    println!(
+        "trained {} on {} images of {} final grades ({} epochs, {:.1} s); it is the active {} model now",
+        report.model,
+        report.images,
+        report.cases,
+        report.epochs_run,
+        report.seconds,
+        opts.task.code()
+    );
+    println!("  written to {}", report.dir);
+    let v = &report.validation;
+    println!(
+        "  validation ({} cases): accuracy {:.3}, quadratic-weighted kappa {}, binary AUC {}",
+        v.n,
+        v.accuracy,
+        v.quadratic_kappa
+            .map(|k| format!("{k:.3}"))
+            .unwrap_or_else(|| "-".into()),
+        v.auc_binary
+            .map(|k| format!("{k:.3}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    for (path, why) in &report.skipped {
+        println!("  left out: {path}: {why}");
+    }
+    println!(
+        "  next: `marrow infer --all --task {}` then `marrow evaluate --task {}`",
+        opts.task.code(),
+        opts.task.code()
+    );
+    Ok(0)
+}
+
+/// The outcome table with what it was computed on.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationReport {
+    pub task: Task,
+    pub cohort: Option<String>,
+    pub model: String,
+    pub resamples: usize,
+    pub positive: String,
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
+    pub published: Vec<evaluation::Reference>,
+}
+
+/// Computes `marrow evaluate` (also the TUI's model screen).
+pub fn evaluation_report(
+    study: &crate::db::Study,
+    task: Task,
+    phase: Option<Phase>,
+    model: Option<&str>,
+    threshold: f64,
+    resamples: usize,
+) -> Result<EvaluationReport> {
+    let (label, pairs) = study.evaluation_pairs(task, phase, model)?;
+    if pairs.is_empty() {
+        return Err(anyhow!(
+            "no {} case{} has both a final grade and a prediction of {label}: finish reads/adjudication, then `marrow infer`",
+            task.code(),
+            phase
+                .map(|p| format!(" of the {p} cohort"))
+                .unwrap_or_default()
+        ));
+    }
+    let labels: Vec<u8> = pairs.iter().map(|(c, _)| c.label).collect();
+    let probs: Vec<Vec<f64>> = pairs.into_iter().map(|(_, p)| p).collect();
+    let e = evaluation::evaluate(
+        &EvalOptions {
+            k: task.num_classes(),
+            positive_from: task.positive_from(),
+            threshold,
+            resamples,
+            seed: 2026,
+        },
+        &labels,
+        &probs,
+    )?;
+    Ok(EvaluationReport {
+        task,
+        cohort: phase.map(|p| p.to_string()),
+        model: label,
+        resamples,
+        positive: evaluation::positive_name(task).to_string(),
+        evaluation: e,
+        published: evaluation::published(task),
+    })
+}
+
+fn est(e: &Estimate) -> String {
+    match (e.value, &e.ci95) {
+        (None, _) => "-".to_string(),
+        (Some(v), Some(ci)) => format!("{v:.3} ({:.3}-{:.3})", ci.lower, ci.upper),
+        (Some(v), None) => format!("{v:.3}"),
+    }
+}
+
+/// The text form of the outcome table.
+pub fn evaluation_text(r: &EvaluationReport) -> String {
+    let e = &r.evaluation;
+    let classes = r.task.classes();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} model {} against the final grades{}: {} cases. 95% CIs: bootstrap, {} resamples.",
+        r.task.code().to_uppercase(),
+        r.model,
+        r.cohort
+            .as_deref()
+            .map(|c| format!(" of the {c} cohort"))
+            .unwrap_or_default(),
+        e.n,
+        r.resamples
+    );
+    let _ = writeln!(
+        out,
+        "  cases per class: {}",
+        classes
+            .iter()
+            .zip(&e.class_counts)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(out, "\n  {:<34} estimate (95% CI)", "figure");
+    let _ = writeln!(
+        out,
+        "  {:<34} {}",
+        format!("AUC, {}", r.positive),
+        est(&e.auc_binary)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<34} {}",
+        format!("sensitivity at P >= {:.2}", e.threshold),
+        est(&e.sensitivity)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<34} {}",
+        format!("specificity at P >= {:.2}", e.threshold),
+        est(&e.specificity)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<34} {}",
+        "accuracy (most probable class)",
+        est(&e.accuracy)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<34} {}",
+        "quadratic-weighted kappa",
+        est(&e.quadratic_kappa)
+    );
+    for (c, a) in classes.iter().zip(&e.auc_per_class) {
+        let _ = writeln!(out, "  {:<34} {}", format!("AUC {c} vs rest"), est(a));
+    }
+    if let Some(t) = e.youden_threshold {
+        let _ = writeln!(
+            out,
+            "  (Youden's best threshold on this sample: {t:.3}; choosing it here is optimistic)"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n  confusion matrix (rows: final grade, columns: model)"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<13}{}",
+        "",
+        classes
+            .iter()
+            .map(|c| format!("{c:>13}"))
+            .collect::<String>()
+    );
+    for (c, row) in classes.iter().zip(&e.confusion) {
+        let _ = writeln!(
+            out,
+            "  {c:<13}{}",
+            row.iter().map(|n| format!("{n:>13}")).collect::<String>()
+        );
+    }
+    let _ = writeln!(out, "\n  published references (PROTOCOL.md)");
+    for p in &r.published {
+        let _ = writeln!(out, "  - {}: {}", p.source, p.figures);
+    }
+    out
+}
+
+/// `marrow evaluate --task kl|op [--cohort] [--json]`.
+pub fn evaluate(g: &Global, a: EvaluateArgs) -> Result<u8> {
+    let study = open(g)?;
+    let task = task_arg(&a.task)?;
+    let phase = a.cohort.as_deref().map(phase_arg).transpose()?;
+    if !(0.0..=1.0).contains(&a.threshold) {
+        return Err(anyhow!("--threshold {} is outside 0-1", a.threshold));
+    }
+    let r = evaluation_report(
+        &study,
+        task,
+        phase,
+        a.model.as_deref(),
+        a.threshold,
+        a.resamples,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", evaluation_text(&r));
+    }
+    Ok(0)
+}

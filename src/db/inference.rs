@@ -1,0 +1,1141 @@
+//! The model's rows (issue 5): jobs, the study's model versions, predictions per
+//! image, and the labelled cases training and evaluation draw on.
+//!
+//! Predictions are study data like reads: a reader sees them only through
+//! [`Study::case_view`](super::Study) after their own read (blinding lives in
+//! `db/reading.rs`, which calls [`case_model_prediction`]). Every write here is an
+//! IMMEDIATE transaction with its audit rows.
+
+use super::audit::{AuditWriter, Change};
+use super::{DbError, Result, Study, now_utc};
+use crate::domain::protocol::Phase;
+use crate::domain::user::{Permission, Role};
+use crate::inference::{Clinical, Task};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// A job's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Infer,
+    Train,
+}
+
+impl JobKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            JobKind::Infer => "infer",
+            JobKind::Train => "train",
+        }
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn code(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> JobState {
+        match s {
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            _ => JobState::Queued,
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Done | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// One job, as the jobs screen and `marrow jobs` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: JobKind,
+    /// `None`: both tasks.
+    pub task: Option<Task>,
+    pub scope: String,
+    pub state: JobState,
+    pub backend: String,
+    pub model_version: Option<String>,
+    pub total: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub message: Option<String>,
+    pub cancel_requested: bool,
+    pub created_by: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub heartbeat_at: Option<String>,
+}
+
+impl JobRow {
+    /// Share done, 0..=1.
+    pub fn fraction(&self) -> f64 {
+        if self.total <= 0 {
+            if self.state == JobState::Done {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            ((self.done + self.failed) as f64 / self.total as f64).clamp(0.0, 1.0)
+        }
+    }
+}
+
+/// A model version the study knows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelRow {
+    pub id: i64,
+    pub task: Task,
+    pub name: String,
+    pub version: String,
+    /// Absolute folder of `model.toml` and the weights.
+    pub dir: PathBuf,
+    pub sha256: String,
+    pub active: bool,
+    pub created_by: String,
+    pub created_at: String,
+    /// The card's training description and validation metrics.
+    pub card: serde_json::Value,
+}
+
+impl ModelRow {
+    /// `name version`, as stored on the predictions.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.name, self.version)
+    }
+}
+
+/// An image to predict and the case it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictTarget {
+    pub instance_id: i64,
+    /// Relative to the store folder.
+    pub store_path: String,
+    pub patient_id: i64,
+    pub study_id: String,
+    /// `left`, `right` (knees) or `patient` (OP).
+    pub side: String,
+}
+
+/// One prediction to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPrediction {
+    pub instance_id: i64,
+    pub study_id: String,
+    pub side: String,
+    pub class: u8,
+    pub probs: Vec<f32>,
+}
+
+/// The model's prediction for a reading case: the latest model version of the task,
+/// probabilities averaged over the case's images.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CasePrediction {
+    pub patient_id: i64,
+    pub side: String,
+    pub task: String,
+    pub model_version: String,
+    pub class: u8,
+    pub probs: Vec<f32>,
+    /// How many images were averaged.
+    pub images: usize,
+}
+
+/// A labelled case with its images (training) or its prediction (evaluation).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelledCase {
+    pub case_id: i64,
+    pub patient_id: i64,
+    pub study_id: String,
+    pub side: String,
+    pub phase: Phase,
+    /// Class index of the final grade.
+    pub label: u8,
+}
+
+/// One stored prediction, for `marrow predictions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionRow {
+    pub study_id: String,
+    pub side: String,
+    pub task: String,
+    pub sop_uid: String,
+    pub model: String,
+    pub class: u8,
+    pub probs: Vec<f32>,
+    pub backend: String,
+    pub created_at: String,
+}
+
+/// The model version scored and each labelled case with its mean probabilities.
+pub type EvaluationPairs = (String, Vec<(LabelledCase, Vec<f64>)>);
+
+/// The study's model folder: `<db>.models/`.
+pub fn models_dir(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".models");
+    PathBuf::from(s)
+}
+
+/// The weights shipped inside the binary (trained on phantoms; see their cards).
+pub const BUILTIN: &[(Task, &str, &[u8])] = &[
+    (
+        Task::Kl,
+        include_str!("../../models/kl/model.toml"),
+        include_bytes!("../../models/kl/weights.mpk"),
+    ),
+    (
+        Task::Op,
+        include_str!("../../models/op/model.toml"),
+        include_bytes!("../../models/op/weights.mpk"),
+    ),
+];
+
+fn task_of(s: &str) -> Option<Task> {
+    s.parse().ok()
+}
+
+fn final_label(task: Task, kl: Option<i64>, op: Option<&str>) -> Option<u8> {
+    match task {
+        Task::Kl => kl.and_then(|k| u8::try_from(k).ok()).filter(|k| *k <= 4),
+        Task::Op => match op? {
+            "normal" => Some(0),
+            "osteopenia" => Some(1),
+            "osteoporosis" => Some(2),
+            _ => None,
+        },
+    }
+}
+
+/// Which reading case an image belongs to, for a task: knees with a laterality for
+/// KL; hips (and spines) for OP. `None`: the task does not use the image.
+pub fn side_for(task: Task, body_part: Option<&str>, laterality: Option<&str>) -> Option<String> {
+    let part = body_part.unwrap_or("").to_ascii_uppercase();
+    match task {
+        Task::Kl if part.contains("KNEE") => match laterality.map(str::to_ascii_uppercase) {
+            Some(l) if l == "L" => Some("left".into()),
+            Some(l) if l == "R" => Some("right".into()),
+            _ => None,
+        },
+        Task::Op if part.contains("HIP") || part.contains("PELVIS") => Some("patient".into()),
+        _ => None,
+    }
+}
+
+const JOB_COLUMNS: &str = "id, kind, task, scope, state, backend, model_version, total, done, failed, \
+     message, cancel_requested, created_by, created_at, started_at, finished_at, heartbeat_at";
+
+fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<JobRow> {
+    let kind: String = r.get(1)?;
+    let task: Option<String> = r.get(2)?;
+    let state: String = r.get(4)?;
+    Ok(JobRow {
+        id: r.get(0)?,
+        kind: if kind == "train" {
+            JobKind::Train
+        } else {
+            JobKind::Infer
+        },
+        task: task.as_deref().and_then(task_of),
+        scope: r.get(3)?,
+        state: JobState::parse(&state),
+        backend: r.get(5)?,
+        model_version: r.get(6)?,
+        total: r.get(7)?,
+        done: r.get(8)?,
+        failed: r.get(9)?,
+        message: r.get(10)?,
+        cancel_requested: r.get::<_, i64>(11)? != 0,
+        created_by: r.get(12)?,
+        created_at: r.get(13)?,
+        started_at: r.get(14)?,
+        finished_at: r.get(15)?,
+        heartbeat_at: r.get(16)?,
+    })
+}
+
+fn model_from_row(root: &Path, r: &rusqlite::Row) -> rusqlite::Result<ModelRow> {
+    let task: String = r.get(1)?;
+    let dir: String = r.get(4)?;
+    let card: String = r.get(6)?;
+    Ok(ModelRow {
+        id: r.get(0)?,
+        task: task_of(&task).unwrap_or(Task::Kl),
+        name: r.get(2)?,
+        version: r.get(3)?,
+        dir: root.join(dir),
+        sha256: r.get(5)?,
+        active: r.get::<_, i64>(7)? != 0,
+        created_by: r.get(8)?,
+        created_at: r.get(9)?,
+        card: serde_json::from_str(&card).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// How long a running job may go without a heartbeat before it counts as dead.
+pub const HEARTBEAT_STALE_SECS: i64 = 120;
+
+/// Probabilities summed per case: (model version, sums, images).
+type CaseSums = (String, Vec<f32>, usize);
+
+/// Averages prediction rows `(patient, side, task, model version, probs JSON)` per
+/// case (patient, side, task).
+fn average_per_case(
+    rows: impl Iterator<Item = rusqlite::Result<(i64, String, String, String, String)>>,
+) -> rusqlite::Result<Vec<CasePrediction>> {
+    let mut sums: BTreeMap<(i64, String, String), CaseSums> = BTreeMap::new();
+    for row in rows {
+        let (pid, side, task, version, probs) = row?;
+        let probs: Vec<f32> = serde_json::from_str(&probs).unwrap_or_default();
+        let e = sums
+            .entry((pid, side, task))
+            .or_insert_with(|| (version, vec![0.0; probs.len()], 0));
+        if e.1.len() == probs.len() {
+            for (a, b) in e.1.iter_mut().zip(&probs) {
+                *a += b;
+            }
+            e.2 += 1;
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .filter(|(_, (_, _, n))| *n > 0)
+        .map(|((patient_id, side, task), (model_version, sum, n))| {
+            let probs: Vec<f32> = sum.iter().map(|v| v / n as f32).collect();
+            CasePrediction {
+                patient_id,
+                side,
+                task,
+                model_version,
+                class: crate::inference::model::argmax(&probs) as u8,
+                probs,
+                images: n,
+            }
+        })
+        .collect())
+}
+
+/// The prediction of every reading case that has one (see [`CasePrediction`]).
+pub fn case_predictions(conn: &Connection) -> rusqlite::Result<Vec<CasePrediction>> {
+    let mut st = conn.prepare_cached(
+        "SELECT i.patient_id, p.side, p.task, p.model || ' ' || p.model_version, p.probs \
+         FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
+         WHERE i.patient_id IS NOT NULL AND p.model || ' ' || p.model_version = ( \
+              SELECT p3.model || ' ' || p3.model_version FROM predictions p3 \
+              WHERE p3.task = p.task ORDER BY p3.id DESC LIMIT 1) \
+         ORDER BY i.patient_id, p.side, p.task",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    average_per_case(rows)
+}
+
+/// The model's view of one reading case: the KL probabilities of the knee (for a
+/// knee case) and the OP probabilities of the patient. `None` when the model has
+/// predicted nothing for it. Blinding is the caller's (`db/reading.rs`).
+pub fn case_model_prediction(
+    conn: &Connection,
+    patient_id: i64,
+    side: &str,
+) -> rusqlite::Result<Option<super::reading::ModelPrediction>> {
+    let all: Vec<CasePrediction> = case_predictions_of(conn, patient_id)?;
+    let kl = all.iter().find(|p| p.task == "kl" && p.side == side);
+    let op = all.iter().find(|p| p.task == "op");
+    if kl.is_none() && op.is_none() {
+        return Ok(None);
+    }
+    let model = [kl, op]
+        .iter()
+        .flatten()
+        .map(|p| p.model_version.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let f = |p: Option<&CasePrediction>| {
+        p.map(|p| p.probs.iter().map(|&v| f64::from(v)).collect())
+            .unwrap_or_default()
+    };
+    Ok(Some(super::reading::ModelPrediction {
+        model,
+        kl_probabilities: f(kl),
+        op_probabilities: f(op),
+    }))
+}
+
+fn case_predictions_of(
+    conn: &Connection,
+    patient_id: i64,
+) -> rusqlite::Result<Vec<CasePrediction>> {
+    let mut st = conn.prepare_cached(
+        "SELECT i.patient_id, p.side, p.task, p.model || ' ' || p.model_version, p.probs \
+         FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
+         WHERE i.patient_id = ?1 AND p.model || ' ' || p.model_version = ( \
+              SELECT p3.model || ' ' || p3.model_version FROM predictions p3 \
+              WHERE p3.task = p.task ORDER BY p3.id DESC LIMIT 1)",
+    )?;
+    let rows = st.query_map([patient_id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    average_per_case(rows)
+}
+
+impl Study {
+    fn models_root(&self) -> PathBuf {
+        models_dir(self.path())
+    }
+
+    /// Every stored prediction (of one task, or both), for adjudicators, PIs and
+    /// admins: the others are blinded (readers) or have no need (coordinators).
+    pub fn predictions(&self, task: Option<Task>) -> Result<Vec<PredictionRow>> {
+        let role = self.role();
+        if !matches!(role, Role::Adjudicator | Role::Pi | Role::Admin) {
+            return Err(DbError::NotAllowed {
+                user: self.actor().name.clone(),
+                role: role.to_string(),
+                what: "list the model's predictions (adjudicators, PIs and admins see them; readers after their own read, case by case)".into(),
+            });
+        }
+        let mut st = self.conn().prepare_cached(
+            "SELECT pa.study_id, p.side, p.task, i.sop_uid, p.model || ' ' || p.model_version,                p.class, p.probs, p.backend, p.created_at              FROM predictions p JOIN image_instances i ON i.id = p.instance_id              JOIN patients pa ON pa.id = i.patient_id              WHERE ?1 IS NULL OR p.task = ?1 ORDER BY pa.study_id, p.side, p.task, i.sop_uid, p.id",
+        )?;
+        let rows = st.query_map([task.map(Task::code)], |r| {
+            let probs: String = r.get(6)?;
+            Ok(PredictionRow {
+                study_id: r.get(0)?,
+                side: r.get(1)?,
+                task: r.get(2)?,
+                sop_uid: r.get(3)?,
+                model: r.get(4)?,
+                class: r.get::<_, i64>(5)?.clamp(0, 255) as u8,
+                probs: serde_json::from_str(&probs).unwrap_or_default(),
+                backend: r.get(7)?,
+                created_at: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every model version of the study, shipped ones first registered on first use.
+    pub fn models(&self) -> Result<Vec<ModelRow>> {
+        let root = self.models_root();
+        let mut st = self.conn().prepare_cached(
+            "SELECT id, task, name, version, dir, sha256, card, active, created_by, created_at \
+             FROM models ORDER BY task, id",
+        )?;
+        let rows = st.query_map([], |r| model_from_row(&root, r))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The model `marrow infer` uses for `task`: the active one; the shipped weights
+    /// are written to the study's model folder and registered the first time.
+    pub fn active_model(&mut self, task: Task) -> Result<ModelRow> {
+        if let Some(m) = self
+            .models()?
+            .into_iter()
+            .find(|m| m.task == task && m.active)
+        {
+            return Ok(m);
+        }
+        self.install_builtin(task)
+    }
+
+    fn install_builtin(&mut self, task: Task) -> Result<ModelRow> {
+        let (_, card_text, weights) = BUILTIN
+            .iter()
+            .find(|(t, _, _)| *t == task)
+            .expect("a shipped model for each task");
+        let card: crate::inference::card::ModelCard = toml::from_str(card_text)
+            .map_err(|e| DbError::Invalid(format!("the shipped {task:?} model card: {e}")))?;
+        let rel = format!("{}-{}", card.name, card.version);
+        let dir = self.models_root().join(&rel);
+        write_model_files(&dir, card_text.as_bytes(), weights)?;
+        self.register_model(task, &card, &rel, true, "shipped with marrow")
+    }
+
+    /// Records a model version written under the study's model folder (`rel`), and
+    /// makes it the active one when `activate`.
+    pub fn register_model(
+        &mut self,
+        task: Task,
+        card: &crate::inference::card::ModelCard,
+        rel: &str,
+        activate: bool,
+        reason: &str,
+    ) -> Result<ModelRow> {
+        let actor = self.actor().clone();
+        let summary = serde_json::json!({
+            "training": card.training,
+            "validation": card.validation,
+            "intended_use": card.intended_use,
+            "created": card.created,
+        });
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut audit = AuditWriter::begin(&tx, &actor)?;
+        if activate {
+            tx.execute(
+                "UPDATE models SET active = 0 WHERE task = ?1",
+                [task.code()],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO models (task, name, version, dir, sha256, card, active, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (task, name, version) DO UPDATE SET active = excluded.active, dir = excluded.dir, \
+             sha256 = excluded.sha256, card = excluded.card",
+            params![
+                task.code(),
+                card.name,
+                card.version,
+                rel,
+                card.weights_sha256,
+                summary.to_string(),
+                activate as i64,
+                actor.name,
+                now_utc()
+            ],
+        )?;
+        let label = format!("{} {}", card.name, card.version);
+        audit.append(
+            &tx,
+            &Change {
+                action: "model.add",
+                entity: "model",
+                entity_id: &label,
+                patient: None,
+                before: None,
+                after: Some(
+                    serde_json::json!({ "task": task.code(), "dir": rel, "sha256": card.weights_sha256, "active": activate })
+                        .to_string(),
+                ),
+                reason: Some(reason),
+            },
+        )?;
+        audit.finish(&tx)?;
+        tx.commit()?;
+        self.models()?
+            .into_iter()
+            .find(|m| m.task == task && m.name == card.name && m.version == card.version)
+            .ok_or_else(|| DbError::NotFound(format!("model {label} after registering it")))
+    }
+
+    /// Makes `version` the active model of `task`.
+    pub fn activate_model(&mut self, task: Task, version: &str) -> Result<ModelRow> {
+        self.require(Permission::Model)?;
+        let models = self.models()?;
+        let Some(m) = models
+            .iter()
+            .find(|m| m.task == task && (m.version == version || m.label() == version))
+        else {
+            let known: Vec<String> = models
+                .iter()
+                .filter(|m| m.task == task)
+                .map(ModelRow::label)
+                .collect();
+            return Err(DbError::NotFound(format!(
+                "no {} model version {version:?}; the study has: {}",
+                task.code(),
+                if known.is_empty() {
+                    "none yet (the shipped one is registered on the first `marrow infer`)".into()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let actor = self.actor().clone();
+        let label = m.label();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut audit = AuditWriter::begin(&tx, &actor)?;
+        tx.execute(
+            "UPDATE models SET active = 0 WHERE task = ?1",
+            [task.code()],
+        )?;
+        tx.execute("UPDATE models SET active = 1 WHERE id = ?1", [m.id])?;
+        audit.append(
+            &tx,
+            &Change {
+                action: "model.activate",
+                entity: "model",
+                entity_id: &label,
+                patient: None,
+                before: None,
+                after: Some(serde_json::json!({ "task": task.code(), "active": true }).to_string()),
+                reason: None,
+            },
+        )?;
+        audit.finish(&tx)?;
+        tx.commit()?;
+        self.models()?
+            .into_iter()
+            .find(|x| x.id == m.id)
+            .ok_or_else(|| DbError::NotFound(label))
+    }
+
+    /// Queues a job. Who may: coordinators and admins.
+    pub fn create_job(
+        &mut self,
+        kind: JobKind,
+        task: Option<Task>,
+        scope: &str,
+        backend: &str,
+    ) -> Result<i64> {
+        self.require(Permission::Model)?;
+        self.fail_stale_jobs()?;
+        let actor = self.actor().clone();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut audit = AuditWriter::begin(&tx, &actor)?;
+        tx.execute(
+            "INSERT INTO model_jobs (kind, task, scope, backend, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                kind.code(),
+                task.map(Task::code),
+                scope,
+                backend,
+                actor.name,
+                now_utc()
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        audit.append(
+            &tx,
+            &Change {
+                action: "job.create",
+                entity: "job",
+                entity_id: &id.to_string(),
+                patient: None,
+                before: None,
+                after: Some(
+                    serde_json::json!({ "kind": kind.code(), "task": task.map(Task::code), "scope": scope, "backend": backend })
+                        .to_string(),
+                ),
+                reason: None,
+            },
+        )?;
+        audit.finish(&tx)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Every job, newest first.
+    pub fn jobs(&self) -> Result<Vec<JobRow>> {
+        let mut st = self.conn().prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM model_jobs ORDER BY id DESC"
+        ))?;
+        let rows = st.query_map([], job_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn job(&self, id: i64) -> Result<JobRow> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM model_jobs WHERE id = ?1"),
+                [id],
+                job_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| DbError::NotFound(format!("no job {id} (`marrow jobs` lists them)")))
+    }
+
+    /// Asks a queued or running job to stop (the runner stops at its next step; a
+    /// queued one is cancelled at once).
+    pub fn cancel_job(&mut self, id: i64) -> Result<JobRow> {
+        self.require(Permission::Model)?;
+        let job = self.job(id)?;
+        if job.state.finished() {
+            return Err(DbError::Conflict(format!(
+                "job {id} already ended ({}{})",
+                job.state.code(),
+                job.finished_at
+                    .as_deref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default()
+            )));
+        }
+        let actor = self.actor().clone();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut audit = AuditWriter::begin(&tx, &actor)?;
+        tx.execute(
+            "UPDATE model_jobs SET cancel_requested = 1, \
+               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END, \
+               finished_at = CASE WHEN state = 'queued' THEN ?2 ELSE finished_at END \
+             WHERE id = ?1",
+            params![id, now_utc()],
+        )?;
+        audit.append(
+            &tx,
+            &Change {
+                action: "job.cancel",
+                entity: "job",
+                entity_id: &id.to_string(),
+                patient: None,
+                before: Some(serde_json::json!({ "state": job.state.code() }).to_string()),
+                after: Some(serde_json::json!({ "cancel_requested": true }).to_string()),
+                reason: None,
+            },
+        )?;
+        audit.finish(&tx)?;
+        tx.commit()?;
+        self.job(id)
+    }
+
+    /// Marks running jobs whose process stopped answering as failed.
+    pub fn fail_stale_jobs(&mut self) -> Result<usize> {
+        let cutoff = (chrono::Utc::now() - chrono::Duration::seconds(HEARTBEAT_STALE_SECS))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        let stale: Vec<(i64, Option<String>)> = {
+            let mut st = self.conn().prepare_cached(
+                "SELECT id, heartbeat_at FROM model_jobs WHERE state = 'running' \
+                 AND coalesce(heartbeat_at, started_at, created_at) < ?1",
+            )?;
+            st.query_map([&cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for (id, beat) in &stale {
+            self.finish_job(
+                *id,
+                JobState::Failed,
+                &format!(
+                    "the process running it stopped (last heartbeat {}); start it again: \
+                     `marrow infer --pending` picks up where it stopped",
+                    beat.as_deref().unwrap_or("never")
+                ),
+            )?;
+        }
+        Ok(stale.len())
+    }
+
+    /// The runner took the job.
+    pub fn start_job(
+        &mut self,
+        id: i64,
+        backend: &str,
+        model_version: &str,
+        total: i64,
+    ) -> Result<()> {
+        let now = now_utc();
+        let n = self.conn().execute(
+            "UPDATE model_jobs SET state = 'running', backend = ?2, model_version = ?3, total = ?4, \
+             started_at = ?5, heartbeat_at = ?5, runner_pid = ?6 WHERE id = ?1 AND state = 'queued'",
+            params![id, backend, model_version, total, now, std::process::id()],
+        )?;
+        if n == 0 {
+            let job = self.job(id)?;
+            return Err(DbError::Conflict(format!(
+                "job {id} is {} (only a queued job can start)",
+                job.state.code()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Progress and heartbeat; returns whether someone asked the job to stop.
+    pub fn job_progress(
+        &self,
+        id: i64,
+        done: i64,
+        failed: i64,
+        message: Option<&str>,
+    ) -> Result<bool> {
+        self.conn().execute(
+            "UPDATE model_jobs SET done = ?2, failed = ?3, heartbeat_at = ?4, \
+             message = coalesce(?5, message) WHERE id = ?1",
+            params![id, done, failed, now_utc(), message],
+        )?;
+        Ok(self.conn().query_row(
+            "SELECT cancel_requested FROM model_jobs WHERE id = ?1",
+            [id],
+            |r| r.get::<_, i64>(0),
+        )? != 0)
+    }
+
+    /// Ends a job (audited).
+    pub fn finish_job(&mut self, id: i64, state: JobState, message: &str) -> Result<()> {
+        let actor = self.actor().clone();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut audit = AuditWriter::begin(&tx, &actor)?;
+        tx.execute(
+            "UPDATE model_jobs SET state = ?2, message = ?3, finished_at = ?4, heartbeat_at = ?4 \
+             WHERE id = ?1",
+            params![id, state.code(), message, now_utc()],
+        )?;
+        audit.append(
+            &tx,
+            &Change {
+                action: "job.finish",
+                entity: "job",
+                entity_id: &id.to_string(),
+                patient: None,
+                before: None,
+                after: Some(
+                    serde_json::json!({ "state": state.code(), "message": message }).to_string(),
+                ),
+                reason: None,
+            },
+        )?;
+        audit.finish(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The images `model` would predict for `task`: every linked image the task uses
+    /// (`all`), or only those without a prediction of this model version.
+    pub fn predict_targets(
+        &self,
+        task: Task,
+        model: &ModelRow,
+        all: bool,
+    ) -> Result<Vec<PredictTarget>> {
+        let mut st = self.conn().prepare_cached(
+            "SELECT i.id, i.store_path, p.id, p.study_id, se.body_part, i.laterality, \
+               EXISTS (SELECT 1 FROM predictions q WHERE q.instance_id = i.id AND q.task = ?1 \
+                       AND q.model = ?2 AND q.model_version = ?3) \
+             FROM image_instances i JOIN patients p ON p.id = i.patient_id \
+             JOIN image_series se ON se.id = i.series ORDER BY i.id",
+        )?;
+        let rows = st.query_map(params![task.code(), model.name, model.version], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)? != 0,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (instance_id, store_path, patient_id, study_id, part, lat, done) = row?;
+            if done && !all {
+                continue;
+            }
+            if let Some(side) = side_for(task, part.as_deref(), lat.as_deref()) {
+                out.push(PredictTarget {
+                    instance_id,
+                    store_path,
+                    patient_id,
+                    study_id,
+                    side,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The clinical inputs of patients: age, sex and BMI from the patient row, each
+    /// lab's latest value.
+    pub fn clinical_inputs(&self, patient_ids: &[i64]) -> Result<HashMap<i64, Clinical>> {
+        let mut out = HashMap::new();
+        let conn = self.conn();
+        let mut p = conn.prepare_cached("SELECT age, sex, bmi FROM patients WHERE id = ?1")?;
+        let mut l = conn.prepare_cached(
+            "SELECT analyte, value FROM labs WHERE patient_id = ?1 ORDER BY date",
+        )?;
+        for &id in patient_ids {
+            if out.contains_key(&id) {
+                continue;
+            }
+            let Some((age, sex, bmi)) = p
+                .query_row([id], |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<f64>>(2)?,
+                    ))
+                })
+                .optional()?
+            else {
+                continue;
+            };
+            let mut c = Clinical {
+                age: age.map(|a| a as f64),
+                female: sex.map(|s| s == "F"),
+                bmi,
+                ..Clinical::default()
+            };
+            let labs = l.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+            for lab in labs {
+                let (analyte, v) = lab?;
+                let slot = match analyte.as_str() {
+                    "p1np" => &mut c.p1np,
+                    "beta_ctx" => &mut c.beta_ctx,
+                    "calcium" => &mut c.calcium,
+                    "phosphorus" => &mut c.phosphorus,
+                    "vitamin_d_25oh" => &mut c.vitamin_d,
+                    "pth" => &mut c.pth,
+                    "alp" => &mut c.alp,
+                    _ => continue,
+                };
+                *slot = Some(v);
+            }
+            out.insert(id, c);
+        }
+        Ok(out)
+    }
+
+    /// Stores a batch of predictions of `model` in one transaction (one audit row per
+    /// prediction); a re-run of the same version replaces its earlier rows.
+    pub fn store_predictions(
+        &mut self,
+        job: Option<i64>,
+        task: Task,
+        model: &ModelRow,
+        backend: &str,
+        batch: &[NewPrediction],
+    ) -> Result<()> {
+        self.require(Permission::Model)?;
+        let actor = self.actor().clone();
+        let now = now_utc();
+        let label = model.label();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut audit = AuditWriter::begin(&tx, &actor)?;
+        for p in batch {
+            let probs = serde_json::to_string(&p.probs).expect("floats serialise");
+            tx.prepare_cached(
+                "INSERT INTO predictions (instance_id, task, side, model, model_version, class, probs, backend, job_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (instance_id, task, model, model_version) DO UPDATE SET \
+                 side = excluded.side, class = excluded.class, probs = excluded.probs, \
+                 backend = excluded.backend, job_id = excluded.job_id, created_at = excluded.created_at",
+            )?
+            .execute(params![
+                p.instance_id,
+                task.code(),
+                p.side,
+                model.name,
+                model.version,
+                i64::from(p.class),
+                probs,
+                backend,
+                job,
+                now
+            ])?;
+            audit.append(
+                &tx,
+                &Change {
+                    action: "prediction.add",
+                    entity: "image",
+                    entity_id: &p.instance_id.to_string(),
+                    patient: Some(&p.study_id),
+                    before: None,
+                    after: Some(
+                        serde_json::json!({ "task": task.code(), "side": p.side, "model": label, "class": p.class, "probs": p.probs })
+                            .to_string(),
+                    ),
+                    reason: None,
+                },
+            )?;
+        }
+        audit.finish(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Final grades of `task` (optionally of one cohort phase), the reference
+    /// standard for training and evaluation. Only roles that may see final grades
+    /// (adjudicators, PIs, admins, and coordinators for model work) get them.
+    pub fn labelled_cases(&self, task: Task, phase: Option<Phase>) -> Result<Vec<LabelledCase>> {
+        if self.role() == Role::Reader {
+            return Err(DbError::NotAllowed {
+                user: self.actor().name.clone(),
+                role: Role::Reader.to_string(),
+                what: "see final grades (readers are blinded)".into(),
+            });
+        }
+        let mut st = self.conn().prepare_cached(
+            "SELECT c.id, p.id, p.study_id, c.side, p.phase, f.kl, f.op_stage \
+             FROM case_finals f JOIN reading_cases c ON c.id = f.case_id \
+             JOIN patients p ON p.id = c.patient_id ORDER BY c.id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (case_id, patient_id, study_id, side, ph, kl, op) = row?;
+            let phase_v: Phase = match ph.parse() {
+                Ok(p) => p,
+                Err(_) => continue,
+            };
+            if phase.is_some_and(|want| want != phase_v) {
+                continue;
+            }
+            let knee = side == "left" || side == "right";
+            if (task == Task::Kl) != knee {
+                continue;
+            }
+            if let Some(label) = final_label(task, kl, op.as_deref()) {
+                out.push(LabelledCase {
+                    case_id,
+                    patient_id,
+                    study_id,
+                    side,
+                    phase: phase_v,
+                    label,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The images of a labelled case the task uses.
+    pub fn case_targets(&self, task: Task, case: &LabelledCase) -> Result<Vec<PredictTarget>> {
+        let mut st = self.conn().prepare_cached(
+            "SELECT i.id, i.store_path, se.body_part, i.laterality FROM image_instances i \
+             JOIN image_series se ON se.id = i.series WHERE i.patient_id = ?1 ORDER BY i.id",
+        )?;
+        let rows = st.query_map([case.patient_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (instance_id, store_path, part, lat) = row?;
+            if side_for(task, part.as_deref(), lat.as_deref()).as_deref()
+                == Some(case.side.as_str())
+            {
+                out.push(PredictTarget {
+                    instance_id,
+                    store_path,
+                    patient_id: case.patient_id,
+                    study_id: case.study_id.clone(),
+                    side: case.side.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Final grades paired with the model's case prediction (of `model_label`, or the
+    /// latest version with predictions): what `marrow evaluate` scores.
+    pub fn evaluation_pairs(
+        &self,
+        task: Task,
+        phase: Option<Phase>,
+        model_label: Option<&str>,
+    ) -> Result<EvaluationPairs> {
+        let cases = self.labelled_cases(task, phase)?;
+        let label: String = match model_label {
+            Some(l) => l.to_string(),
+            None => self
+                .conn()
+                .query_row(
+                    "SELECT model || ' ' || model_version FROM predictions WHERE task = ?1 ORDER BY id DESC LIMIT 1",
+                    [task.code()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    DbError::NotFound(format!(
+                        "the {} model has predicted nothing yet: run `marrow infer` first",
+                        task.code()
+                    ))
+                })?,
+        };
+        let mut st = self.conn().prepare_cached(
+            "SELECT p.probs FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
+             WHERE i.patient_id = ?1 AND p.side = ?2 AND p.task = ?3 AND p.model || ' ' || p.model_version = ?4",
+        )?;
+        let mut out = Vec::new();
+        for c in cases {
+            let rows: Vec<String> = st
+                .query_map(params![c.patient_id, c.side, task.code(), label], |r| {
+                    r.get(0)
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut sum = vec![0f64; task.num_classes()];
+            let mut n = 0;
+            for r in rows {
+                let p: Vec<f64> = serde_json::from_str(&r).unwrap_or_default();
+                if p.len() == sum.len() {
+                    for (a, b) in sum.iter_mut().zip(&p) {
+                        *a += b;
+                    }
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                out.push((c, sum.iter().map(|v| v / n as f64).collect()));
+            }
+        }
+        Ok((label, out))
+    }
+}
+
+/// Writes a model's card and weights into `dir` (each through a temporary file),
+/// unless identical files are there already.
+pub fn write_model_files(dir: &Path, card: &[u8], weights: &[u8]) -> Result<()> {
+    let io = |e: std::io::Error, p: &Path| {
+        DbError::Invalid(format!("cannot write {}: {e}", p.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+    for (name, bytes) in [
+        (crate::inference::card::WEIGHTS_FILE, weights),
+        (crate::inference::card::CARD_FILE, card),
+    ] {
+        let path = dir.join(name);
+        if std::fs::read(&path).ok().as_deref() == Some(bytes) {
+            continue;
+        }
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| io(e, &path))?;
+    }
+    Ok(())
+}
