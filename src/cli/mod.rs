@@ -3,7 +3,12 @@
 //! 3 (an import that refused some rows).
 
 mod demo;
+mod demo_cohort;
+pub mod export;
+pub mod followup;
+pub mod report;
 pub use demo::GENERATED_PATIENTS as DEMO_GENERATED_PATIENTS;
+pub mod model;
 mod output;
 mod reading;
 mod view;
@@ -17,7 +22,6 @@ use crate::import::{self, ImportKind};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -85,8 +89,11 @@ pub enum Command {
         /// A TOML file overriding the default targets, DXA window and sites.
         #[arg(long)]
         protocol: Option<PathBuf>,
+        /// Share the study with this Unix group of study staff (database 0660, key file 0640, store 2770); the default is private to you (0600/0700).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
     },
-    /// Import a hospital export: patients, dxa or labs (a CSV file), or dicom (folders of DICOM files, de-identified on the way in).
+    /// Import a hospital export: patients, dxa, labs or followup (a CSV file), or dicom (folders of DICOM files, de-identified on the way in).
     Import {
         #[arg(value_enum)]
         kind: ImportArg,
@@ -168,6 +175,34 @@ pub enum Command {
     },
     /// Agreement between readers and with the final grades: percent agreement, kappa, weighted kappa, sensitivity/specificity, 95% CIs.
     Agreement(reading::AgreementArgs),
+    /// Run the CNN over the stored images as a job (predictions are blinded from readers until they read).
+    Infer(model::InferArgs),
+    /// Model jobs (inference, training): list them, or cancel one.
+    Jobs(model::JobsArgs),
+    /// Why the model predicted what it did for a case: the share of image, demographics and labs (Shapley values) and an occlusion heatmap (--png).
+    Explain(model::ExplainArgs),
+    /// Every stored prediction, per image (adjudicators, PIs and admins).
+    Predictions(model::PredictionsArgs),
+    /// The study's model versions (shipped and trained), and which one is active.
+    Models(model::ModelsArgs),
+    /// Train a new model version on the final grades of the retrospective cohort.
+    Train(model::TrainArgs),
+    /// The primary outcome: AUC, sensitivity, specificity, weighted kappa, confusion matrix, with 95% CIs.
+    Evaluate(model::EvaluateArgs),
+    /// Follow-up visits (6, 12, 24, 36 months): those due in the next 30 days (--due-days N), one patient's, entering or correcting one.
+    Followup(followup::FollowupArgs),
+    /// De-identified exports: the analysis table with its data dictionary, the CONSORT flow (json or svg), the aggregate summary for the other hospital.
+    Export {
+        #[command(subcommand)]
+        what: export::ExportCommand,
+    },
+    /// Summaries of the two hospitals: `merge A.json B.json` prints the combined view.
+    Summary {
+        #[command(subcommand)]
+        action: export::SummaryCommand,
+    },
+    /// PNG charts (enrollment over time and against targets, ROC curves), the CONSORT SVG and an index.html showing them.
+    Report(report::ReportArgs),
     /// Show one frame of a DICOM image in the terminal (a one-line description when stdout is not a terminal).
     View(view::ViewArgs),
     /// Open the terminal application (the same as no command).
@@ -201,6 +236,7 @@ pub enum ImportArg {
     Dxa,
     Labs,
     Dicom,
+    Followup,
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,7 +275,10 @@ pub fn main() -> ExitCode {
     // `demo`, `generate` and `view` work outside the study database's folder: no log beside it.
     if !matches!(
         cli.command,
-        Some(Command::Demo { .. }) | Some(Command::Generate { .. }) | Some(Command::View(..))
+        Some(Command::Demo { .. })
+            | Some(Command::Generate { .. })
+            | Some(Command::View(..))
+            | Some(Command::Summary { .. })
     ) {
         init_logging(&cli.global.db);
     }
@@ -261,11 +300,9 @@ fn init_logging(db: &Path) -> Option<()> {
     if dir.is_some_and(|d| !d.exists()) {
         return None;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(PathBuf::from(path))
+    // 0600, or 0660 for the group of a shared study (whoever writes first).
+    let file = crate::db::sharing::Sharing::of_study(db)
+        .open_append(&PathBuf::from(path))
         .ok()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -310,7 +347,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Demo { dir, no_tui } => demo::run(dir, no_tui),
         Command::View(args) => view::run(args),
-        Command::Init { protocol } => {
+        Command::Init { protocol, group } => {
             let protocol = match protocol {
                 None => Protocol::default(),
                 Some(p) => {
@@ -320,12 +357,37 @@ pub fn run(cli: Cli) -> Result<u8> {
                         .map_err(|e| anyhow!("protocol file {}: {e}", p.display()))?
                 }
             };
+            let sharing = match &group {
+                None => crate::db::sharing::Sharing::Private,
+                Some(name) => {
+                    let (sharing, note) = crate::db::sharing::prepare_group_folder(&g.db, name)
+                        .map_err(|e| anyhow!(e))?;
+                    if let Some(note) = note {
+                        println!("{note}");
+                    }
+                    sharing
+                }
+            };
             let out = Study::init(&g.db, g.key_file.as_deref(), protocol)?;
+            if sharing != crate::db::sharing::Sharing::Private {
+                let key_file = match &out.key_source {
+                    crate::db::KeySource::File(p) => Some(p.as_path()),
+                    crate::db::KeySource::Env => None,
+                };
+                crate::db::sharing::share_new_study(&out.db, key_file, sharing)
+                    .with_context(|| format!("cannot share {} with the group", out.db.display()))?;
+            }
             println!("created encrypted study database {}", out.db.display());
+            if let Some(name) = &group {
+                println!(
+                    "shared with the group {name}: database 0660, key file 0640, image store 2770; nobody else may open it"
+                );
+            }
             if out.key_file_created {
                 println!(
-                    "key written to {} (mode 0600): guard it and back it up; without it the database cannot be opened",
-                    out.key_source
+                    "key written to {} (mode {:04o}): guard it and back it up; without it the database cannot be opened",
+                    out.key_source,
+                    sharing.read_file_mode()
                 );
             } else {
                 println!("key taken from {}", out.key_source);
@@ -342,6 +404,14 @@ pub fn run(cli: Cli) -> Result<u8> {
                     let mut study = open(&g)?;
                     study.require(crate::domain::user::Permission::Import)?;
                     return import_dicom(&mut study, &paths, std::io::stderr().is_terminal());
+                }
+                ImportArg::Followup => {
+                    let [file] = paths.as_slice() else {
+                        return Err(anyhow!("`marrow import followup` takes one CSV file"));
+                    };
+                    let mut study = open(&g)?;
+                    study.require(crate::domain::user::Permission::Import)?;
+                    return followup::import(&mut study, file);
                 }
             };
             let [file] = paths.as_slice() else {
@@ -363,6 +433,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             } else {
                 print!("{}", output::status_table(&report));
                 print!("{}", reading::status_lines(&report));
+                let f = &report.follow_up;
+                if f.done + f.due + f.overdue + f.not_yet_due > 0 {
+                    println!(
+                        "follow-up visits: {} done, {} due, {} overdue, {} not yet due",
+                        f.done, f.due, f.overdue, f.not_yet_due
+                    );
+                }
             }
             Ok(0)
         }
@@ -513,6 +590,17 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Adjudicate { action } => reading::adjudicate(&g, action),
         Command::Reads { action } => reading::reads(&g, action),
         Command::Agreement(a) => reading::agreement(&g, a),
+        Command::Followup(a) => followup::run(&g, a),
+        Command::Export { what } => export::export(&g, what),
+        Command::Summary { action } => export::summary(action),
+        Command::Report(a) => report::run(&g, a),
+        Command::Infer(a) => model::infer(&g, a),
+        Command::Jobs(a) => model::jobs(&g, a),
+        Command::Models(a) => model::models(&g, a),
+        Command::Predictions(a) => model::predictions(&g, a),
+        Command::Explain(a) => model::explain(&g, a),
+        Command::Train(a) => model::train(&g, a),
+        Command::Evaluate(a) => model::evaluate(&g, a),
         Command::Generate {
             patients,
             out,

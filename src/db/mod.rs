@@ -3,10 +3,14 @@
 
 pub mod agreement;
 pub mod audit;
+pub mod export;
+pub mod followup;
 pub mod imaging;
+pub mod inference;
 pub mod keys;
 pub mod migrate;
 pub mod reading;
+pub mod sharing;
 pub mod study;
 
 pub use keys::{Key, KeySource};
@@ -22,9 +26,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors of the database layer, each worded for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error(
-        "no study database at {0}: create one with `marrow init --db {0}`, or point --db / MARROW_DB at the right file"
-    )]
+    #[error("{}", no_database_message(.0))]
     NoDatabase(PathBuf),
     #[error("{0} already exists; marrow init never overwrites a study database")]
     AlreadyExists(PathBuf),
@@ -84,6 +86,17 @@ impl From<rusqlite::Error> for DbError {
 
 pub type Result<T> = std::result::Result<T, DbError>;
 
+/// Why there is no database at `path` for this user: permissions (a study group's
+/// folder they are not in), else that it does not exist.
+fn no_database_message(path: &Path) -> String {
+    sharing::permission_problem(path, true).unwrap_or_else(|| {
+        format!(
+            "no study database at {0}: create one with `marrow init --db {0}`, or point --db / MARROW_DB at the right file",
+            path.display()
+        )
+    })
+}
+
 /// SQLCipher settings every connection applies right after the key. Page HMACs use
 /// SHA-256, which current server CPUs compute in hardware (SHA-NI): reading a page
 /// then costs a third of the default SHA-512's time. Any other SQLCipher client must
@@ -111,8 +124,16 @@ fn apply_key(conn: &Connection, key: &Key) -> Result<()> {
     Ok(())
 }
 
+/// Statements each connection keeps prepared (rusqlite's default is 16; the reading
+/// and screening paths alone use more).
+const STATEMENT_CACHE: usize = 64;
+
 fn set_pragmas(conn: &Connection) -> Result<()> {
+    // SQLite's own busy handler (sleeps of 1, 2, 5, 10 ... 100 ms). A handler retrying
+    // every 0.25-2 ms cut the longest waits under saturation but tripled p95 and cost
+    // throughput (docs/BENCHMARKS.md, "Reading"), so it is not used.
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;",
     )?;
@@ -133,10 +154,14 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::CannotOpen) => DbError::Invalid(format!(
-            "cannot open {}: {e} (check the file's permissions)",
-            path.display()
-        )),
+        Some(rusqlite::ErrorCode::CannotOpen) => {
+            DbError::Invalid(sharing::permission_problem(path, true).unwrap_or_else(|| {
+                format!(
+                    "cannot open {}: {e} (check the file's permissions)",
+                    path.display()
+                )
+            }))
+        }
         _ => DbError::from(e),
     })?;
     apply_key(&conn, key)?;
@@ -150,9 +175,19 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
                 key_source: source.clone(),
             });
         }
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) => {
+            // The database opened, its -wal or -shm did not: another member made them
+            // without the group's rights.
+            return Err(DbError::Invalid(format!(
+                "cannot open the files beside {} (-wal, -shm): {e}; {}",
+                path.display(),
+                "in a study shared with a group, its folder must be setgid and the group's (chmod 2770)"
+            )));
+        }
         Err(e) => return Err(e.into()),
     }
     set_pragmas(&conn)?;
+    sharing::fit_wal_files(path);
     Ok(conn)
 }
 

@@ -166,7 +166,8 @@ pub struct QueueItem {
     pub reasons: Vec<Disagreement>,
 }
 
-/// The model's probabilities for a case (inference does not exist yet: always none).
+/// The model's probabilities for a case: the latest model version of each task,
+/// averaged over the case's images (`db/inference.rs`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelPrediction {
     pub model: String,
@@ -210,7 +211,7 @@ pub struct CaseView {
     pub superseded_reads: Blinded<Vec<ReadRecord>>,
     /// The WHO stage from the gold-standard DXA (or why there is none).
     pub dxa_stage: Blinded<Option<String>>,
-    /// The model's prediction; `Shown(None)` until inference exists.
+    /// The model's prediction; `Shown(None)` when the model has not seen the case.
     pub model_prediction: Blinded<Option<ModelPrediction>>,
     /// Why the case needs adjudication (empty when it does not).
     pub disagreements: Blinded<Vec<Disagreement>>,
@@ -326,6 +327,10 @@ fn unblinded_role(role: Role) -> bool {
 
 const COORDINATOR_HIDDEN: &str =
     "grades are shown to readers after their own read, and to adjudicators, PIs and admins";
+
+/// Whether a user holds a slot of a case (`?1` case id, `?2` reader).
+const ASSIGNED: &str =
+    "SELECT EXISTS (SELECT 1 FROM reading_assignments WHERE case_id = ?1 AND reader = ?2)";
 
 fn blinded_reason(case: &str) -> String {
     format!("blinded until you submit your read of {case}")
@@ -489,11 +494,9 @@ pub fn describe_grade(g: &FinalGrade) -> String {
 
 /// The DXA reading stored on the patient row, in words.
 fn dxa_stage(conn: &Connection, patient_id: i64) -> Result<Option<String>> {
-    let (stage, flags): (Option<String>, String) = conn.query_row(
-        "SELECT who_stage, flags FROM patients WHERE id = ?1",
-        [patient_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (stage, flags): (Option<String>, String) = conn
+        .prepare_cached("SELECT who_stage, flags FROM patients WHERE id = ?1")?
+        .query_row([patient_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(match stage {
         Some(s) => Some(s),
         None if flags.split(',').any(|f| f == "z_score_applies") => {
@@ -897,7 +900,8 @@ impl Study {
         );
         let mut all_args: Vec<&dyn rusqlite::ToSql> = vec![&me];
         all_args.extend_from_slice(args);
-        let mut st = self.conn().prepare(&sql)?;
+        // A handful of filters, so each stays prepared in the connection's cache.
+        let mut st = self.conn().prepare_cached(&sql)?;
         let rows = st.query_map(all_args.as_slice(), |r| {
             let yours: Option<i64> = r.get(7)?;
             let visible = !reader_view || yours.is_some();
@@ -1019,24 +1023,20 @@ impl Study {
         // Only when a patient's decision or group, or an image, changed since the
         // last refresh (migration 0004's triggers raise the flag).
         let refresh_needed: bool = tx
-            .query_row(
-                "SELECT value = '1' FROM meta WHERE key = 'reading_refresh_needed'",
-                [],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT value = '1' FROM meta WHERE key = 'reading_refresh_needed'")?
+            .query_row([], |r| r.get(0))
             .optional()?
             .unwrap_or(true);
         if refresh_needed {
             refresh_in(&tx, &mut audit, &actor.name)?;
         }
         let held: Option<(i64, i64)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT a.case_id, a.slot FROM reading_assignments a WHERE a.reader = ?1 \
                  AND NOT EXISTS (SELECT 1 FROM reads r WHERE r.case_id = a.case_id AND r.reader = a.reader) \
                  ORDER BY a.assigned_at, a.case_id LIMIT 1",
-                [&actor.name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row([&actor.name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let taken = match held {
             Some((case_id, slot)) => Some((case_id, slot, false)),
@@ -1087,11 +1087,10 @@ impl Study {
         let c = load_case(conn, id)?;
         if self.role() == Role::Reader {
             let me = &self.actor().name;
-            let assigned: bool = conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM reading_assignments WHERE case_id = ?1 AND reader = ?2)",
-                params![id, me],
-                |row| row.get::<_, i64>(0),
-            )? != 0;
+            let assigned: bool = conn
+                .prepare_cached(ASSIGNED)?
+                .query_row(params![id, me], |row| row.get::<_, i64>(0))?
+                != 0;
             if !assigned {
                 return Err(DbError::NotAllowed {
                     user: me.clone(),
@@ -1116,11 +1115,10 @@ impl Study {
         let role = self.role();
         let all = load_reads(conn, id)?;
         let mine: Vec<ReadRecord> = all.iter().filter(|x| &x.reader == me).cloned().collect();
-        let assigned: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM reading_assignments WHERE case_id = ?1 AND reader = ?2)",
-            params![id, me],
-            |row| row.get::<_, i64>(0),
-        )? != 0;
+        let assigned: bool = conn
+            .prepare_cached(ASSIGNED)?
+            .query_row(params![id, me], |row| row.get::<_, i64>(0))?
+            != 0;
         let hidden: Option<String> = match role {
             Role::Reader if !assigned => {
                 return Err(DbError::NotAllowed {
@@ -1199,7 +1197,11 @@ impl Study {
             Blinded::Shown(c.study_id.clone()),
             (Blinded::Shown(others), Blinded::Shown(superseded)),
             Blinded::Shown(dxa_stage(conn, c.patient_id)?),
-            Blinded::Shown(None),
+            Blinded::Shown(super::inference::case_model_prediction(
+                conn,
+                c.patient_id,
+                c.side.code(),
+            )?),
             Blinded::Shown(disagreements),
             Blinded::Shown(load_final(conn, id)?),
         ))
@@ -1232,11 +1234,10 @@ impl Study {
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let c = load_case(&tx, id)?;
-        let assigned: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM reading_assignments WHERE case_id = ?1 AND reader = ?2)",
-            params![id, actor.name],
-            |row| row.get::<_, i64>(0),
-        )? != 0;
+        let assigned: bool = tx
+            .prepare_cached(ASSIGNED)?
+            .query_row(params![id, actor.name], |row| row.get::<_, i64>(0))?
+            != 0;
         if !assigned {
             return Err(DbError::NotAllowed {
                 user: actor.name.clone(),

@@ -899,6 +899,11 @@ impl Study {
             report.adjudication_pending,
             report.final_graded,
         ) = super::reading::reading_counts(&self.conn, self.protocol.reading.reads_per_case)?;
+        report.follow_up = super::followup::followup_counts(
+            &self.conn,
+            &self.protocol.follow_up,
+            chrono::Utc::now().date_naive(),
+        )?;
         Ok(report)
     }
 

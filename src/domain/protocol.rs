@@ -1,5 +1,6 @@
 //! The study protocol: sites, groups, phases, per-cohort enrollment targets and the DXA window.
 
+use super::followup::FollowUpRules;
 use super::reading::ReadingRules;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -111,6 +112,9 @@ pub struct Protocol {
     /// Blinded reading: reads per case and the disagreement rules (`[reading]`).
     #[serde(default)]
     pub reading: ReadingRules,
+    /// Follow-up visits: the window around each planned visit (`[follow_up]`).
+    #[serde(default)]
+    pub follow_up: FollowUpRules,
 }
 
 /// Default per-cohort target of the retrospective phase.
@@ -140,6 +144,8 @@ pub struct ProtocolOverride {
     pub targets: Option<TargetsOverride>,
     /// `[reading]`: keys left out keep their defaults.
     pub reading: Option<ReadingRules>,
+    /// `[follow_up]`: `window_months` (default 1), `phases` (default prospective).
+    pub follow_up: Option<FollowUpRules>,
 }
 
 /// Targets in the override file: one per phase, and optionally per cohort.
@@ -177,6 +183,7 @@ impl Protocol {
             dxa_window_days,
             targets,
             reading: ReadingRules::default(),
+            follow_up: FollowUpRules::default(),
         }
     }
 
@@ -232,6 +239,10 @@ impl Protocol {
         if let Some(r) = o.reading {
             r.validate()?;
             p.reading = r;
+        }
+        if let Some(f) = o.follow_up {
+            f.validate()?;
+            p.follow_up = f;
         }
         Ok(p)
     }

@@ -47,6 +47,9 @@ pub struct StatusReport {
     /// Reading cases with a final grade (consensus or adjudicated).
     #[serde(default)]
     pub final_graded: u64,
+    /// Follow-up visits of the eligible patients per state (done, due, overdue, not yet due).
+    #[serde(default)]
+    pub follow_up: super::followup::FollowUpCounts,
 }
 
 /// One count of patients of a cohort with a decision.
@@ -105,6 +108,7 @@ impl StatusReport {
             reads_pending: 0,
             adjudication_pending: 0,
             final_graded: 0,
+            follow_up: Default::default(),
         }
     }
 }

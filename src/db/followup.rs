@@ -1,0 +1,416 @@
+//! Follow-up visits (migration 0006): the imported or hand-entered visit of a patient
+//! at 6, 12, 24 or 36 months, and where every planned visit of the eligible patients
+//! stands (`domain::followup`). Writes are IMMEDIATE transactions with their audit
+//! rows; a hand-entered correction checks the version the screen was drawn from.
+
+use super::audit::{AuditWriter, Change};
+use super::study::{Batch, Study, Upsert};
+use super::{DbError, Result, now_utc};
+use crate::domain::followup::{
+    self, FollowUpCounts, FollowUpRules, VisitInput, VisitState, VisitWindow,
+};
+use crate::domain::protocol::{Group, Phase};
+use crate::domain::user::Permission;
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// A recorded visit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VisitRow {
+    pub study_id: String,
+    pub visit_month: u32,
+    pub visit: VisitInput,
+    /// 'import' or 'marrow'.
+    pub source: String,
+    pub version: i64,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// A planned visit of an eligible patient and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedVisit {
+    pub study_id: String,
+    pub site: String,
+    pub group: Group,
+    pub phase: Phase,
+    pub window: VisitWindow,
+    pub state: VisitState,
+    /// The recorded visit, when done.
+    pub recorded: Option<VisitRow>,
+    /// Whether the recorded visit lies within its window.
+    pub in_window: Option<bool>,
+}
+
+fn date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+const VISIT_COLS: &str = "p.study_id, v.visit_month, v.visit_date, v.vas, v.oks, \
+     v.new_fragility_fracture, v.source, v.version, v.updated_at, v.updated_by";
+
+fn read_visit(r: &rusqlite::Row, o: usize) -> rusqlite::Result<VisitRow> {
+    let d: String = r.get(o + 2)?;
+    Ok(VisitRow {
+        study_id: r.get(o)?,
+        visit_month: r.get::<_, i64>(o + 1)? as u32,
+        visit: VisitInput {
+            visit_date: date(&d).unwrap_or_default(),
+            vas: r.get(o + 3)?,
+            oks: r.get::<_, Option<i64>>(o + 4)?.map(|v| v as u8),
+            new_fragility_fracture: r.get::<_, Option<i64>>(o + 5)?.map(|v| v != 0),
+        },
+        source: r.get(o + 6)?,
+        version: r.get(o + 7)?,
+        updated_at: r.get(o + 8)?,
+        updated_by: r.get(o + 9)?,
+    })
+}
+
+fn visit_json(v: &VisitInput) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn load_visit(conn: &Connection, patient_id: i64, month: u32) -> Result<Option<VisitRow>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {VISIT_COLS} FROM follow_up_visits v JOIN patients p ON p.id = v.patient_id \
+             WHERE v.patient_id = ?1 AND v.visit_month = ?2"
+        ))?
+        .query_row(params![patient_id, month], |r| read_visit(r, 0))
+        .optional()?)
+}
+
+/// Every recorded visit, keyed by (patient id, month).
+pub fn all_visits(conn: &Connection) -> Result<HashMap<(i64, u32), VisitRow>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT v.patient_id, {VISIT_COLS} FROM follow_up_visits v JOIN patients p ON p.id = v.patient_id"
+    ))?;
+    let rows = st.query_map([], |r| {
+        let v = read_visit(r, 1)?;
+        Ok(((r.get::<_, i64>(0)?, v.visit_month), v))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+}
+
+/// Writes one visit (insert or update) with its audit row, inside `tx`. Returns what
+/// it did and the new version.
+#[allow(clippy::too_many_arguments)]
+fn write_visit(
+    tx: &Transaction,
+    audit: &mut AuditWriter,
+    actor: &str,
+    (patient_id, study_id): (i64, &str),
+    month: u32,
+    v: &VisitInput,
+    source: &str,
+    reason: &str,
+) -> Result<Upsert> {
+    let existing = load_visit(tx, patient_id, month)?;
+    let entity_id = format!("{study_id}/{month}m");
+    if existing.as_ref().is_some_and(|e| e.visit == *v) {
+        return Ok(Upsert::Unchanged(entity_id));
+    }
+    tx.prepare_cached(
+        "INSERT INTO follow_up_visits (patient_id, visit_month, visit_date, vas, oks, \
+         new_fragility_fracture, source, version, updated_at, updated_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9) \
+         ON CONFLICT (patient_id, visit_month) DO UPDATE SET visit_date = excluded.visit_date, \
+         vas = excluded.vas, oks = excluded.oks, new_fragility_fracture = excluded.new_fragility_fracture, \
+         source = excluded.source, version = version + 1, updated_at = excluded.updated_at, \
+         updated_by = excluded.updated_by",
+    )?
+    .execute(params![
+        patient_id,
+        month,
+        v.visit_date.to_string(),
+        v.vas,
+        v.oks,
+        v.new_fragility_fracture.map(i64::from),
+        source,
+        now_utc(),
+        actor,
+    ])?;
+    let updated = existing.is_some();
+    let action = if updated {
+        "followup.update"
+    } else {
+        "followup.add"
+    };
+    audit.append(
+        tx,
+        &Change {
+            action,
+            entity: "follow_up_visit",
+            entity_id: &entity_id,
+            patient: Some(study_id),
+            before: existing.map(|e| visit_json(&e.visit)),
+            after: Some(visit_json(v)),
+            reason: Some(reason),
+        },
+    )?;
+    Ok(if updated {
+        Upsert::Updated(entity_id)
+    } else {
+        Upsert::Inserted(entity_id)
+    })
+}
+
+fn index_date_of(conn: &Connection, patient_id: i64) -> Result<Option<NaiveDate>> {
+    Ok(conn
+        .prepare_cached("SELECT index_date FROM patients WHERE id = ?1")?
+        .query_row([patient_id], |r| r.get::<_, Option<String>>(0))?
+        .as_deref()
+        .and_then(date))
+}
+
+impl Batch<'_> {
+    /// Adds or updates the visit of a known patient from an import; an identical row
+    /// changes nothing. A visit before the patient's index date is refused (`Err`
+    /// with the reason, for the rejected-rows list).
+    pub fn upsert_visit(
+        &mut self,
+        patient: (i64, &str),
+        month: u32,
+        v: &VisitInput,
+    ) -> Result<std::result::Result<Upsert, String>> {
+        let index = index_date_of(&self.tx, patient.0)?;
+        if let Err(why) = v.check(index) {
+            return Ok(Err(why));
+        }
+        let actor = self.actor.to_string();
+        Ok(Ok(write_visit(
+            &self.tx,
+            &mut self.audit,
+            &actor,
+            patient,
+            month,
+            v,
+            "import",
+            "followup import",
+        )?))
+    }
+}
+
+/// The planned visits of every eligible patient with an index date, on `today`: all
+/// four for a patient of a followed-up phase (protocol `[follow_up] phases`), only the
+/// recorded ones for the others.
+pub fn planned_visits(
+    conn: &Connection,
+    rules: &FollowUpRules,
+    today: NaiveDate,
+) -> Result<Vec<PlannedVisit>> {
+    let visits = all_visits(conn)?;
+    let mut st = conn.prepare(
+        "SELECT id, study_id, site, grp, phase, index_date FROM patients \
+         WHERE decision = 'eligible' AND index_date IS NOT NULL",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, sid, site, grp, phase, index) = row?;
+        let Some(index) = date(&index) else { continue };
+        let phase: Phase = phase.parse().unwrap_or(Phase::Retrospective);
+        let followed = rules.phases.contains(&phase);
+        for w in followup::schedule(index, rules) {
+            let recorded = visits.get(&(id, w.month)).cloned();
+            if !followed && recorded.is_none() {
+                continue; // nothing is chased for a phase that is not followed up
+            }
+            let state = followup::state(&w, recorded.is_some(), today);
+            out.push(PlannedVisit {
+                study_id: sid.clone(),
+                site: site.clone(),
+                group: grp.parse().unwrap_or(Group::Control),
+                phase,
+                in_window: recorded.as_ref().map(|v| w.contains(v.visit.visit_date)),
+                window: w,
+                state,
+                recorded,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Follow-up compliance: the planned visits of the eligible patients per state.
+pub fn followup_counts(
+    conn: &Connection,
+    rules: &FollowUpRules,
+    today: NaiveDate,
+) -> Result<FollowUpCounts> {
+    let mut c = FollowUpCounts::default();
+    for v in planned_visits(conn, rules, today)? {
+        c.add(v.state);
+        if v.in_window == Some(false) {
+            c.done_out_of_window += 1;
+        }
+    }
+    Ok(c)
+}
+
+impl Study {
+    fn patient_row_id(&self, study_id: &str) -> Result<(i64, String)> {
+        self.conn()
+            .query_row(
+                "SELECT id, study_id FROM patients WHERE study_id = ?1",
+                [study_id.trim().to_ascii_uppercase()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| {
+                DbError::NotFound(format!(
+                    "no patient with study ID {}; `marrow patients` lists them",
+                    study_id.trim()
+                ))
+            })
+    }
+
+    /// Records (or corrects) one follow-up visit by hand. `expected_version`: the
+    /// version of the visit the screen showed (`None` for a visit not recorded yet);
+    /// when someone changed it since, nothing is written (`Conflict`). A correction
+    /// needs a reason; both go into the audit trail.
+    pub fn record_visit(
+        &mut self,
+        study_id: &str,
+        month: u32,
+        v: &VisitInput,
+        reason: &str,
+        expected_version: Option<i64>,
+    ) -> Result<VisitRow> {
+        self.require(Permission::Screen)?;
+        if !followup::VISIT_MONTHS.contains(&month) {
+            return Err(DbError::Invalid(format!(
+                "{month} is not a planned visit (6, 12, 24 or 36 months)"
+            )));
+        }
+        let (pid, sid) = self.patient_row_id(study_id)?;
+        let actor = self.actor().clone();
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let index = index_date_of(&tx, pid)?;
+        v.check(index).map_err(DbError::Invalid)?;
+        let existing = load_visit(&tx, pid, month)?;
+        match (&existing, expected_version) {
+            (Some(e), Some(x)) if e.version != x => {
+                return Err(DbError::Conflict(format!(
+                    "the {month}-month visit of {sid} was changed by {} at {} after you opened it \
+                     (version {x}, now {}); nothing was saved: reload it and enter it again",
+                    e.updated_by, e.updated_at, e.version
+                )));
+            }
+            (Some(e), None) => {
+                return Err(DbError::Conflict(format!(
+                    "the {month}-month visit of {sid} was recorded by {} at {}; nothing was saved: \
+                     reload it to correct it",
+                    e.updated_by, e.updated_at
+                )));
+            }
+            (None, Some(x)) => {
+                return Err(DbError::Conflict(format!(
+                    "the {month}-month visit of {sid} (version {x}) is no longer recorded; reload it"
+                )));
+            }
+            _ => {}
+        }
+        let reason = reason.trim();
+        if existing.is_some() && reason.is_empty() {
+            return Err(DbError::Invalid(
+                "a correction needs a reason (it goes into the audit trail)".into(),
+            ));
+        }
+        let reason = if reason.is_empty() {
+            "entered by hand"
+        } else {
+            reason
+        };
+        let mut audit = AuditWriter::begin(&tx, &actor)?;
+        write_visit(
+            &tx,
+            &mut audit,
+            &actor.name,
+            (pid, &sid),
+            month,
+            v,
+            "marrow",
+            reason,
+        )?;
+        audit.finish(&tx)?;
+        let row = load_visit(&tx, pid, month)?
+            .ok_or_else(|| DbError::Invalid("the visit was not stored".into()))?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    /// The planned visits of one patient (recorded or not), on `today`.
+    pub fn patient_visits(&self, study_id: &str, today: NaiveDate) -> Result<Vec<PlannedVisit>> {
+        let (_, sid) = self.patient_row_id(study_id)?;
+        Ok(
+            planned_visits(self.conn(), &self.protocol().follow_up, today)?
+                .into_iter()
+                .filter(|v| v.study_id == sid)
+                .collect(),
+        )
+    }
+
+    /// Every planned visit of the eligible patients, on `today`, by study ID and month.
+    pub fn planned_visits(&self, today: NaiveDate) -> Result<Vec<PlannedVisit>> {
+        let mut v = planned_visits(self.conn(), &self.protocol().follow_up, today)?;
+        sort_visits(&mut v);
+        Ok(v)
+    }
+
+    /// The coordinator's list: visits whose window is open or opens within `days`
+    /// days (with `overdue`, also those whose window closed unrecorded), soonest first.
+    pub fn visits_due(
+        &self,
+        today: NaiveDate,
+        days: i64,
+        overdue: bool,
+    ) -> Result<Vec<PlannedVisit>> {
+        let mut v: Vec<PlannedVisit> =
+            planned_visits(self.conn(), &self.protocol().follow_up, today)?
+                .into_iter()
+                .filter(|p| {
+                    followup::on_due_list(&p.window, p.state, today, days)
+                        || (overdue && p.state == VisitState::Overdue)
+                })
+                .collect();
+        v.sort_by(|a, b| {
+            (a.window.opens, &a.study_id, a.window.month).cmp(&(
+                b.window.opens,
+                &b.study_id,
+                b.window.month,
+            ))
+        });
+        Ok(v)
+    }
+
+    /// Follow-up compliance on `today` (the dashboard's figure).
+    pub fn followup_counts(&self, today: NaiveDate) -> Result<FollowUpCounts> {
+        followup_counts(self.conn(), &self.protocol().follow_up, today)
+    }
+}
+
+fn sort_visits(v: &mut [PlannedVisit]) {
+    v.sort_by_cached_key(|p| {
+        let n = p
+            .study_id
+            .rsplit_once('-')
+            .map(|(a, n)| (a.to_string(), n.parse::<u64>().unwrap_or(u64::MAX)))
+            .unwrap_or((p.study_id.clone(), u64::MAX));
+        (n, p.window.month)
+    });
+}

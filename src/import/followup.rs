@@ -1,0 +1,248 @@
+//! `marrow import followup FILE.csv`: follow-up visits (`mrn`, `visit_month`,
+//! `visit_date`, `vas` 0-10, `oks` 0-48, `new_fragility_fracture` yes|no), with the
+//! row checks of the other imports: columns in any order and case, unknown columns
+//! ignored, each row stored whole or rejected with its line and reason (and written to
+//! `NAME.rejected.csv`), a repeat of the same visit with other values in one file
+//! rejected, re-importing a file changes nothing. The MRN is hashed like the patients
+//! import and never stored.
+
+use super::{ImportError, ImportReport, Rejection, rejected_path};
+use crate::db::Study;
+use crate::db::study::Upsert;
+use crate::domain::followup::{FOLLOWUP_COLUMNS, VisitInput, parse_visit_row};
+use crate::domain::records::RowFields;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Rows per write transaction.
+const CHUNK: usize = 5_000;
+
+struct Row<'a> {
+    columns: &'a HashMap<String, usize>,
+    fields: Vec<&'a str>,
+}
+
+impl RowFields for Row<'_> {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.columns
+            .get(name)
+            .and_then(|i| self.fields.get(*i))
+            .copied()
+    }
+}
+
+/// Imports a follow-up export.
+pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(body);
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| ImportError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!("the header line cannot be read: {e}"),
+        })?
+        .clone();
+    let mut columns = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        let name = String::from_utf8_lossy(h).trim().to_lowercase();
+        if !name.is_empty() && columns.insert(name.clone(), i).is_some() {
+            return Err(ImportError::BadHeader {
+                path: path.to_path_buf(),
+                reason: format!("column '{name}' appears twice in the header"),
+            });
+        }
+    }
+    let missing: Vec<&str> = FOLLOWUP_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !columns.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ImportError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!(
+                "not a followup export: it lacks the column(s) {}",
+                missing.join(", ")
+            ),
+        });
+    }
+    let width = headers.len();
+    let mut report = ImportReport {
+        file: path.to_path_buf(),
+        ..Default::default()
+    };
+    let mut rejected: Vec<Rejection> = Vec::new();
+    let mut row_starts: Vec<(u64, u64)> = Vec::new();
+    // (normalised MRN, month) -> (first line, values)
+    let mut seen: HashMap<(String, u32), (u64, VisitInput)> = HashMap::new();
+    let mut staged: Vec<(u64, String, u32, VisitInput)> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                rejected.push(Rejection {
+                    line,
+                    reason: format!("unreadable CSV: {e}"),
+                });
+                continue;
+            }
+        }
+        let (line, offset) = record
+            .position()
+            .map(|p| (p.line(), p.byte()))
+            .unwrap_or((0, 0));
+        if record
+            .iter()
+            .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
+        {
+            continue;
+        }
+        row_starts.push((line, offset));
+        if record.len() != width {
+            rejected.push(Rejection {
+                line,
+                reason: format!(
+                    "has {} fields but the header has {width} (a stray comma or an unclosed quote?)",
+                    record.len()
+                ),
+            });
+            continue;
+        }
+        let fields: Result<Vec<&str>, usize> = record
+            .iter()
+            .enumerate()
+            .map(|(i, f)| std::str::from_utf8(f).map_err(|_| i))
+            .collect();
+        let fields = match fields {
+            Ok(f) => f,
+            Err(i) => {
+                let col = String::from_utf8_lossy(&headers[i]).trim().to_string();
+                rejected.push(Rejection {
+                    line,
+                    reason: format!("column '{col}' is not valid UTF-8 (save the export as UTF-8)"),
+                });
+                continue;
+            }
+        };
+        let row = Row {
+            columns: &columns,
+            fields,
+        };
+        let (mrn, month, visit) = match parse_visit_row(&row) {
+            Ok(p) => p,
+            Err(reason) => {
+                rejected.push(Rejection { line, reason });
+                continue;
+            }
+        };
+        let key = (mrn.trim().to_uppercase(), month);
+        if let Some((first, earlier)) = seen.get(&key) {
+            if *earlier != visit {
+                rejected.push(Rejection {
+                    line,
+                    reason: format!(
+                        "the same visit is on line {first} with different values; fix one of them"
+                    ),
+                });
+            }
+            continue;
+        }
+        seen.insert(key, (line, visit.clone()));
+        staged.push((line, mrn, month, visit));
+    }
+    report.rows = row_starts.len() as u64;
+    let db_err = |source| ImportError::Database {
+        path: path.to_path_buf(),
+        source,
+    };
+    for chunk in staged.chunks(CHUNK) {
+        let mut batch = study.batch().map_err(db_err)?;
+        for (line, mrn, month, visit) in chunk {
+            let Some((id, sid)) = batch.find_patient(mrn).map_err(db_err)? else {
+                rejected.push(Rejection {
+                    line: *line,
+                    reason: "mrn is not a known patient (import patients.csv first)".into(),
+                });
+                continue;
+            };
+            match batch
+                .upsert_visit((id, &sid), *month, visit)
+                .map_err(db_err)?
+            {
+                Ok(Upsert::Inserted(_)) => report.inserted += 1,
+                Ok(Upsert::Updated(_)) => report.updated += 1,
+                Ok(Upsert::Unchanged(_)) => report.unchanged += 1,
+                Err(reason) => rejected.push(Rejection {
+                    line: *line,
+                    reason,
+                }),
+            }
+        }
+        batch.commit().map_err(db_err)?;
+    }
+    rejected.sort_by_key(|r| r.line);
+    let reject_path = rejected_path(path);
+    if !rejected.is_empty() {
+        write_rejects(&reject_path, &headers, body, &row_starts, &rejected).map_err(|reason| {
+            ImportError::RejectFile {
+                path: reject_path.clone(),
+                reason,
+            }
+        })?;
+        report.rejected_file = Some(reject_path);
+    } else if reject_path.exists() {
+        let _ = std::fs::remove_file(&reject_path);
+    }
+    report.rejected = rejected;
+    Ok(report)
+}
+
+/// The rejected rows, verbatim, with a `reason` column (as the other imports write them).
+fn write_rejects(
+    path: &Path,
+    headers: &csv::ByteRecord,
+    body: &[u8],
+    row_starts: &[(u64, u64)],
+    rejected: &[Rejection],
+) -> Result<(), String> {
+    let offsets: HashMap<u64, u64> = row_starts.iter().copied().collect();
+    let row_at = |line: u64| -> csv::ByteRecord {
+        let mut rec = csv::ByteRecord::new();
+        if let Some(&off) = offsets.get(&line) {
+            let mut r = csv::ReaderBuilder::new()
+                .flexible(true)
+                .has_headers(false)
+                .from_reader(&body[(off as usize).min(body.len())..]);
+            let _ = r.read_byte_record(&mut rec);
+        }
+        rec
+    };
+    let tmp = path.with_extension("csv.tmp");
+    {
+        let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+        let mut w = csv::WriterBuilder::new().flexible(true).from_writer(file);
+        let mut h = headers.clone();
+        h.push_field(b"reason");
+        w.write_byte_record(&h).map_err(|e| e.to_string())?;
+        for r in rejected {
+            let mut rec = row_at(r.line);
+            while rec.len() < headers.len() {
+                rec.push_field(b"");
+            }
+            rec.push_field(format!("line {}: {}", r.line, r.reason).as_bytes());
+            w.write_byte_record(&rec).map_err(|e| e.to_string())?;
+        }
+        w.flush().map_err(|e| e.to_string())?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+}
