@@ -4,56 +4,13 @@
 
 mod common;
 
-use common::{TempStudy, stderr, stdout};
+use common::demo::demo;
+use common::{stderr, stdout};
 use marrow::db::Study;
 use marrow::db::inference::JobState;
 use marrow::db::reading::Blinded;
 use marrow::domain::reading::{Grade, Oarsi, ReadInput};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
-/// The demo study, built once per test binary.
-fn demo_source() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("marrow-model-jobs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_marrow"))
-            .args(["demo", "--no-tui", "--dir"])
-            .arg(&dir)
-            .env_remove("MARROW_KEY")
-            .output()
-            .expect("run marrow demo");
-        assert!(
-            out.status.success(),
-            "demo failed:\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        dir
-    })
-}
-
-/// A private copy of the demo study.
-fn demo() -> TempStudy {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(demo_source(), dir.path());
-    let db = dir.path().join("demo.db");
-    TempStudy { dir, db }
-}
+use std::path::PathBuf;
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))

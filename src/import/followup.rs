@@ -33,46 +33,11 @@ impl RowFields for Row<'_> {
 
 /// Imports a follow-up export.
 pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, ImportError> {
-    let bytes = std::fs::read(path).map_err(|e| ImportError::Unreadable {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(body);
-    let headers = reader
-        .byte_headers()
-        .map_err(|e| ImportError::BadHeader {
-            path: path.to_path_buf(),
-            reason: format!("the header line cannot be read: {e}"),
-        })?
-        .clone();
-    let mut columns = HashMap::new();
-    for (i, h) in headers.iter().enumerate() {
-        let name = String::from_utf8_lossy(h).trim().to_lowercase();
-        if !name.is_empty() && columns.insert(name.clone(), i).is_some() {
-            return Err(ImportError::BadHeader {
-                path: path.to_path_buf(),
-                reason: format!("column '{name}' appears twice in the header"),
-            });
-        }
-    }
-    let missing: Vec<&str> = FOLLOWUP_COLUMNS
-        .iter()
-        .copied()
-        .filter(|c| !columns.contains_key(*c))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ImportError::BadHeader {
-            path: path.to_path_buf(),
-            reason: format!(
-                "not a followup export: it lacks the column(s) {}",
-                missing.join(", ")
-            ),
-        });
-    }
+    let bytes = super::read_export(path)?;
+    let body = super::strip_bom(&bytes);
+    let mut reader = super::csv_reader(body);
+    let (headers, columns) =
+        super::header_columns(&mut reader, path, "followup", FOLLOWUP_COLUMNS)?;
     let width = headers.len();
     let mut report = ImportReport {
         file: path.to_path_buf(),

@@ -172,56 +172,10 @@ pub fn import_csv_in_chunks(
 ) -> Result<ImportReport, ImportError> {
     let chunk_rows = chunk_rows.max(1);
     let started = std::time::Instant::now();
-    let bytes = std::fs::read(path).map_err(|e| ImportError::Unreadable {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    // A UTF-8 byte-order mark is allowed and dropped.
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(body);
-    let raw_headers = reader
-        .byte_headers()
-        .map_err(|e| ImportError::BadHeader {
-            path: path.to_path_buf(),
-            reason: format!("the header line cannot be read: {e}"),
-        })?
-        .clone();
-    let mut columns = HashMap::new();
-    for (i, h) in raw_headers.iter().enumerate() {
-        let name = String::from_utf8_lossy(h).trim().to_lowercase();
-        if !name.is_empty() && columns.insert(name.clone(), i).is_some() {
-            return Err(ImportError::BadHeader {
-                path: path.to_path_buf(),
-                reason: format!("column '{name}' appears twice in the header"),
-            });
-        }
-    }
-    let missing: Vec<&str> = kind
-        .required()
-        .iter()
-        .copied()
-        .filter(|c| !columns.contains_key(*c))
-        .collect();
-    if !missing.is_empty() {
-        let mut found: Vec<&String> = columns.keys().collect();
-        found.sort();
-        return Err(ImportError::BadHeader {
-            path: path.to_path_buf(),
-            reason: format!(
-                "not a {} export: it lacks the column(s) {} (header has: {})",
-                kind.name(),
-                missing.join(", "),
-                found
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-    }
+    let bytes = read_export(path)?;
+    let body = strip_bom(&bytes);
+    let mut reader = csv_reader(body);
+    let (raw_headers, columns) = header_columns(&mut reader, path, kind.name(), kind.required())?;
 
     // Two stages on two threads: one checks rows (on their own, and against earlier
     // rows of the same file) and hands them over in chunks; this one writes each chunk
@@ -545,6 +499,76 @@ pub fn write_rejected_rows<'a>(
         return Err(std::io::Error::other(e.to_string()));
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Reads a whole export file.
+pub(crate) fn read_export(path: &Path) -> Result<Vec<u8>, ImportError> {
+    std::fs::read(path).map_err(|e| ImportError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The file without its UTF-8 byte-order mark (allowed and dropped).
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// A CSV reader over an export: a header line, rows of any width.
+pub(crate) fn csv_reader(body: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(body)
+}
+
+/// The header and its columns by lower-cased, trimmed name; refuses a repeated
+/// column and names the missing `required` ones (with what the header has).
+pub(crate) fn header_columns(
+    reader: &mut csv::Reader<&[u8]>,
+    path: &Path,
+    kind: &str,
+    required: &[&str],
+) -> Result<(csv::ByteRecord, HashMap<String, usize>), ImportError> {
+    let raw_headers = reader
+        .byte_headers()
+        .map_err(|e| ImportError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!("the header line cannot be read: {e}"),
+        })?
+        .clone();
+    let mut columns = HashMap::new();
+    for (i, h) in raw_headers.iter().enumerate() {
+        let name = String::from_utf8_lossy(h).trim().to_lowercase();
+        if !name.is_empty() && columns.insert(name.clone(), i).is_some() {
+            return Err(ImportError::BadHeader {
+                path: path.to_path_buf(),
+                reason: format!("column '{name}' appears twice in the header"),
+            });
+        }
+    }
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|c| !columns.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        let mut found: Vec<&String> = columns.keys().collect();
+        found.sort();
+        return Err(ImportError::BadHeader {
+            path: path.to_path_buf(),
+            reason: format!(
+                "not a {kind} export: it lacks the column(s) {} (header has: {})",
+                missing.join(", "),
+                found
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok((raw_headers, columns))
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! Nothing here touches a terminal or a database, so tests and benchmarks drive it
 //! directly.
 
+use super::dashboard::DashboardState;
+use super::jobs::JobsState;
 use super::keymap::{self, Action, Context};
 use super::reading::ReadingState;
 use super::theme::Theme;
@@ -96,6 +98,14 @@ pub enum Screen {
     Case,
     /// The agreement figures.
     Agreement,
+    /// Inference jobs: progress, start, cancel.
+    Jobs,
+    /// The model's outcome figures and ROC curve.
+    Model,
+    /// The study dashboard: enrollment, the CONSORT flow, what is outstanding.
+    Dashboard,
+    /// The patients behind a CONSORT box.
+    BoxPatients,
 }
 
 /// The worklist filters; `None` lets everything through.
@@ -674,8 +684,12 @@ pub struct App {
     pub(crate) message: Option<Message>,
     /// The reading screens: the reader's worklist, the queue, a case, agreement.
     pub(crate) reading: ReadingState,
+    /// The jobs and model screens, the confirmation, the jobs this app started.
+    pub(crate) jobs: JobsState,
+    /// The dashboard and the patients behind a CONSORT box.
+    pub(crate) dashboard: DashboardState,
     pending_key: Option<char>,
-    quit: bool,
+    pub(crate) quit: bool,
     pub(crate) hits: Cell<Hits>,
 }
 
@@ -696,6 +710,8 @@ impl App {
             status: None,
             message: None,
             reading: ReadingState::default(),
+            jobs: JobsState::default(),
+            dashboard: DashboardState::default(),
             pending_key: None,
             quit: false,
             hits: Cell::new(Hits::default()),
@@ -860,6 +876,9 @@ impl App {
 
     /// The keymap contexts that receive keys now, innermost first.
     pub fn contexts(&self) -> Vec<Context> {
+        if self.jobs.confirm.is_some() {
+            return vec![Context::JobConfirm, Context::Always];
+        }
         if self.help.is_some() {
             return vec![Context::Help, Context::Always];
         }
@@ -877,6 +896,10 @@ impl App {
                 vec![Context::AdjudicationQueue, Context::Global, Context::Always]
             }
             Screen::Agreement => vec![Context::Agreement, Context::Global, Context::Always],
+            Screen::Jobs => vec![Context::Jobs, Context::Global, Context::Always],
+            Screen::Model => vec![Context::Model, Context::Global, Context::Always],
+            Screen::Dashboard => vec![Context::Dashboard, Context::Global, Context::Always],
+            Screen::BoxPatients => vec![Context::BoxPatients, Context::Global, Context::Always],
             Screen::Case => match self.case_form() {
                 Some(f) if f.is_confirming() => vec![Context::Confirm, Context::Always],
                 Some(f) if f.current().is_text() && !f.is_saving() => {
@@ -989,10 +1012,8 @@ impl App {
             self.message = None;
         }
         match action {
-            Action::Quit => {
-                self.quit = true;
-                Vec::new()
-            }
+            _ if self.jobs.confirm.is_some() => self.update_confirm(action),
+            Action::Quit => self.request_quit(),
             Action::ToggleHelp => {
                 self.help = match self.help {
                     Some(_) => None,
@@ -1012,10 +1033,11 @@ impl App {
                 Screen::Reading => self.update_reader_list(action),
                 Screen::Adjudication => self.update_queue(action),
                 Screen::Case => self.update_case(action),
-                Screen::Agreement => {
-                    self.update_agreement(action);
-                    Vec::new()
-                }
+                Screen::Agreement => self.update_agreement(action),
+                Screen::Jobs => self.update_jobs(action),
+                Screen::Model => self.update_model(action),
+                Screen::Dashboard => self.update_dashboard(action),
+                Screen::BoxPatients => self.update_box_patients(action),
             },
         }
     }
@@ -1045,6 +1067,8 @@ impl App {
         self.worklist.state = LoadState::Loading;
         let mut out = vec![Request::LoadWorklist];
         out.extend(self.reload_reading());
+        out.extend(self.reload_jobs());
+        out.extend(self.reload_dashboard());
         if self.screen == Screen::Patient
             && let Some(p) = self.patient.as_mut()
         {
@@ -1145,6 +1169,9 @@ impl App {
             Action::OpenReading => return self.open_reader_list(),
             Action::OpenAdjudication => return self.open_queue(),
             Action::OpenAgreement => return self.open_agreement(),
+            Action::OpenJobs => return self.open_jobs(),
+            Action::OpenModel => return self.open_model(),
+            Action::OpenDashboard => return self.open_dashboard(),
             _ => {}
         }
         Vec::new()
@@ -1155,6 +1182,12 @@ impl App {
             return Vec::new();
         };
         let study_id = p.study_id.clone();
+        self.dashboard.patient_from_box = false;
+        self.open_patient(study_id)
+    }
+
+    /// Opens a patient's screening (and loads its images).
+    pub(crate) fn open_patient(&mut self, study_id: String) -> Vec<Request> {
         self.screen = Screen::Patient;
         self.patient = Some(PatientView::loading(study_id.clone()));
         self.images = Some(ImagesView::loading(study_id.clone()));
@@ -1350,7 +1383,11 @@ impl App {
             (Action::Back, _) => {
                 self.patient = None;
                 self.images = None;
-                self.screen = Screen::Worklist;
+                self.screen = if std::mem::take(&mut self.dashboard.patient_from_box) {
+                    Screen::BoxPatients
+                } else {
+                    Screen::Worklist
+                };
             }
             (Action::NextPane, _) => {
                 p.pane = match p.pane {
@@ -1500,6 +1537,12 @@ impl App {
     pub fn apply(&mut self, response: Response) -> Vec<Request> {
         if super::reading::is_reading_response(&response) {
             return self.apply_reading(response);
+        }
+        if super::jobs::is_jobs_response(&response) {
+            return self.apply_jobs(response);
+        }
+        if super::dashboard::is_dashboard_response(&response) {
+            return self.apply_dashboard(response);
         }
         match response {
             Response::Images { study_id, images } => {
@@ -1663,8 +1706,18 @@ impl App {
             | Response::AdjudicationQueue(_)
             | Response::Adjudicated { .. }
             | Response::Agreement(_) => {}
+            // Taken by `apply_jobs` above.
+            Response::Jobs(_)
+            | Response::JobQueued(_)
+            | Response::JobCancel { .. }
+            | Response::JobEnded { .. }
+            | Response::Evaluation { .. } => {}
+            // Taken by `apply_dashboard` above.
+            Response::Dashboard(_) | Response::BoxPatients { .. } => {}
             Response::WorkerStopped => {
                 self.reading_worker_stopped();
+                self.jobs_worker_stopped();
+                self.dashboard_worker_stopped();
                 self.error(
                     "the database worker stopped; quit and start marrow again (details in the log)",
                 );

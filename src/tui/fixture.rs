@@ -192,3 +192,137 @@ pub fn patients(n: usize) -> Vec<FixturePatient> {
 pub fn worklist(n: usize) -> Vec<PatientSummary> {
     patients(n).iter().map(FixturePatient::summary).collect()
 }
+
+/// Jobs as the jobs screen lists them, newest first: one running (its rate from its
+/// start and last heartbeat), one queued, one done, one cancelled and one failed.
+pub fn jobs() -> Vec<crate::db::inference::JobRow> {
+    use crate::db::inference::{JobKind, JobRow, JobState};
+    use crate::inference::Task;
+    let job = |id: i64, state: JobState, done: i64, total: i64| JobRow {
+        id,
+        kind: JobKind::Infer,
+        task: None,
+        scope: "pending".into(),
+        state,
+        backend: "cpu (burn-ndarray)".into(),
+        model_version: Some("kl 0.1.0-phantom, op 0.1.0-phantom".into()),
+        total,
+        done,
+        failed: 0,
+        message: None,
+        cancel_requested: false,
+        created_by: "alice".into(),
+        created_at: format!("2026-11-27T09:{:02}:00.000Z", id * 5),
+        started_at: Some(format!("2026-11-27T09:{:02}:01.000Z", id * 5)),
+        finished_at: None,
+        heartbeat_at: None,
+    };
+    let mut running = job(5, JobState::Running, 128, 300);
+    running.heartbeat_at = Some("2026-11-27T09:25:11.000Z".into());
+    running.message = Some("kl: 128 of 300 images".into());
+    let mut queued = job(6, JobState::Queued, 0, 0);
+    queued.scope = "all".into();
+    queued.backend = "auto".into();
+    queued.model_version = None;
+    queued.started_at = None;
+    let mut done = job(4, JobState::Done, 300, 300);
+    done.finished_at = Some("2026-11-27T09:20:31.000Z".into());
+    done.message =
+        Some("300 of 300 images predicted with kl 0.1.0-phantom, op 0.1.0-phantom".into());
+    let mut cancelled = job(3, JobState::Cancelled, 64, 300);
+    cancelled.cancel_requested = true;
+    cancelled.finished_at = Some("2026-11-27T09:15:09.000Z".into());
+    cancelled.message = Some(
+        "cancelled after 64 of 300 images (kept; `marrow infer --pending` finishes the rest)"
+            .into(),
+    );
+    cancelled.created_by = "bob".into();
+    let mut failed = job(2, JobState::Failed, 0, 0);
+    failed.task = Some(Task::Kl);
+    failed.scope = "all".into();
+    failed.finished_at = Some("2026-11-27T09:10:02.000Z".into());
+    failed.message = Some(
+        "cannot load the kl model kl 0.1.0-phantom: the weights' SHA-256 does not match the card"
+            .into(),
+    );
+    vec![queued, running, done, cancelled, failed]
+}
+
+/// The active model of a task as the database lists it.
+pub fn model_row(task: crate::inference::Task) -> crate::db::inference::ModelRow {
+    use crate::inference::Task;
+    let (name, data) = match task {
+        Task::Kl => (
+            "kl",
+            "1200 synthetic knee AP phantoms, balanced classes; not for clinical use",
+        ),
+        Task::Op => (
+            "op",
+            "900 synthetic hip AP phantoms, balanced classes; not for clinical use",
+        ),
+    };
+    crate::db::inference::ModelRow {
+        id: 1,
+        task,
+        name: name.into(),
+        version: "0.1.0-phantom".into(),
+        dir: std::path::PathBuf::from(format!("/study/demo.db.models/{name}-0.1.0-phantom")),
+        sha256: "0".repeat(64),
+        active: true,
+        created_by: "alice".into(),
+        created_at: "2026-11-27T09:00:00.000Z".into(),
+        card: serde_json::json!({ "training": { "data": data } }),
+    }
+}
+
+/// The outcome figures of a deterministic sample of 120 cases (a seeded bootstrap of
+/// `resamples`): a model that is right about two times in three and close otherwise.
+pub fn evaluation(
+    task: crate::inference::Task,
+    resamples: usize,
+) -> crate::cli::model::EvaluationReport {
+    use crate::domain::evaluation::{self, EvalOptions};
+    let k = task.num_classes();
+    let mut seed: u64 = 20261127;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as f64) / f64::from(u32::MAX >> 1)
+    };
+    let (mut labels, mut probs) = (Vec::new(), Vec::new());
+    for i in 0..120usize {
+        let label = (i * 7 % 11 % k) as u8;
+        let guess = match next() {
+            x if x < 0.66 => label as usize,
+            x if x < 0.83 => (label as usize + 1).min(k - 1),
+            _ => (label as usize).saturating_sub(1),
+        };
+        let mut p: Vec<f64> = (0..k).map(|_| 0.05 + 0.2 * next()).collect();
+        p[guess] += 1.0 + next();
+        let sum: f64 = p.iter().sum();
+        labels.push(label);
+        probs.push(p.iter().map(|v| v / sum).collect::<Vec<f64>>());
+    }
+    let e = evaluation::evaluate(
+        &EvalOptions {
+            k,
+            positive_from: task.positive_from(),
+            threshold: 0.5,
+            resamples,
+            seed: 2026,
+        },
+        &labels,
+        &probs,
+    )
+    .expect("the fixture sample is a valid evaluation");
+    crate::cli::model::EvaluationReport {
+        task,
+        cohort: None,
+        model: format!("{} 0.1.0-phantom", task.code()),
+        resamples,
+        positive: evaluation::positive_name(task).to_string(),
+        evaluation: e,
+        published: evaluation::published(task),
+    }
+}

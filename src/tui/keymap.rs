@@ -37,6 +37,17 @@ pub enum Context {
     Confirm,
     /// The agreement figures.
     Agreement,
+    /// The inference jobs.
+    Jobs,
+    /// The model's outcome figures.
+    Model,
+    /// The confirmation before a job starts or is cancelled, or before quitting
+    /// while a job runs.
+    JobConfirm,
+    /// The study dashboard: enrollment, the CONSORT flow, what is outstanding.
+    Dashboard,
+    /// The patients behind a CONSORT box.
+    BoxPatients,
     Help,
 }
 
@@ -60,12 +71,17 @@ impl Context {
             Context::CaseView => "A submitted read or a decided case",
             Context::Confirm => "Confirming a read or an adjudication",
             Context::Agreement => "Agreement figures",
+            Context::Jobs => "Inference jobs",
+            Context::Model => "Model: outcome figures and ROC curve",
+            Context::JobConfirm => "Confirming a job, a cancel, or quitting while a job runs",
+            Context::Dashboard => "Dashboard: enrollment and the CONSORT flow",
+            Context::BoxPatients => "Dashboard: the patients behind a CONSORT box",
             Context::Help => "This help",
         }
     }
 
     /// The order of contexts in the help popup.
-    pub const HELP_ORDER: [Context; 17] = [
+    pub const HELP_ORDER: [Context; 22] = [
         Context::Worklist,
         Context::Search,
         Context::Patient,
@@ -80,6 +96,11 @@ impl Context {
         Context::CaseView,
         Context::AdjudicationQueue,
         Context::Agreement,
+        Context::Jobs,
+        Context::JobConfirm,
+        Context::Model,
+        Context::Dashboard,
+        Context::BoxPatients,
         Context::Global,
         Context::Always,
         Context::Help,
@@ -267,6 +288,22 @@ pub enum Action {
     Digit(u8),
     /// Clear an optional form field.
     ClearField,
+    /// Open the jobs screen.
+    OpenJobs,
+    /// Open the model screen.
+    OpenModel,
+    /// Start inference on the images without a prediction (both tasks).
+    InferPending,
+    /// Start inference on every image again (asks to confirm).
+    InferAll,
+    /// Cancel the selected job (asks to confirm).
+    CancelJob,
+    /// The other task (KL / OP).
+    NextTask,
+    /// The next cohort (all, retrospective, prospective).
+    CycleCohort,
+    /// Open the study dashboard.
+    OpenDashboard,
 }
 
 /// One line of the keymap.
@@ -389,6 +426,9 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Worklist, &[Char('R')], A::OpenReading, "your reading worklist (readers)", Some("reading")),
     b(X::Worklist, &[Char('A')], A::OpenAdjudication, "the adjudication queue (adjudicators, PIs, admins)", Some("queue")),
     b(X::Worklist, &[Char('S')], A::OpenAgreement, "agreement statistics (PIs, adjudicators, admins)", Some("agreement")),
+    b(X::Worklist, &[Char('J')], A::OpenJobs, "inference jobs: progress, start, cancel", Some("jobs")),
+    b(X::Worklist, &[Char('M')], A::OpenModel, "the model's outcome figures and ROC curve (not readers)", Some("model")),
+    b(X::Worklist, &[Char('D')], A::OpenDashboard, "the study dashboard: enrollment, CONSORT flow (not readers)", Some("dashboard")),
     // Reading worklist
     b(X::ReaderWorklist, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next case", Some("move")),
     b(X::ReaderWorklist, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous case", Some("move")),
@@ -398,6 +438,9 @@ pub const KEYMAP: &[Binding] = &[
     b(X::ReaderWorklist, &[Char('t')], A::TakeNext, "take the next case to read (opens it)", Some("take next")),
     b(X::ReaderWorklist, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "open the case", Some("open")),
     b(X::ReaderWorklist, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the patient worklist", Some("back")),
+    b(X::ReaderWorklist, &[Char('J')], A::OpenJobs, "inference jobs (read-only)", Some("jobs")),
+    b(X::ReaderWorklist, &[Char('M')], A::OpenModel, "the model screen (blinded for readers)", None),
+    b(X::ReaderWorklist, &[Char('D')], A::OpenDashboard, "the study dashboard: enrollment, CONSORT flow (not readers)", None),
     // Read and adjudication form
     b(X::CaseForm, &[Char('j'), Code(K::Down), Code(K::Tab)], A::Down, "next field", Some("field")),
     b(X::CaseForm, &[Char('k'), Code(K::Up), Code(K::BackTab)], A::Up, "previous field", Some("field")),
@@ -436,6 +479,9 @@ pub const KEYMAP: &[Binding] = &[
     b(X::AdjudicationQueue, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "open the case: image, reads, DXA, final grade form", Some("open")),
     b(X::AdjudicationQueue, &[Char('S')], A::OpenAgreement, "agreement statistics", Some("agreement")),
     b(X::AdjudicationQueue, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the patient worklist", Some("back")),
+    b(X::AdjudicationQueue, &[Char('J')], A::OpenJobs, "inference jobs", Some("jobs")),
+    b(X::AdjudicationQueue, &[Char('M')], A::OpenModel, "the model's outcome figures and ROC curve", Some("model")),
+    b(X::AdjudicationQueue, &[Char('D')], A::OpenDashboard, "the study dashboard", None),
     // Agreement
     b(X::Agreement, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "scroll down", Some("scroll")),
     b(X::Agreement, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "scroll up", Some("scroll")),
@@ -445,6 +491,50 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Agreement, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "a page up", None),
     b(X::Agreement, &[Code(K::Tab), Code(K::BackTab)], A::NextPane, "KL grade / OP impression", Some("scale")),
     b(X::Agreement, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the patient worklist", Some("back")),
+    b(X::Agreement, &[Char('J')], A::OpenJobs, "inference jobs", Some("jobs")),
+    b(X::Agreement, &[Char('M')], A::OpenModel, "the model's outcome figures and ROC curve", Some("model")),
+    b(X::Agreement, &[Char('D')], A::OpenDashboard, "the study dashboard", None),
+    // Jobs
+    b(X::Jobs, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next (older) job", Some("move")),
+    b(X::Jobs, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous (newer) job", Some("move")),
+    b(X::Jobs, &[Seq('g', 'g'), Code(K::Home)], A::Top, "newest job", None),
+    b(X::Jobs, &[Char('G'), Code(K::End)], A::Bottom, "oldest job", None),
+    b(X::Jobs, &[Char('n')], A::InferPending, "infer the images without a prediction, KL and OP (coordinators, admins)", Some("infer")),
+    b(X::Jobs, &[Char('a')], A::InferAll, "infer every image again, KL and OP (asks to confirm)", Some("all")),
+    b(X::Jobs, &[Char('c')], A::CancelJob, "cancel the selected job (asks; it stops after its batch)", Some("cancel")),
+    b(X::Jobs, &[Char('M')], A::OpenModel, "the model's outcome figures", Some("model")),
+    b(X::Jobs, &[Char('D')], A::OpenDashboard, "the study dashboard", None),
+    b(X::Jobs, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back", Some("back")),
+    // Job confirmation
+    b(X::JobConfirm, &[Char('y'), Code(K::Enter)], A::Confirm, "yes", Some("yes")),
+    b(X::JobConfirm, &[Char('n'), Code(K::Esc)], A::Back, "no, back", Some("no")),
+    // Model
+    b(X::Model, &[Code(K::Tab), Code(K::BackTab), Char('t')], A::NextTask, "KL / OP model", Some("task")),
+    b(X::Model, &[Char('p')], A::CycleCohort, "cohort: all, retrospective, prospective (cycles)", Some("cohort")),
+    b(X::Model, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "scroll the figures down", Some("scroll")),
+    b(X::Model, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "scroll the figures up", Some("scroll")),
+    b(X::Model, &[Seq('g', 'g'), Code(K::Home)], A::Top, "top", None),
+    b(X::Model, &[Char('G'), Code(K::End)], A::Bottom, "bottom", None),
+    b(X::Model, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "a page down", None),
+    b(X::Model, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "a page up", None),
+    b(X::Model, &[Char('J')], A::OpenJobs, "the jobs screen", Some("jobs")),
+    b(X::Model, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back", Some("back")),
+    // Dashboard
+    b(X::Dashboard, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next CONSORT box", Some("move")),
+    b(X::Dashboard, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous CONSORT box", Some("move")),
+    b(X::Dashboard, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first box", None),
+    b(X::Dashboard, &[Char('G'), Code(K::End)], A::Bottom, "last box", None),
+    b(X::Dashboard, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "the patients behind the selected box", Some("patients")),
+    b(X::Dashboard, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back", Some("back")),
+    // The patients behind a CONSORT box
+    b(X::BoxPatients, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next patient", Some("move")),
+    b(X::BoxPatients, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous patient", Some("move")),
+    b(X::BoxPatients, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first patient", None),
+    b(X::BoxPatients, &[Char('G'), Code(K::End)], A::Bottom, "last patient", None),
+    b(X::BoxPatients, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "ten patients down", None),
+    b(X::BoxPatients, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "ten patients up", None),
+    b(X::BoxPatients, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "open the patient's screening", Some("open")),
+    b(X::BoxPatients, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the dashboard", Some("back")),
     // Screens
     b(X::Global, &[Char('r')], A::Reload, "reload from the database", Some("reload")),
     b(X::Global, &[Char('?')], A::ToggleHelp, "this help", Some("help")),

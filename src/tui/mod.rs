@@ -9,7 +9,9 @@
 //! exit path: normal return, error return (Drop guard) and panic (panic hook).
 
 pub mod app;
+pub mod dashboard;
 pub mod fixture;
+pub mod jobs;
 pub mod keymap;
 pub mod reading;
 pub mod theme;
@@ -23,12 +25,14 @@ pub use app::{
     App, Choice, Filters, ImagesView, LoadState, Message, MessageKind, Pane, PreviewCache, Screen,
     Session,
 };
+pub use dashboard::{BoxPatients, DashboardFigures, DashboardView, FlowLine};
+pub use jobs::{Confirmation, JobsView, ModelFigures, ModelView};
 pub use keymap::Action;
 pub use reading::{CaseList, CaseScreen, FormField, FormMode, GradeChoice, GradeForm};
 pub use theme::Theme;
 pub use worker::{
-    AgreementFigures, LoadedCase, Preview, PreviewKey, RenderImage, Request, Response, SaveFailure,
-    SetAnswer,
+    AgreementFigures, EvaluationFigures, LoadedCase, Preview, PreviewKey, RenderImage, Request,
+    Response, SaveFailure, SetAnswer,
 };
 
 use anyhow::{Context as _, bail};
@@ -44,11 +48,14 @@ use ratatui_image::picker::{Picker, ProtocolType};
 use std::io::{IsTerminal, Stdout, Write as _, stdout};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use worker::Worker;
+
+/// How often the app is ticked (`App::tick`): the jobs screen's refresh.
+pub const TICK: Duration = Duration::from_secs(1);
 
 /// Opens the TUI on a study database; images are drawn as `MARROW_GRAPHICS` says
 /// (detected when unset). The command line passes `--graphics` through [`run_with`].
@@ -304,6 +311,7 @@ fn event_loop(
     // that shows patients (or the empty or failed worklist), and the frame that shows
     // the whole worklist.
     let (mut first_logged, mut whole_logged) = (false, false);
+    let mut next_tick = Instant::now() + TICK;
     loop {
         if let Some(requests) = graphics.settle(app) {
             // The query may have left bytes on screen: redraw all (not `clear`, whose
@@ -332,8 +340,22 @@ fn event_loop(
                 "tui: whole worklist shown"
             );
         }
-        let Ok(first) = inbox.recv() else {
-            return Ok(());
+        let first = match inbox.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(ev) => Some(ev),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + TICK;
+            for r in app.tick() {
+                dispatch(worker, app, r);
+            }
+            if app.should_quit() {
+                return Ok(());
+            }
+        }
+        let Some(first) = first else {
+            continue;
         };
         // Handle everything already queued before drawing again.
         let mut next = Some(first);

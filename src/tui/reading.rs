@@ -664,6 +664,9 @@ impl App {
             }
             Action::OpenAdjudication => return self.open_queue(),
             Action::OpenAgreement => return self.open_agreement(),
+            Action::OpenJobs => return self.open_jobs(),
+            Action::OpenModel => return self.open_model(),
+            Action::OpenDashboard => return self.open_dashboard(),
             _ => {}
         }
         Vec::new()
@@ -688,15 +691,18 @@ impl App {
             }
             Action::OpenReading => return self.open_reader_list(),
             Action::OpenAgreement => return self.open_agreement(),
+            Action::OpenJobs => return self.open_jobs(),
+            Action::OpenModel => return self.open_model(),
+            Action::OpenDashboard => return self.open_dashboard(),
             _ => {}
         }
         Vec::new()
     }
 
-    pub(crate) fn update_agreement(&mut self, action: Action) {
+    pub(crate) fn update_agreement(&mut self, action: Action) -> Vec<Request> {
         let Some(a) = self.reading.agreement.as_mut() else {
             self.screen = Screen::Worklist;
-            return;
+            return Vec::new();
         };
         let (lines, fits) = a.lines.get();
         let max = lines.saturating_sub(fits);
@@ -711,15 +717,19 @@ impl App {
             Action::NextPane => {
                 a.op = !a.op;
                 a.scroll = 0;
-                return;
+                return Vec::new();
             }
             Action::Back => {
                 self.screen = Screen::Worklist;
-                return;
+                return Vec::new();
             }
+            Action::OpenJobs => return self.open_jobs(),
+            Action::OpenModel => return self.open_model(),
+            Action::OpenDashboard => return self.open_dashboard(),
             _ => 0,
         };
         a.scroll = a.scroll.saturating_add_signed(delta).min(max);
+        Vec::new()
     }
 
     /// What a key does on the read or adjudication screen.

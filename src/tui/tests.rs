@@ -1304,3 +1304,330 @@ fn the_mouse_is_in_the_help() {
         assert!(text.contains(want), "{want:?} in\n{text}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Jobs and model screens
+// ---------------------------------------------------------------------------
+
+mod jobs_and_model {
+    use super::*;
+    use crate::db::inference::{JobRow, JobState};
+    use crate::domain::protocol::Phase;
+    use crate::inference::Task;
+    use crate::inference::jobs::JobReport;
+    use crate::tui::jobs::{Confirmation, EVALUATION_RESAMPLES, IDLE_REFRESH_TICKS};
+    use crate::tui::worker::EvaluationFigures;
+    use std::sync::Arc;
+
+    fn of(role: Role) -> App {
+        App::with_patients(fixture::session(role), fixture::worklist(5))
+    }
+
+    fn report(id: i64, state: JobState) -> JobReport {
+        JobReport {
+            job: id,
+            state,
+            backend: "cpu (burn-ndarray)".into(),
+            models: vec!["kl 0.1.0-phantom".into()],
+            total: 300,
+            predicted: 32,
+            failed: Vec::new(),
+            message: format!("{} after 32 of 300 images", state.code()),
+            seconds: 1.0,
+        }
+    }
+
+    fn finished(rows: &mut [JobRow]) {
+        for j in rows {
+            if !j.state.finished() {
+                j.state = JobState::Done;
+            }
+        }
+    }
+
+    /// J on the worklist, with the fixture's jobs loaded.
+    fn jobs_app(role: Role) -> App {
+        let mut a = of(role);
+        let reqs = press(&mut a, "J");
+        assert_eq!(
+            reqs,
+            vec![Request::LoadJobs {
+                retire_stale: role.allows(crate::domain::user::Permission::Model)
+            }]
+        );
+        assert_eq!(a.screen(), Screen::Jobs);
+        a.apply(Response::Jobs(Ok(fixture::jobs())));
+        a
+    }
+
+    #[test]
+    fn n_queues_a_job_a_asks_first_and_the_new_job_is_the_apps_own() {
+        let mut a = jobs_app(Role::Coordinator);
+        assert_eq!(press(&mut a, "n"), vec![Request::StartJob { all: false }]);
+        let reqs = a.apply(Response::JobQueued(Ok(7)));
+        assert_eq!(reqs, vec![Request::LoadJobs { retire_stale: true }]);
+        assert!(a.own_jobs().contains(&7));
+        assert!(a.message().unwrap().text.contains("job 7 queued"));
+        // a: every image, after a confirmation; n there means no.
+        assert!(press(&mut a, "a").is_empty());
+        assert_eq!(a.confirmation(), Some(&Confirmation::InferAll));
+        assert!(press(&mut a, "n").is_empty());
+        assert_eq!(a.confirmation(), None);
+        press(&mut a, "a");
+        assert_eq!(press(&mut a, "y"), vec![Request::StartJob { all: true }]);
+        // The job thread reports the end: a message, and the list is read again.
+        a.apply(Response::Jobs(Ok(fixture::jobs())));
+        let reqs = a.apply(Response::JobEnded {
+            id: 7,
+            result: Ok(Box::new(report(7, JobState::Done))),
+        });
+        assert_eq!(reqs, vec![Request::LoadJobs { retire_stale: true }]);
+        assert!(!a.own_jobs().contains(&7));
+        assert_eq!(a.message().unwrap().kind, MessageKind::Success);
+    }
+
+    #[test]
+    fn c_cancels_the_selected_job_after_a_confirmation_and_not_an_ended_one() {
+        let mut a = jobs_app(Role::Admin);
+        // The list: 6 queued, 5 running, 4 done, 3 cancelled, 2 failed.
+        press(&mut a, "j");
+        assert_eq!(a.jobs_view().unwrap().selected().unwrap().id, 5);
+        assert!(press(&mut a, "c").is_empty());
+        let Some(Confirmation::Cancel { id, what }) = a.confirmation().cloned() else {
+            panic!("no confirmation: {:?}", a.confirmation());
+        };
+        assert_eq!(id, 5);
+        assert!(what.contains("128 of 300 images"), "{what}");
+        assert!(draw(&a, 80, 24).contains("Cancel the job?"));
+        assert_eq!(press(&mut a, "y"), vec![Request::CancelJob { id: 5 }]);
+        press(&mut a, "j");
+        assert!(press(&mut a, "c").is_empty());
+        assert_eq!(a.confirmation(), None);
+        assert!(a.message().unwrap().text.contains("already ended"));
+    }
+
+    #[test]
+    fn a_pi_sees_the_jobs_read_only() {
+        let mut a = jobs_app(Role::Pi);
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("Read-only"), "{text}");
+        for k in ["n", "a", "c"] {
+            assert!(press(&mut a, k).is_empty());
+            assert_eq!(a.confirmation(), None);
+            let m = a.message().unwrap();
+            assert_eq!(m.kind, MessageKind::Error);
+            assert!(m.text.contains("coordinators and admins"), "{}", m.text);
+        }
+    }
+
+    #[test]
+    fn quitting_while_the_apps_job_runs_asks_then_cancels_and_waits_for_it() {
+        let mut a = jobs_app(Role::Coordinator);
+        press(&mut a, "n");
+        a.apply(Response::JobQueued(Ok(7)));
+        // q asks; n stays.
+        assert!(press(&mut a, "q").is_empty());
+        assert!(!a.should_quit());
+        assert_eq!(
+            a.confirmation(),
+            Some(&Confirmation::Quit { jobs: vec![7] })
+        );
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("it will be cancelled"), "{text}");
+        press(&mut a, "n");
+        assert!(!a.should_quit());
+        // q, y: the job is asked to stop, and the app quits once it has.
+        press(&mut a, "q");
+        assert_eq!(press(&mut a, "y"), vec![Request::CancelJob { id: 7 }]);
+        assert!(!a.should_quit());
+        assert!(a.is_quitting());
+        assert!(
+            a.apply(Response::JobCancel {
+                id: 7,
+                result: Ok(Box::new(fixture::jobs()[1].clone())),
+            })
+            .is_empty()
+        );
+        assert!(!a.should_quit());
+        a.apply(Response::JobEnded {
+            id: 7,
+            result: Ok(Box::new(report(7, JobState::Cancelled))),
+        });
+        assert!(a.should_quit());
+    }
+
+    #[test]
+    fn ctrl_c_twice_cancels_a_job_still_starting_and_quits_once_it_stopped() {
+        let mut a = jobs_app(Role::Coordinator);
+        press(&mut a, "n");
+        a.handle_key(ctrl('c'));
+        assert!(matches!(a.confirmation(), Some(Confirmation::Quit { .. })));
+        assert!(a.handle_key(ctrl('c')).is_empty());
+        assert!(a.is_quitting() && !a.should_quit());
+        // The job was queued meanwhile: it is cancelled at once.
+        assert_eq!(
+            a.apply(Response::JobQueued(Ok(8))),
+            vec![Request::CancelJob { id: 8 }]
+        );
+        a.apply(Response::JobEnded {
+            id: 8,
+            result: Ok(Box::new(report(8, JobState::Cancelled))),
+        });
+        assert!(a.should_quit());
+    }
+
+    #[test]
+    fn without_a_job_of_its_own_q_quits_at_once_even_if_another_process_runs_one() {
+        let mut a = jobs_app(Role::Coordinator);
+        assert!(a.jobs_view().unwrap().any_active());
+        press(&mut a, "q");
+        assert!(a.should_quit());
+    }
+
+    #[test]
+    fn a_quit_that_waits_too_long_quits_anyway() {
+        let mut a = jobs_app(Role::Coordinator);
+        press(&mut a, "n");
+        a.apply(Response::JobQueued(Ok(7)));
+        press(&mut a, "q");
+        press(&mut a, "y");
+        for _ in 0..crate::tui::jobs::QUIT_WAIT_TICKS {
+            a.tick();
+        }
+        assert!(a.should_quit());
+    }
+
+    #[test]
+    fn the_list_is_read_again_every_tick_while_a_job_runs_and_now_and_then_otherwise() {
+        let mut a = jobs_app(Role::Coordinator);
+        let load = vec![Request::LoadJobs { retire_stale: true }];
+        assert_eq!(a.tick(), load);
+        // Not while a load is on its way.
+        assert!(a.tick().is_empty());
+        let mut rows = fixture::jobs();
+        a.apply(Response::Jobs(Ok(rows.clone())));
+        assert_eq!(a.tick(), load);
+        finished(&mut rows);
+        a.apply(Response::Jobs(Ok(rows)));
+        for _ in 1..IDLE_REFRESH_TICKS {
+            assert!(a.tick().is_empty());
+        }
+        assert_eq!(a.tick(), load);
+        // Off the jobs screen, nothing is read.
+        a.handle_key(code(KeyCode::Esc));
+        assert_eq!(a.screen(), Screen::Worklist);
+        assert!(a.tick().is_empty());
+    }
+
+    #[test]
+    fn the_selection_follows_its_job_when_the_list_changes() {
+        let mut a = jobs_app(Role::Coordinator);
+        press(&mut a, "jj");
+        assert_eq!(a.jobs_view().unwrap().selected().unwrap().id, 4);
+        let mut rows = fixture::jobs();
+        let mut newer = rows[0].clone();
+        newer.id = 9;
+        rows.insert(0, newer);
+        a.apply(Response::Jobs(Ok(rows)));
+        assert_eq!(a.jobs_view().unwrap().selected().unwrap().id, 4);
+    }
+
+    #[test]
+    fn the_model_screen_asks_per_task_and_cohort_and_keeps_what_it_computed() {
+        let mut a = of(Role::Pi);
+        let ask = |task, phase| Request::LoadEvaluation {
+            task,
+            phase,
+            resamples: EVALUATION_RESAMPLES,
+        };
+        assert_eq!(press(&mut a, "M"), vec![ask(Task::Kl, None)]);
+        assert_eq!(a.screen(), Screen::Model);
+        assert!(draw(&a, 80, 24).contains("Computing the KL grade figures"));
+        a.apply(Response::Evaluation {
+            task: Task::Kl,
+            phase: None,
+            active: Some(Box::new(fixture::model_row(Task::Kl))),
+            result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(
+                Task::Kl,
+                50,
+            )))),
+        });
+        assert_eq!(press(&mut a, "t"), vec![ask(Task::Op, None)]);
+        assert_eq!(
+            press(&mut a, "p"),
+            vec![ask(Task::Op, Some(Phase::Retrospective))]
+        );
+        assert_eq!(
+            a.handle_key(code(KeyCode::Tab)),
+            vec![ask(Task::Kl, Some(Phase::Retrospective))]
+        );
+        // Prospective is new; then back to all cohorts of KL, computed already.
+        assert_eq!(
+            press(&mut a, "pp"),
+            vec![ask(Task::Kl, Some(Phase::Prospective))]
+        );
+        assert_eq!(a.model_view().unwrap().cohort(), None);
+        assert!(draw(&a, 120, 40).contains("AUC, radiographic OA"));
+        // r recomputes; J and M go back and forth; Esc to where M was pressed.
+        assert_eq!(press(&mut a, "r")[1..], [ask(Task::Kl, None)]);
+        assert_eq!(
+            press(&mut a, "J"),
+            vec![Request::LoadJobs {
+                retire_stale: false
+            }]
+        );
+        press(&mut a, "M");
+        a.handle_key(code(KeyCode::Esc));
+        assert_eq!(a.screen(), Screen::Worklist);
+    }
+
+    #[test]
+    fn no_predictions_yet_says_so_and_how_to_get_them() {
+        let mut a = of(Role::Adjudicator);
+        press(&mut a, "M");
+        a.apply(Response::Evaluation {
+            task: Task::Kl,
+            phase: None,
+            active: None,
+            result: Err("the kl model has predicted nothing yet: run `marrow infer` first".into()),
+        });
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("No figures yet"), "{text}");
+        assert!(text.contains("predicted nothing yet"), "{text}");
+        assert!(text.contains("none registered yet"), "{text}");
+    }
+
+    #[test]
+    fn a_reader_is_blinded_to_the_model_screen_and_nothing_is_asked() {
+        let mut a = of(Role::Reader);
+        assert!(press(&mut a, "M").is_empty());
+        assert_eq!(a.screen(), Screen::Model);
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("Blinded"), "{text}");
+        assert!(press(&mut a, "tp").is_empty());
+    }
+
+    #[test]
+    fn the_jobs_and_model_keys_are_in_help_and_footer() {
+        let mut a = jobs_app(Role::Coordinator);
+        let text = draw(&a, 120, 40);
+        for want in ["infer", "cancel", "model"] {
+            assert!(text.contains(want), "footer lacks {want:?}:\n{text}");
+        }
+        press(&mut a, "?");
+        let mut all = String::new();
+        for _ in 0..60 {
+            all.push_str(&draw(&a, 120, 40));
+            press(&mut a, &"j".repeat(30));
+        }
+        for want in [
+            "Inference jobs",
+            "cancel the selected job",
+            "Model: outcome figures and ROC curve",
+            "cohort: all, retrospective, prospective",
+            "inference jobs: progress, start, cancel",
+        ] {
+            assert!(all.contains(want), "help lacks {want:?}");
+        }
+    }
+}

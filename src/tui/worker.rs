@@ -4,22 +4,30 @@
 //! database (and the other way round).
 
 use super::app::Session;
+use super::dashboard::DashboardFigures;
+use crate::cli::model::EvaluationReport;
 use crate::db::agreement::AgreementSummary;
 use crate::db::imaging::{self, PatientImage};
+use crate::db::inference::{JobKind, JobRow, JobState, ModelRow};
 use crate::db::reading::{CaseSummary, CaseView, FinalRecord, QueueItem, SubmitOutcome, TakenCase};
 use crate::db::study::{PatientDetail, PatientFilter, PatientSummary};
 use crate::db::{DbError, Study};
 use crate::dicom::decode::{self, Rendered};
 use crate::dicom::store;
+use crate::domain::consort::BoxKey;
 use crate::domain::eligibility::{Answer, Criterion};
+use crate::domain::protocol::Phase;
 use crate::domain::reading::{FinalGrade, ReadInput};
 use crate::domain::status::StatusReport;
+use crate::inference::Task;
+use crate::inference::backend::BackendChoice;
+use crate::inference::jobs::{self as runner, InferOptions, JobReport};
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the UI asks of the database.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +72,33 @@ pub enum Request {
     LoadAgreement {
         resamples: usize,
     },
+    /// Every job (`Study::jobs`); `retire_stale` first fails the running jobs whose
+    /// process stopped answering (coordinators and admins).
+    LoadJobs {
+        retire_stale: bool,
+    },
+    /// Queue an inference job over both tasks' images without a prediction of the
+    /// active model (or every image, `all`); the job thread runs it.
+    StartJob {
+        all: bool,
+    },
+    /// Ask a queued or running job to stop (`Study::cancel_job`).
+    CancelJob {
+        id: i64,
+    },
+    /// The outcome figures of a task's model on a cohort (`None`: both), with the
+    /// task's active model.
+    LoadEvaluation {
+        task: Task,
+        phase: Option<Phase>,
+        resamples: usize,
+    },
+    /// The dashboard's figures: status, CONSORT flow, enrollment by month.
+    LoadDashboard,
+    /// The patients behind one CONSORT box (`Study::consort_patients`).
+    LoadBoxPatients {
+        key: BoxKey,
+    },
 }
 
 /// A case loaded for the read or adjudication screen: the view and its images.
@@ -78,6 +113,16 @@ pub struct LoadedCase {
 pub struct AgreementFigures(pub Arc<AgreementSummary>);
 
 impl PartialEq for AgreementFigures {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// The outcome figures of the model screen, shared (only read; compared by identity).
+#[derive(Debug, Clone)]
+pub struct EvaluationFigures(pub Arc<EvaluationReport>);
+
+impl PartialEq for EvaluationFigures {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
@@ -200,6 +245,35 @@ pub enum Response {
         fresh: Option<Box<LoadedCase>>,
     },
     Agreement(Result<AgreementFigures, String>),
+    /// Every job, newest first, or why not.
+    Jobs(Result<Vec<JobRow>, String>),
+    /// The job queued (its id), or why not.
+    JobQueued(Result<i64, String>),
+    /// The job asked to stop (as it is now), or why not.
+    JobCancel {
+        id: i64,
+        result: Result<Box<JobRow>, String>,
+    },
+    /// A job this app queued has ended (done, failed or cancelled), or why it could
+    /// not run (sent by the job thread).
+    JobEnded {
+        id: i64,
+        result: Result<Box<JobReport>, String>,
+    },
+    /// The outcome figures of a task and cohort, and the task's active model.
+    Evaluation {
+        task: Task,
+        phase: Option<Phase>,
+        active: Option<Box<ModelRow>>,
+        result: Result<EvaluationFigures, String>,
+    },
+    /// The dashboard's figures, or why not.
+    Dashboard(Result<Box<DashboardFigures>, String>),
+    /// The patients behind a CONSORT box, or why not.
+    BoxPatients {
+        key: BoxKey,
+        result: Result<Vec<PatientSummary>, String>,
+    },
     /// The worker is gone (it panicked or could not be reached).
     WorkerStopped,
 }
@@ -210,6 +284,18 @@ pub struct Worker {
     renders: Option<Sender<RenderImage>>,
     thread: Option<JoinHandle<()>>,
     render_thread: Option<JoinHandle<()>>,
+    job_thread: Option<JoinHandle<()>>,
+}
+
+/// How long stopping waits for a job that is still running (it was asked to stop, or
+/// the app would not have quit); past this it is left to finish on its own.
+pub const JOB_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// A queued job for the job thread.
+#[derive(Debug, Clone, Copy)]
+struct RunJob {
+    id: i64,
+    opts: InferOptions,
 }
 
 impl Worker {
@@ -224,8 +310,13 @@ impl Worker {
         let reply = Arc::new(reply);
         let (opened_tx, opened_rx) = mpsc::sync_channel::<Result<Session, String>>(1);
         let (req_tx, req_rx) = mpsc::channel::<Request>();
+        let (job_tx, job_rx) = mpsc::channel::<RunJob>();
         let store_root = store::root_for(&db);
         let db_reply = reply.clone();
+        let job_reply = reply.clone();
+        // The job thread opens its own connection, as the same user, when its first
+        // job comes: a job never holds up the database worker (nor the other way).
+        let job_open = (db.clone(), key_file.clone(), as_user.clone());
         let thread = std::thread::Builder::new()
             .name("marrow-db".into())
             .spawn(move || {
@@ -245,7 +336,7 @@ impl Worker {
                     return;
                 }
                 let notice = StopNotice(move |r| db_reply(r));
-                serve(study, req_rx, &notice.0);
+                serve(study, req_rx, &notice.0, &job_tx);
             })
             .map_err(|e| format!("cannot start the database thread: {e}"))?;
         let session = match opened_rx.recv() {
@@ -267,12 +358,22 @@ impl Worker {
                 serve_renders(&store_root, render_rx, &notice.0);
             })
             .map_err(|e| format!("cannot start the image thread: {e}"))?;
+        let job_thread = std::thread::Builder::new()
+            .name("marrow-job".into())
+            .spawn(move || {
+                let (db, key_file, as_user) = job_open;
+                serve_jobs(&db, key_file.as_deref(), as_user.as_deref(), job_rx, &|r| {
+                    job_reply(r)
+                });
+            })
+            .map_err(|e| format!("cannot start the job thread: {e}"))?;
         Ok((
             Worker {
                 requests: Some(req_tx),
                 renders: Some(render_tx),
                 thread: Some(thread),
                 render_thread: Some(render_thread),
+                job_thread: Some(job_thread),
             },
             session,
         ))
@@ -302,6 +403,22 @@ impl Worker {
         if let Some(t) = self.render_thread.take() {
             let _ = t.join();
         }
+        // The database thread is gone, so the job thread's queue is closed: it ends
+        // after the job in hand (asked to stop when the user quit).
+        if let Some(t) = self.job_thread.take() {
+            let deadline = Instant::now() + JOB_STOP_WAIT;
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(
+                    "tui: a job was still running after {} s; left to finish on its own",
+                    JOB_STOP_WAIT.as_secs()
+                );
+            }
+        }
     }
 }
 
@@ -319,6 +436,7 @@ pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
     let mut patient = None;
     let mut images = None;
     let mut render = None;
+    let mut jobs = None;
     for r in batch {
         match r {
             Request::SetAnswer(_) => writes.push(r),
@@ -334,11 +452,24 @@ pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
             | Request::LoadAdjudicationQueue
             | Request::Adjudicate { .. }
             | Request::LoadAgreement { .. } => writes.push(r),
+            // Job writes in order; of the job list loads only the last (and one that
+            // retires stale jobs wins).
+            Request::StartJob { .. } | Request::CancelJob { .. } => writes.push(r),
+            Request::LoadJobs { retire_stale } => {
+                let before = matches!(jobs, Some(Request::LoadJobs { retire_stale: true }));
+                jobs = Some(Request::LoadJobs {
+                    retire_stale: retire_stale || before,
+                });
+            }
+            // Each cohort and task the screen waits for is answered.
+            Request::LoadEvaluation { .. } => writes.push(r),
+            Request::LoadDashboard | Request::LoadBoxPatients { .. } => writes.push(r),
         }
     }
     if worklist {
         writes.push(Request::LoadWorklist);
     }
+    writes.extend(jobs);
     writes.extend(patient);
     writes.extend(images);
     writes.extend(render);
@@ -359,7 +490,12 @@ impl<F: Fn(Response)> Drop for StopNotice<F> {
 /// Rows sent ahead of the whole worklist on the first load.
 pub const FIRST_PAGE: usize = 200;
 
-fn serve(mut study: Study, requests: Receiver<Request>, reply: &impl Fn(Response)) {
+fn serve(
+    mut study: Study,
+    requests: Receiver<Request>,
+    reply: &impl Fn(Response),
+    jobs: &Sender<RunJob>,
+) {
     let mut first_page_sent = false;
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
@@ -384,7 +520,7 @@ fn serve(mut study: Study, requests: Receiver<Request>, reply: &impl Fn(Response
                 }
             }
             let what = format!("{r:?}");
-            let response = handle(&mut study, r);
+            let response = handle(&mut study, r, jobs);
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "tui worker: {what}"
@@ -452,8 +588,58 @@ fn failure_kind(e: &DbError) -> SaveFailure {
     }
 }
 
-fn handle(study: &mut Study, r: Request) -> Response {
+fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
     match r {
+        Request::LoadDashboard => Response::Dashboard(dashboard(study).map(Box::new)),
+        Request::LoadBoxPatients { key } => Response::BoxPatients {
+            key,
+            result: study.consort_patients(key).map_err(|e| e.to_string()),
+        },
+        Request::LoadJobs { retire_stale } => {
+            if retire_stale && let Err(e) = study.fail_stale_jobs() {
+                tracing::warn!("tui: retiring stale jobs failed: {e}");
+            }
+            Response::Jobs(study.jobs().map_err(|e| e.to_string()))
+        }
+        Request::StartJob { all } => Response::JobQueued(queue_job(study, all, jobs)),
+        Request::CancelJob { id } => {
+            let result = study
+                .cancel_job(id)
+                .map(Box::new)
+                .map_err(|e| e.to_string());
+            match &result {
+                Ok(j) => tracing::info!("tui: job {id} asked to stop ({})", j.state.code()),
+                Err(e) => tracing::warn!("tui: cancelling job {id} failed: {e}"),
+            }
+            Response::JobCancel { id, result }
+        }
+        Request::LoadEvaluation {
+            task,
+            phase,
+            resamples,
+        } => {
+            let active = study
+                .models()
+                .ok()
+                .and_then(|m| m.into_iter().find(|m| m.task == task && m.active))
+                .map(Box::new);
+            let result = crate::cli::model::evaluation_report(
+                study,
+                task,
+                phase,
+                None,
+                EVALUATION_THRESHOLD,
+                resamples,
+            )
+            .map(|r| EvaluationFigures(Arc::new(r)))
+            .map_err(|e| format!("{e:#}"));
+            Response::Evaluation {
+                task,
+                phase,
+                active,
+                result,
+            }
+        }
         Request::LoadReaderWorklist => {
             Response::ReaderWorklist(study.reader_worklist().map_err(|e| e.to_string()))
         }
@@ -582,6 +768,130 @@ fn handle(study: &mut Study, r: Request) -> Response {
             }
         }
     }
+}
+
+/// The operating point of the model screen's sensitivity and specificity.
+pub const EVALUATION_THRESHOLD: f64 = 0.5;
+
+/// Records an inference job over both tasks and hands it to the job thread.
+fn queue_job(study: &mut Study, all: bool, jobs: &Sender<RunJob>) -> Result<i64, String> {
+    let opts = InferOptions {
+        task: None,
+        all,
+        backend: BackendChoice::Auto,
+    };
+    let id = study
+        .create_job(
+            JobKind::Infer,
+            opts.task,
+            opts.scope(),
+            &opts.backend.to_string(),
+        )
+        .map_err(|e| e.to_string())?;
+    if jobs.send(RunJob { id, opts }).is_err() {
+        let msg = "the job thread stopped; quit and start marrow again (details in the log)";
+        if let Err(e) = study.finish_job(id, JobState::Failed, msg) {
+            tracing::warn!("tui: failing job {id} failed: {e}");
+        }
+        return Err(msg.into());
+    }
+    tracing::info!("tui: job {id} queued ({})", opts.scope());
+    Ok(id)
+}
+
+/// Runs the queued jobs one after the other on a connection of its own, opened on the
+/// first job. Progress goes to the jobs table, which the screens read back.
+fn serve_jobs(
+    db: &Path,
+    key_file: Option<&Path>,
+    as_user: Option<&str>,
+    jobs: Receiver<RunJob>,
+    reply: &dyn Fn(Response),
+) {
+    let mut study: Option<Study> = None;
+    while let Ok(job) = jobs.recv() {
+        let id = job.id;
+        if study.is_none() {
+            match Study::open(db, key_file, as_user) {
+                Ok(s) => study = Some(s),
+                Err(e) => {
+                    reply(Response::JobEnded {
+                        id,
+                        result: Err(format!("the job thread cannot open the study: {e}")),
+                    });
+                    continue;
+                }
+            }
+        }
+        let Some(s) = study.as_mut() else {
+            continue;
+        };
+        let started = Instant::now();
+        let result = run_job(s, &job);
+        match &result {
+            Ok(r) => tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "tui: job {id} {}: {}",
+                r.state.code(),
+                r.message
+            ),
+            Err(e) => tracing::warn!("tui: job {id} failed: {e}"),
+        }
+        reply(Response::JobEnded {
+            id,
+            result: result.map(Box::new),
+        });
+    }
+}
+
+/// Runs one job to its end. A job cancelled while it waited is not started; a runner
+/// that stops on an error (or a panic) leaves the row failed, never 'running'.
+fn run_job(study: &mut Study, job: &RunJob) -> Result<JobReport, String> {
+    let row = study.job(job.id).map_err(|e| e.to_string())?;
+    if row.state.finished() {
+        return Ok(JobReport {
+            job: job.id,
+            state: row.state,
+            backend: row.backend,
+            models: Vec::new(),
+            total: 0,
+            predicted: 0,
+            failed: Vec::new(),
+            message: row
+                .message
+                .unwrap_or_else(|| format!("{} before it started", row.state.code())),
+            seconds: 0.0,
+        });
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runner::run_infer(study, job.id, &job.opts, &mut |_, _| {})
+    }));
+    let error = match outcome {
+        Ok(Ok(report)) => return Ok(report),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the job stopped on an internal error (details in the log)".to_string(),
+    };
+    if study.job(job.id).is_ok_and(|r| !r.state.finished())
+        && let Err(e) = study.finish_job(job.id, JobState::Failed, &error)
+    {
+        tracing::warn!("tui: marking job {} failed failed: {e}", job.id);
+    }
+    Err(error)
+}
+
+/// The dashboard's figures, in one go.
+fn dashboard(study: &Study) -> Result<DashboardFigures, String> {
+    let status = study.status().map_err(|e| e.to_string())?;
+    let consort = study.consort().map_err(|e| e.to_string())?;
+    let mut months: std::collections::BTreeMap<String, u64> = Default::default();
+    for (m, _, n) in study.enrollment_by_month().map_err(|e| e.to_string())? {
+        *months.entry(m).or_default() += n;
+    }
+    Ok(DashboardFigures {
+        status,
+        consort,
+        by_month: months.into_iter().collect(),
+    })
 }
 
 fn status(study: &Study) -> Option<StatusReport> {

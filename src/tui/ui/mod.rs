@@ -1,8 +1,11 @@
 //! Drawing: pure functions of `&App` into a ratatui frame.
 
 mod agreement;
+mod dashboard;
 mod help;
 mod images;
+mod jobs;
+mod model;
 mod patient;
 mod popup;
 mod reading;
@@ -45,6 +48,10 @@ pub fn render(app: &App, frame: &mut Frame) {
         Screen::Adjudication => reading::render_queue(app, frame, body),
         Screen::Case => reading::render_case(app, frame, body),
         Screen::Agreement => agreement::render(app, frame, body),
+        Screen::Jobs => jobs::render(app, frame, body),
+        Screen::Model => model::render(app, frame, body),
+        Screen::Dashboard => dashboard::render(app, frame, body),
+        Screen::BoxPatients => dashboard::render_box_patients(app, frame, body),
     }
     render_status(app, frame, status);
     render_footer(app, frame, footer);
@@ -53,6 +60,9 @@ pub fn render(app: &App, frame: &mut Frame) {
     }
     if app.help.is_some() {
         help::render(app, frame, area);
+    }
+    if app.confirmation().is_some() {
+        jobs::render_confirm(app, frame, area);
     }
 }
 

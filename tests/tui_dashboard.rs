@@ -1,0 +1,346 @@
+//! The dashboard screen of the TUI (issue 6): through the real worker on the demo
+//! study, its counts equal `marrow status --json` and drilling into a CONSORT box lists
+//! exactly its count of patients; a reader is blinded; snapshots at 80x24 and 120x40
+//! from fixture data.
+
+mod common;
+use common::TempStudy;
+use common::demo::demo;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use marrow::domain::consort::{self, BoxKey, FlowFacts, Step};
+use marrow::domain::eligibility::{Criterion, Decision};
+use marrow::domain::protocol::{Group, Phase, Protocol};
+use marrow::domain::status::{CohortCount, StatusReport};
+use marrow::domain::user::Role;
+use marrow::tui::fixture;
+use marrow::tui::worker::Worker;
+use marrow::tui::{App, DashboardFigures, LoadState, Request, Response, Screen, Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Through the worker, on the demo study
+// ---------------------------------------------------------------------------
+
+/// A guard against a hang, not a timing requirement.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// A headless app of one user, wired to its own worker.
+struct Driver {
+    app: App,
+    worker: Worker,
+    rx: Receiver<Response>,
+}
+
+impl Driver {
+    fn open(s: &TempStudy, user: &str) -> Driver {
+        let (tx, rx) = mpsc::channel();
+        let (worker, session) = Worker::spawn(s.db.clone(), None, Some(user.into()), move |r| {
+            let _ = tx.send(r);
+        })
+        .expect("worker opens the study");
+        let mut app = App::new(session);
+        app.set_theme(Theme::plain());
+        let mut d = Driver { app, worker, rx };
+        let start = d.app.start();
+        d.send(start);
+        d
+    }
+
+    fn send(&mut self, requests: Vec<Request>) {
+        for r in requests {
+            assert!(self.worker.send(r), "the worker is gone");
+        }
+    }
+
+    /// Characters as keys; `\n` is Enter.
+    fn keys(&mut self, s: &str) {
+        for c in s.chars() {
+            let code = match c {
+                '\n' => KeyCode::Enter,
+                c => KeyCode::Char(c),
+            };
+            let requests = self.app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
+            self.send(requests);
+        }
+    }
+
+    fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done(&self.app) {
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for {what}; the screen:\n{}",
+                draw(&self.app, 120, 40)
+            );
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => {
+                    let requests = self.app.apply(r);
+                    self.send(requests);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => panic!("the worker hung up"),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_counts_equal_marrow_status_and_a_box_lists_exactly_its_patients() {
+    let s = demo();
+    let json: serde_json::Value =
+        serde_json::from_str(&s.expect(&["--as", "demo-pi", "status", "--json"], 0)).unwrap();
+    let mut d = Driver::open(&s, "demo-pi");
+    d.keys("D");
+    assert_eq!(d.app.screen(), Screen::Dashboard);
+    d.until("the dashboard", |a| {
+        a.dashboard_view()
+            .is_some_and(|v| *v.state() == LoadState::Loaded)
+    });
+    let f = d.app.dashboard_view().unwrap().figures().unwrap().clone();
+    let eligible = json["eligibility"]["eligible"].as_u64().unwrap();
+    let patients = json["patients"].as_u64().unwrap();
+    assert_eq!(f.status.eligibility.eligible, eligible);
+    assert_eq!(f.status.patients, patients);
+    assert_eq!(f.consort.count(Step::Eligible), eligible);
+    assert_eq!(f.consort.count(Step::Assessed), patients);
+    assert_eq!(f.status.missing_dxa, json["missing_dxa"].as_u64().unwrap());
+    let text = draw(&d.app, 120, 40);
+    assert!(text.contains("CONSORT flow"), "{text}");
+    assert!(text.contains("Enrollment: eligible / target"), "{text}");
+
+    // Every box with patients: its list has exactly its count of rows.
+    let flow = f.flow();
+    assert!(flow.iter().any(|l| l.count > 0));
+    for (i, line) in flow.iter().enumerate() {
+        d.keys("gg");
+        for _ in 0..i {
+            d.keys("j");
+        }
+        assert_eq!(d.app.dashboard_view().unwrap().selected(), i);
+        d.keys("\n");
+        assert_eq!(d.app.screen(), Screen::BoxPatients);
+        d.until("the box's patients", |a| {
+            a.box_patients()
+                .is_some_and(|b| *b.state() == LoadState::Loaded)
+        });
+        let b = d.app.box_patients().unwrap();
+        assert_eq!(b.key(), line.key);
+        assert_eq!(
+            b.patients().len() as u64,
+            line.count,
+            "box {}",
+            line.key.code()
+        );
+        assert_eq!(b.count(), line.count);
+        // Enter on a patient opens their screening; Esc comes back to the list.
+        if line.key == BoxKey::Step(Step::Eligible) {
+            let first = b.patients()[0].study_id.clone();
+            d.keys("\n");
+            assert_eq!(d.app.screen(), Screen::Patient);
+            d.until("the patient", |a| {
+                a.patient_detail()
+                    .is_some_and(|p| p.summary.study_id == first)
+            });
+            d.app
+                .handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+            assert_eq!(d.app.screen(), Screen::BoxPatients);
+        }
+        d.app
+            .handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        assert_eq!(d.app.screen(), Screen::Dashboard);
+    }
+    // r reloads.
+    let requests = d
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE));
+    assert!(requests.contains(&Request::LoadDashboard), "{requests:?}");
+    d.send(requests);
+    d.until("the reloaded dashboard", |a| {
+        a.dashboard_view()
+            .is_some_and(|v| *v.state() == LoadState::Loaded)
+    });
+    d.worker.stop();
+
+    // A reader is blinded, and nothing is loaded for them.
+    let mut r = Driver::open(&s, "demo-reader-1");
+    let requests = r
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Char('D'), KeyModifiers::NONE));
+    assert!(requests.is_empty(), "{requests:?}");
+    assert_eq!(r.app.screen(), Screen::Dashboard);
+    let text = draw(&r.app, 80, 24);
+    assert!(
+        text.contains("Blinded: readers do not see the dashboard"),
+        "{text}"
+    );
+    assert!(!text.contains("Enrollment: eligible"), "{text}");
+    r.worker.stop();
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots from fixture data
+// ---------------------------------------------------------------------------
+
+fn draw(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    t.backend().to_string()
+}
+
+fn press(app: &mut App, code: KeyCode) -> Vec<Request> {
+    app.handle_key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn figures() -> DashboardFigures {
+    let protocol = Protocol::default();
+    let mut counts = Vec::new();
+    let mut i = 0u64;
+    for site in &protocol.sites {
+        for group in Group::ALL {
+            for phase in Phase::ALL {
+                i += 1;
+                counts.push(CohortCount {
+                    site: site.clone(),
+                    group,
+                    phase,
+                    decision: Decision::Eligible,
+                    count: (i * 17) % 130,
+                });
+                counts.push(CohortCount {
+                    site: site.clone(),
+                    group,
+                    phase,
+                    decision: Decision::Ineligible,
+                    count: 2,
+                });
+            }
+        }
+    }
+    let mut status = StatusReport::build(&protocol, &counts, 3);
+    status.reads_pending = 12;
+    status.adjudication_pending = 4;
+    status.final_graded = 20;
+    status.follow_up.done = 30;
+    status.follow_up.due = 5;
+    status.follow_up.overdue = 2;
+    status.follow_up.not_yet_due = 40;
+    let mut facts = Vec::new();
+    for id in 0..60 {
+        let decision = match id % 6 {
+            0 => Decision::Ineligible,
+            1 => Decision::Pending,
+            _ => Decision::Eligible,
+        };
+        let eligible = decision == Decision::Eligible;
+        facts.push(FlowFacts {
+            patient_id: id,
+            decision: Some(decision),
+            reasons: if decision == Decision::Ineligible {
+                vec![if id % 12 == 0 {
+                    Criterion::E1
+                } else {
+                    Criterion::I2
+                }]
+            } else {
+                Vec::new()
+            },
+            imaged: eligible && id % 5 != 0,
+            read: eligible && id % 5 != 0 && id % 7 != 0,
+            adjudicated: eligible && id % 5 != 0 && id % 7 != 0 && id % 3 != 0,
+            predicted: eligible && id % 5 != 0,
+            analysed: eligible && id % 5 != 0 && id % 7 != 0 && id % 3 != 0,
+        });
+    }
+    DashboardFigures {
+        status,
+        consort: consort::build(&facts),
+        by_month: (1..=12)
+            .map(|m| (format!("2025-{m:02}"), (m * 3 % 11) as u64))
+            .collect(),
+    }
+}
+
+fn app_of(role: Role) -> App {
+    let mut app = App::with_patients(fixture::session(role), fixture::worklist(5));
+    app.set_theme(Theme::plain());
+    app
+}
+
+fn dashboard_app() -> App {
+    let mut app = app_of(Role::Coordinator);
+    let requests = press(&mut app, KeyCode::Char('D'));
+    assert_eq!(requests, vec![Request::LoadDashboard]);
+    app.apply(Response::Dashboard(Ok(Box::new(figures()))));
+    press(&mut app, KeyCode::Char('j'));
+    app
+}
+
+#[test]
+fn dashboard_80x24() {
+    insta::assert_snapshot!(draw(&dashboard_app(), 80, 24));
+}
+
+#[test]
+fn dashboard_120x40() {
+    insta::assert_snapshot!(draw(&dashboard_app(), 120, 40));
+}
+
+#[test]
+fn dashboard_placeholder_while_it_loads_80x24() {
+    let mut app = app_of(Role::Pi);
+    press(&mut app, KeyCode::Char('D'));
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn dashboard_blinded_for_a_reader_80x24() {
+    let mut app = app_of(Role::Reader);
+    app.apply(Response::ReaderWorklist(Ok(Vec::new())));
+    let requests = press(&mut app, KeyCode::Char('D'));
+    assert!(requests.is_empty(), "{requests:?}");
+    assert_eq!(app.screen(), Screen::Dashboard);
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn box_patients_80x24() {
+    let mut app = dashboard_app();
+    let requests = press(&mut app, KeyCode::Enter);
+    let key = BoxKey::Step(Step::Excluded);
+    assert_eq!(requests, vec![Request::LoadBoxPatients { key }]);
+    assert_eq!(app.screen(), Screen::BoxPatients);
+    let rows = fixture::worklist(10);
+    app.apply(Response::BoxPatients {
+        key,
+        result: Ok(rows[..10].to_vec()),
+    });
+    press(&mut app, KeyCode::Char('j'));
+    insta::assert_snapshot!(draw(&app, 80, 24));
+    // Enter opens the patient; Esc back to the list, then the dashboard.
+    let requests = press(&mut app, KeyCode::Enter);
+    assert!(matches!(
+        requests.first(),
+        Some(Request::LoadPatient { .. })
+    ));
+    assert_eq!(app.screen(), Screen::Patient);
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.screen(), Screen::BoxPatients);
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.screen(), Screen::Dashboard);
+}
+
+#[test]
+fn group_and_phase_of_cohorts_are_in_the_fixture() {
+    // Guards the fixture: both sites' cohorts, all groups and phases.
+    let f = figures();
+    assert!(f.status.cohorts.iter().any(|c| c.group == Group::Control));
+    assert!(
+        f.status
+            .cohorts
+            .iter()
+            .any(|c| c.phase == Phase::Prospective)
+    );
+}

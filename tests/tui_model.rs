@@ -1,0 +1,486 @@
+//! The jobs and model screens of the TUI (issue 5): the headless app driven through
+//! the real worker (and its job thread) on real studies — a job started from the jobs
+//! screen runs to done, a cancelled one stops, quitting while one runs cancels it, the
+//! model screen shows the AUC `marrow evaluate` computes, a reader is blinded — and
+//! snapshots of both screens at 80x24 and 120x40 from fixture data.
+
+mod common;
+use common::TempStudy;
+use common::demo::demo;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use marrow::db::inference::{JobRow, JobState};
+use marrow::dicom::synth::{self, BodyPart, Laterality, Spec, View};
+use marrow::domain::user::Role;
+use marrow::inference::Task;
+use marrow::tui::fixture;
+use marrow::tui::worker::Worker;
+use marrow::tui::{
+    App, Confirmation, EvaluationFigures, LoadState, Request, Response, Screen, TICK, Theme,
+};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Through the worker, on real studies
+// ---------------------------------------------------------------------------
+
+/// One patient with two knee radiographs and a hip radiograph, nothing predicted yet.
+fn small_study() -> TempStudy {
+    let s = TempStudy::init();
+    let p = s.write(
+        "patients.csv",
+        "mrn,site,phase,group,sex,birth_date,index_date,deformity,implant,pathological_fracture,malignancy,steroid_long_term,radio_chemo_last\n\
+         OA1,PKUPH,retrospective,OA,F,1960-05-01,2024-05-01,no,no,no,no,no,none\n",
+    );
+    s.expect(&["import", "patients", p.to_str().unwrap()], 0);
+    let dir = s.path("dicom");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (part, side)) in [
+        (BodyPart::Knee, Some(Laterality::Left)),
+        (BodyPart::Knee, Some(Laterality::Right)),
+        (BodyPart::Hip, Some(Laterality::Left)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let spec = Spec {
+            patient_id: "OA1".into(),
+            body_part: part,
+            laterality: side,
+            view: View::Ap,
+            rows: 64,
+            cols: 56,
+            study_date: chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap(),
+            seed: 11 + i as u64,
+        };
+        synth::write_radiograph(dir.join(format!("{i}.dcm")), &spec).unwrap();
+    }
+    s.expect(&["import", "dicom", dir.to_str().unwrap()], 0);
+    s
+}
+
+/// How long a test waits for the app to get somewhere before it gives up (a guard
+/// against a hang, not a timing requirement).
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// A headless app of one user, wired to its own worker (and job thread), ticked like
+/// the event loop ticks it.
+struct Driver {
+    app: App,
+    worker: Worker,
+    rx: Receiver<Response>,
+    last_tick: Instant,
+}
+
+impl Driver {
+    fn open(s: &TempStudy, user: Option<&str>) -> Driver {
+        let (tx, rx) = mpsc::channel();
+        let (worker, session) =
+            Worker::spawn(s.db.clone(), None, user.map(str::to_string), move |r| {
+                let _ = tx.send(r);
+            })
+            .expect("worker opens the study");
+        let mut app = App::new(session);
+        app.set_theme(Theme::plain());
+        let mut d = Driver {
+            app,
+            worker,
+            rx,
+            last_tick: Instant::now(),
+        };
+        let start = d.app.start();
+        d.send(start);
+        d
+    }
+
+    fn send(&mut self, requests: Vec<Request>) {
+        for r in requests {
+            assert!(self.worker.send(r), "the worker is gone");
+        }
+    }
+
+    /// Characters as keys; `\n` is Enter.
+    fn keys(&mut self, s: &str) {
+        for c in s.chars() {
+            let code = match c {
+                '\n' => KeyCode::Enter,
+                c => KeyCode::Char(c),
+            };
+            let requests = self.app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
+            self.send(requests);
+        }
+    }
+
+    /// Applies the worker's answers (sending what follows from them) and ticks the
+    /// app about once a second, until `done` holds.
+    fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done(&self.app) {
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for {what}; the screen:\n{}",
+                self.screen(120, 40)
+            );
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => {
+                    let requests = self.app.apply(r);
+                    self.send(requests);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => panic!("the worker hung up"),
+            }
+            if self.last_tick.elapsed() >= TICK {
+                self.last_tick = Instant::now();
+                let requests = self.app.tick();
+                self.send(requests);
+            }
+        }
+    }
+
+    fn screen(&self, w: u16, h: u16) -> String {
+        draw(&self.app, w, h)
+    }
+
+    fn job(&self, id: i64) -> Option<JobRow> {
+        self.app
+            .jobs_view()
+            .and_then(|v| v.rows().iter().find(|j| j.id == id).cloned())
+    }
+
+    /// Opens the jobs screen and waits for the list.
+    fn open_jobs(&mut self) {
+        self.keys("J");
+        assert_eq!(self.app.screen(), Screen::Jobs);
+        self.until("the jobs list", |a| {
+            a.jobs_view()
+                .is_some_and(|v| *v.state() == LoadState::Loaded)
+        });
+    }
+
+    /// The job this app queued last, once the worker has said which.
+    fn queued_job(&mut self) -> i64 {
+        self.until("the job to be queued", |a| !a.own_jobs().is_empty());
+        *self.app.own_jobs().iter().next_back().unwrap()
+    }
+}
+
+#[test]
+fn a_job_started_on_the_jobs_screen_runs_on_its_own_thread_to_done() {
+    let s = small_study();
+    let mut d = Driver::open(&s, None);
+    d.open_jobs();
+    assert!(d.screen(80, 24).contains("No job yet"));
+    d.keys("n");
+    let id = d.queued_job();
+    // The UI stays live meanwhile: the list is read back while the job runs.
+    d.until("the job to end", |a| {
+        a.own_jobs().is_empty()
+            && a.jobs_view()
+                .and_then(|v| v.rows().iter().find(|j| j.id == id))
+                .is_some_and(|j| j.state.finished())
+    });
+    let job = d.job(id).unwrap();
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert_eq!(job.total, 3, "two knees (KL) and a hip (OP): {job:?}");
+    assert_eq!(job.done, 3);
+    assert!(
+        job.model_version
+            .as_deref()
+            .unwrap_or("")
+            .contains("phantom")
+    );
+    let text = d.screen(120, 40);
+    assert!(text.contains("✓ done"), "{text}");
+    assert!(text.contains("3/3"), "{text}");
+    assert!(
+        d.app
+            .message()
+            .unwrap()
+            .text
+            .contains(&format!("job {id} done")),
+        "{:?}",
+        d.app.message()
+    );
+    d.worker.stop();
+    let study = s.open();
+    let n: i64 = study
+        .conn()
+        .query_row("SELECT count(*) FROM predictions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+    // A second run has nothing left to do.
+    let mut d = Driver::open(&s, None);
+    d.open_jobs();
+    d.keys("n");
+    let second = d.queued_job();
+    d.until("the second job to end", |a| a.own_jobs().is_empty());
+    d.until("the list to show it", |a| {
+        a.jobs_view()
+            .and_then(|v| v.rows().iter().find(|j| j.id == second))
+            .is_some_and(|j| j.state.finished())
+    });
+    let job = d.job(second).unwrap();
+    assert_eq!((job.state, job.total), (JobState::Done, 0), "{job:?}");
+}
+
+#[test]
+fn a_job_cancelled_on_the_jobs_screen_stops_and_says_so() {
+    let s = demo();
+    let mut d = Driver::open(&s, Some("demo-coordinator"));
+    d.open_jobs();
+    d.keys("a");
+    assert_eq!(d.app.confirmation(), Some(&Confirmation::InferAll));
+    d.keys("y");
+    let id = d.queued_job();
+    d.until("the new job at the top of the list", |a| {
+        a.jobs_view()
+            .and_then(|v| v.selected())
+            .is_some_and(|j| j.id == id)
+    });
+    d.keys("c");
+    assert!(
+        matches!(d.app.confirmation(), Some(Confirmation::Cancel { id: c, .. }) if *c == id),
+        "{:?}",
+        d.app.confirmation()
+    );
+    assert!(d.screen(80, 24).contains("Cancel the job?"));
+    d.keys("y");
+    d.until("the job to stop", |a| {
+        a.own_jobs().is_empty()
+            && a.jobs_view()
+                .and_then(|v| v.rows().iter().find(|j| j.id == id))
+                .is_some_and(|j| j.state.finished())
+    });
+    let job = d.job(id).unwrap();
+    assert_eq!(job.state, JobState::Cancelled, "{job:?}");
+    assert!(job.cancel_requested);
+    // Stopped after a batch (or before it started), not at the end.
+    assert!(job.done < job.total || job.started_at.is_none(), "{job:?}");
+    assert!(d.screen(120, 40).contains("■ cancelled"));
+    d.worker.stop();
+    s.expect(&["audit", "verify"], 0);
+}
+
+#[test]
+fn quitting_while_a_job_runs_asks_cancels_it_and_leaves_nothing_running() {
+    let s = demo();
+    let mut d = Driver::open(&s, Some("demo-coordinator"));
+    d.open_jobs();
+    d.keys("ay");
+    let id = d.queued_job();
+    d.keys("q");
+    assert!(!d.app.should_quit());
+    assert_eq!(
+        d.app.confirmation(),
+        Some(&Confirmation::Quit { jobs: vec![id] })
+    );
+    let text = d.screen(80, 24);
+    assert!(text.contains("it will be cancelled"), "{text}");
+    d.keys("y");
+    d.until("the app to quit", |a| a.should_quit());
+    let Driver { worker, .. } = d;
+    worker.stop();
+    let study = s.open();
+    let job = study.job(id).unwrap();
+    assert_eq!(job.state, JobState::Cancelled, "{job:?}");
+    let running: Vec<i64> = study
+        .jobs()
+        .unwrap()
+        .into_iter()
+        .filter(|j| !j.state.finished())
+        .map(|j| j.id)
+        .collect();
+    assert!(running.is_empty(), "left running: {running:?}");
+}
+
+#[test]
+fn the_model_screen_shows_the_auc_marrow_evaluate_computes_and_a_reader_is_blinded() {
+    let s = demo();
+    let json: serde_json::Value = serde_json::from_str(&s.expect(
+        &["--as", "demo-pi", "evaluate", "--task", "kl", "--json"],
+        0,
+    ))
+    .unwrap();
+    let auc = json["auc_binary"]["value"].as_f64().expect("an AUC");
+    let n = json["n"].as_i64().unwrap();
+    let mut d = Driver::open(&s, Some("demo-pi"));
+    d.keys("M");
+    assert_eq!(d.app.screen(), Screen::Model);
+    d.until("the KL figures", |a| {
+        a.model_view()
+            .and_then(|v| v.current())
+            .is_some_and(|f| *f.state() == LoadState::Loaded)
+    });
+    let f = d.app.model_view().unwrap().current().unwrap().clone();
+    assert!(f.figures().is_some(), "{:?}", f.missing());
+    let text = d.screen(120, 40);
+    assert!(text.contains(&format!("ROC · AUC {auc:.2}")), "{text}");
+    assert!(text.contains("AUC, radiographic OA (KL >= 2)"), "{text}");
+    assert!(text.contains(&format!("{auc:.2} [")), "{text}");
+    assert!(
+        text.contains(&format!("against {n} final grades")),
+        "{text}"
+    );
+    assert!(text.contains("active model: kl 0.1.0-phantom"), "{text}");
+    assert!(text.contains("Tiulpin 2018"), "{text}");
+    // The OP model, on the retrospective cohort only.
+    d.keys("tp");
+    d.until("the OP figures", |a| {
+        a.model_view()
+            .and_then(|v| v.current())
+            .is_some_and(|f| *f.state() == LoadState::Loaded)
+    });
+    let text = d.screen(120, 40);
+    assert!(
+        text.contains("OP stage model · retrospective cohort"),
+        "{text}"
+    );
+    assert!(text.contains("osteoporosis vs not"), "{text}");
+    d.worker.stop();
+
+    // A reader is told they are blinded, and nothing is computed for them.
+    let mut r = Driver::open(&s, Some("demo-reader-1"));
+    r.until("the reader's worklist", |a| {
+        a.reader_list()
+            .is_some_and(|l| *l.state() != LoadState::Loading)
+    });
+    let requests = r
+        .app
+        .handle_key(KeyEvent::new(KeyCode::Char('M'), KeyModifiers::NONE));
+    assert!(requests.is_empty(), "{requests:?}");
+    assert_eq!(r.app.screen(), Screen::Model);
+    let text = r.screen(80, 24);
+    assert!(
+        text.contains("Blinded: readers do not see the model's figures"),
+        "{text}"
+    );
+    assert!(!text.contains("AUC"), "{text}");
+    r.worker.stop();
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots from fixture data
+// ---------------------------------------------------------------------------
+
+fn draw(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    t.backend().to_string()
+}
+
+fn keys(app: &mut App, s: &str) -> Vec<Request> {
+    s.chars()
+        .flat_map(|c| {
+            let code = match c {
+                '\t' => KeyCode::Tab,
+                c => KeyCode::Char(c),
+            };
+            app.handle_key(KeyEvent::new(code, KeyModifiers::NONE))
+        })
+        .collect()
+}
+
+fn app_of(role: Role) -> App {
+    let mut app = App::with_patients(fixture::session(role), fixture::worklist(5));
+    app.set_theme(Theme::plain());
+    app
+}
+
+/// The jobs screen of a coordinator (or `role`), the running job selected.
+fn jobs_app(role: Role) -> App {
+    let mut app = app_of(role);
+    keys(&mut app, "J");
+    app.apply(Response::Jobs(Ok(fixture::jobs())));
+    keys(&mut app, "j");
+    app
+}
+
+#[test]
+fn jobs_80x24() {
+    let text = draw(&jobs_app(Role::Coordinator), 80, 24);
+    assert!(text.contains("▶ running"), "{text}");
+    assert!(text.contains("128/300"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn jobs_120x40() {
+    let text = draw(&jobs_app(Role::Coordinator), 120, 40);
+    // 128 images from 09:25:01 to the heartbeat at 09:25:11.
+    assert!(text.contains("12.8 img/s"), "{text}");
+    assert!(text.contains("cpu (burn-ndarray)"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn jobs_read_only_80x24() {
+    insta::assert_snapshot!(draw(&jobs_app(Role::Pi), 80, 24));
+}
+
+#[test]
+fn jobs_cancel_confirmation_80x24() {
+    let mut app = jobs_app(Role::Coordinator);
+    keys(&mut app, "c");
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn jobs_empty_80x24() {
+    let mut app = app_of(Role::Admin);
+    keys(&mut app, "J");
+    app.apply(Response::Jobs(Ok(Vec::new())));
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+/// The model screen of a PI with the fixture's figures for `task`.
+fn model_app(task: Task) -> App {
+    let mut app = app_of(Role::Pi);
+    keys(&mut app, "M");
+    if task == Task::Op {
+        keys(&mut app, "t");
+    }
+    app.apply(Response::Evaluation {
+        task,
+        phase: None,
+        active: Some(Box::new(fixture::model_row(task))),
+        result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(task, 200)))),
+    });
+    app
+}
+
+#[test]
+fn model_kl_80x24() {
+    let text = draw(&model_app(Task::Kl), 80, 24);
+    assert!(text.contains("ROC · AUC"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn model_kl_120x40() {
+    let text = draw(&model_app(Task::Kl), 120, 40);
+    assert!(text.contains("Published references"), "{text}");
+    assert!(text.contains("Confusion matrix"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn model_op_120x40() {
+    insta::assert_snapshot!(draw(&model_app(Task::Op), 120, 40));
+}
+
+#[test]
+fn model_placeholder_while_it_computes_80x24() {
+    let mut app = app_of(Role::Adjudicator);
+    keys(&mut app, "M");
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn model_blinded_for_a_reader_80x24() {
+    let mut app = app_of(Role::Reader);
+    assert!(keys(&mut app, "M").is_empty());
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
