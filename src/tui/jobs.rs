@@ -163,6 +163,9 @@ pub struct JobsState {
     pub(crate) confirm: Option<Confirmation>,
     /// Jobs this app queued that have not ended yet.
     pub(crate) own: BTreeSet<i64>,
+    /// Jobs whose end was reported before the worker said they were queued (a job
+    /// with nothing to do ends on its thread before the queue answer arrives).
+    pub(crate) ended_early: BTreeSet<i64>,
     /// Job starts sent to the worker and not answered yet.
     pub(crate) starting: usize,
     /// Quitting: the app's jobs were asked to stop; ticks waited so far.
@@ -605,7 +608,9 @@ impl App {
                 self.jobs.starting = self.jobs.starting.saturating_sub(1);
                 match result {
                     Ok(id) => {
-                        self.jobs.own.insert(id);
+                        if !self.jobs.ended_early.remove(&id) {
+                            self.jobs.own.insert(id);
+                        }
                         if self.jobs.quitting.is_some() {
                             return vec![Request::CancelJob { id }];
                         }
@@ -640,7 +645,9 @@ impl App {
                 return self.load_jobs();
             }
             Response::JobEnded { id, result } => {
-                self.jobs.own.remove(&id);
+                if !self.jobs.own.remove(&id) && self.jobs.starting > 0 {
+                    self.jobs.ended_early.insert(id);
+                }
                 if self.jobs.quitting.is_some() {
                     self.quit_if_done();
                     return Vec::new();

@@ -1387,6 +1387,25 @@ mod jobs_and_model {
     }
 
     #[test]
+    fn a_job_that_ends_before_its_queue_answer_arrives_is_not_left_as_running() {
+        // A job with nothing to do ends on its thread before the database worker's
+        // "queued" answer reaches the UI: it must not stay among the app's jobs
+        // (quitting would then ask about a job that is not running).
+        let mut a = jobs_app(Role::Coordinator);
+        assert_eq!(press(&mut a, "n"), vec![Request::StartJob { all: false }]);
+        a.apply(Response::JobEnded {
+            id: 8,
+            result: Ok(Box::new(report(8, JobState::Done))),
+        });
+        a.apply(Response::JobQueued(Ok(8)));
+        assert!(a.own_jobs().is_empty(), "{:?}", a.own_jobs());
+        // The usual order still counts the job as the app's until it ends.
+        press(&mut a, "n");
+        a.apply(Response::JobQueued(Ok(9)));
+        assert!(a.own_jobs().contains(&9));
+    }
+
+    #[test]
     fn c_cancels_the_selected_job_after_a_confirmation_and_not_an_ended_one() {
         let mut a = jobs_app(Role::Admin);
         // The list: 6 queued, 5 running, 4 done, 3 cancelled, 2 failed.
