@@ -49,40 +49,13 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
     let mut seen: HashMap<(String, u32), (u64, VisitInput)> = HashMap::new();
     let mut staged: Vec<(u64, String, u32, VisitInput)> = Vec::new();
     let mut record = csv::ByteRecord::new();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                rejected.push(Rejection {
-                    line,
-                    reason: format!("unreadable CSV: {e}"),
-                });
-                continue;
-            }
-        }
-        let (line, offset) = record
-            .position()
-            .map(|p| (p.line(), p.byte()))
-            .unwrap_or((0, 0));
-        if record
-            .iter()
-            .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
-        {
-            continue;
-        }
-        row_starts.push((line, offset));
-        if record.len() != width {
-            rejected.push(Rejection {
-                line,
-                reason: format!(
-                    "has {} fields but the header has {width} (a stray comma or an unclosed quote?)",
-                    record.len()
-                ),
-            });
-            continue;
-        }
+    while let Some(line) = super::next_row(
+        &mut reader,
+        &mut record,
+        width,
+        &mut row_starts,
+        &mut rejected,
+    ) {
         let fields: Result<Vec<&str>, usize> = record
             .iter()
             .enumerate()

@@ -199,40 +199,13 @@ pub fn import_csv_in_chunks(
         let mut seen: HashMap<String, (u64, Parsed)> = HashMap::new();
         let mut chunk: Vec<(u64, Staged)> = Vec::with_capacity(chunk_rows);
         let mut record = csv::ByteRecord::new();
-        loop {
-            match reader.read_byte_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    rejected.push(Rejection {
-                        line,
-                        reason: format!("unreadable CSV: {e}"),
-                    });
-                    continue;
-                }
-            }
-            let (line, offset) = record
-                .position()
-                .map(|p| (p.line(), p.byte()))
-                .unwrap_or((0, 0));
-            if record
-                .iter()
-                .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
-            {
-                continue; // a blank line is not a row
-            }
-            row_starts.push((line, offset));
-            if record.len() != width {
-                rejected.push(Rejection {
-                    line,
-                    reason: format!(
-                        "has {} fields but the header has {width} (a stray comma or an unclosed quote?)",
-                        record.len()
-                    ),
-                });
-                continue;
-            }
+        while let Some(line) = next_row(
+            &mut reader,
+            &mut record,
+            width,
+            &mut row_starts,
+            &mut rejected,
+        ) {
             let mut fields = Vec::with_capacity(record.len());
             let mut bad_utf8 = None;
             for (i, f) in record.iter().enumerate() {
@@ -499,6 +472,55 @@ pub fn write_rejected_rows<'a>(
         return Err(std::io::Error::other(e.to_string()));
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Reads the next row of an export into `record`: blank lines are skipped, an
+/// unreadable row or one of the wrong width is rejected with its line (and reading
+/// goes on), and each row's start (line, byte offset) is kept in `row_starts` so a
+/// rejected row can be copied out verbatim later. `None` at the end of the file.
+pub(crate) fn next_row(
+    reader: &mut csv::Reader<&[u8]>,
+    record: &mut csv::ByteRecord,
+    width: usize,
+    row_starts: &mut Vec<(u64, u64)>,
+    rejected: &mut Vec<Rejection>,
+) -> Option<u64> {
+    loop {
+        match reader.read_byte_record(record) {
+            Ok(false) => return None,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                rejected.push(Rejection {
+                    line,
+                    reason: format!("unreadable CSV: {e}"),
+                });
+                continue;
+            }
+        }
+        let (line, offset) = record
+            .position()
+            .map(|p| (p.line(), p.byte()))
+            .unwrap_or((0, 0));
+        if record
+            .iter()
+            .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
+        {
+            continue; // a blank line is not a row
+        }
+        row_starts.push((line, offset));
+        if record.len() != width {
+            rejected.push(Rejection {
+                line,
+                reason: format!(
+                    "has {} fields but the header has {width} (a stray comma or an unclosed quote?)",
+                    record.len()
+                ),
+            });
+            continue;
+        }
+        return Some(line);
+    }
 }
 
 /// Reads a whole export file.
