@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------
 
 /// A guard against a hang, not a timing requirement.
-const PATIENCE: Duration = Duration::from_secs(600);
+const PATIENCE: Duration = Duration::from_secs(240);
 
 /// A headless app of one user, wired to its own worker.
 struct Driver {

@@ -166,6 +166,8 @@ pub struct JobsState {
     /// Jobs whose end was reported before the worker said they were queued (a job
     /// with nothing to do ends on its thread before the queue answer arrives).
     pub(crate) ended_early: BTreeSet<i64>,
+    /// The job this app queued last (whether or not it has ended).
+    pub(crate) last_queued: Option<i64>,
     /// Job starts sent to the worker and not answered yet.
     pub(crate) starting: usize,
     /// Quitting: the app's jobs were asked to stop; ticks waited so far.
@@ -238,6 +240,12 @@ impl App {
     /// Jobs this app started that have not ended.
     pub fn own_jobs(&self) -> &BTreeSet<i64> {
         &self.jobs.own
+    }
+
+    /// The job this app queued last, once the worker has answered (it may have ended
+    /// already: a job with nothing to do ends before the answer arrives).
+    pub fn last_queued_job(&self) -> Option<i64> {
+        self.jobs.last_queued
     }
 
     /// Whether the app waits for its jobs to stop before it quits.
@@ -608,6 +616,7 @@ impl App {
                 self.jobs.starting = self.jobs.starting.saturating_sub(1);
                 match result {
                     Ok(id) => {
+                        self.jobs.last_queued = Some(id);
                         if !self.jobs.ended_early.remove(&id) {
                             self.jobs.own.insert(id);
                         }
