@@ -13,14 +13,23 @@
 //! for the group and imports the demo data, two readers take and submit reads of the
 //! same case while the admin holds the database open in another process (so they open
 //! the `-wal` and `-shm` files the admin's process created), both view a stored copy,
-//! and a user outside the group is refused with "permission denied" naming the folder. Not root (or without `useradd`): it says why it is skipped and
-//! passes.
+//! and a user outside the group is refused with "permission denied" naming the folder.
+//!
+//! `three_os_users_in_three_terminals_take_a_case_to_final_in_a_shared_study` (root
+//! too): two readers and an adjudicator, each an OS account running the TUI in a tmux
+//! session of their own, take a case from unread to an adjudicated final grade, the
+//! blinding checked on each screen.
+//!
+//! Not root (or without `useradd`): these say why they are skipped and pass.
 
+mod common;
+use common::tmux::{Tmux, shell_quote};
 use std::ffi::CString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 fn marrow_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_marrow"))
@@ -179,6 +188,9 @@ struct User {
     gid: u32,
     groups: Vec<u32>,
     home: PathBuf,
+    /// A copy of the binary this user may run (the build folder is under root's
+    /// home, which only root may enter).
+    bin: PathBuf,
 }
 
 /// Removes the users and the group it made, on every way out of the test.
@@ -190,9 +202,20 @@ struct Accounts {
 impl Drop for Accounts {
     fn drop(&mut self) {
         for u in &self.users {
-            let out = Command::new("userdel").arg(u).output();
-            if !out.as_ref().is_ok_and(|o| o.status.success()) {
-                eprintln!("warning: userdel {u}: {out:?}");
+            // A process of the user that was just told to end (a terminal's shell on
+            // SIGHUP) may still be going: userdel refuses until it has.
+            let mut tries = 0;
+            loop {
+                let out = Command::new("userdel").arg(u).output();
+                if out.as_ref().is_ok_and(|o| o.status.success()) {
+                    break;
+                }
+                tries += 1;
+                if tries == 50 {
+                    eprintln!("warning: userdel {u}: {out:?}");
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
         if let Some(g) = &self.group {
@@ -235,9 +258,7 @@ impl User {
     /// `marrow ARGS` as this user: their uid, primary and supplementary groups, umask
     /// 077 (so only marrow's own modes can make a file the group's), their HOME.
     fn marrow(&self, args: &[&str]) -> Output {
-        self.command(&marrow_bin_copy(), args)
-            .output()
-            .expect("run marrow")
+        self.command(&self.bin, args).output().expect("run marrow")
     }
 
     fn command(&self, bin: &Path, args: &[&str]) -> Command {
@@ -290,84 +311,104 @@ fn become_user(uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
     Ok(())
 }
 
-static BIN_COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
-/// The binary where every test user may run it (the build folder is under root's
-/// home, which only root may enter).
-fn marrow_bin_copy() -> PathBuf {
-    BIN_COPY.get().cloned().unwrap_or_else(marrow_bin)
+/// Root's set-up for the tests with real accounts: a new group, a folder every test
+/// user may enter holding a copy of the binary and their homes; the accounts and the
+/// group are removed when it is dropped.
+struct OsFixture {
+    group: String,
+    gid: u32,
+    tag: String,
+    homes: PathBuf,
+    bin: PathBuf,
+    // Dropped after the accounts: the folder goes last.
+    accounts: Accounts,
+    base: tempfile::TempDir,
 }
 
-#[test]
-fn three_os_users_of_one_group_read_and_view_and_an_outsider_is_refused() {
-    // SAFETY: a plain system call.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "skipped: making OS users and a group needs root (this test runs as root in CI); \
-             the group modes are checked without root by a_study_shared_with_the_primary_group_gives_every_file_the_group"
-        );
-        return;
-    }
-    if !["useradd", "userdel", "groupadd", "groupdel"]
-        .iter()
-        .all(|t| found(t))
-    {
-        eprintln!("skipped: useradd/userdel/groupadd/groupdel are not installed");
-        return;
-    }
-    // Short unique names (user names are at most 32 characters).
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let tag = format!("{:x}", (std::process::id() << 12) ^ nanos);
-    let tag = &tag[tag.len().saturating_sub(6)..];
-    let group = format!("mrwg{tag}");
-    let mut accounts = Accounts {
-        users: Vec::new(),
-        group: None,
-    };
-    sh("groupadd", &[&group]);
-    accounts.group = Some(group.clone());
-    let gid = marrow::db::sharing::group_id(&group).expect("the new group");
+impl OsFixture {
+    /// `None` (with the reason printed) where the test cannot make accounts.
+    fn new() -> Option<OsFixture> {
+        // SAFETY: a plain system call.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!(
+                "skipped: making OS users and a group needs root (this test runs as root in CI); \
+                 the group modes are checked without root by a_study_shared_with_the_primary_group_gives_every_file_the_group"
+            );
+            return None;
+        }
+        if !["useradd", "userdel", "groupadd", "groupdel"]
+            .iter()
+            .all(|t| found(t))
+        {
+            eprintln!("skipped: useradd/userdel/groupadd/groupdel are not installed");
+            return None;
+        }
+        // Short unique names (user names are at most 32 characters).
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = format!("{:x}", (std::process::id() << 12) ^ nanos ^ (seq << 28));
+        let tag = tag[tag.len().saturating_sub(6)..].to_string();
+        let group = format!("mrwg{tag}");
+        let mut accounts = Accounts {
+            users: Vec::new(),
+            group: None,
+        };
+        sh("groupadd", &[&group]);
+        accounts.group = Some(group.clone());
+        let gid = marrow::db::sharing::group_id(&group).expect("the new group");
 
-    let base = tempfile::Builder::new()
-        .prefix("marrow-shared-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = base.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = bin.join("marrow");
-    std::fs::copy(marrow_bin(), &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    BIN_COPY.set(copy).ok();
-    let homes = base.path().join("home");
-    std::fs::create_dir(&homes).unwrap();
-    std::fs::set_permissions(&homes, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let base = tempfile::Builder::new()
+            .prefix("marrow-shared-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = base.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = bin.join("marrow");
+        std::fs::copy(marrow_bin(), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let homes = base.path().join("home");
+        std::fs::create_dir(&homes).unwrap();
+        std::fs::set_permissions(&homes, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(OsFixture {
+            group,
+            gid,
+            tag,
+            homes,
+            bin: copy,
+            accounts,
+            base,
+        })
+    }
 
-    let mut make_user = |role: &str, member: bool| -> User {
-        let name = format!("mrw{role}{tag}");
+    /// A new account `mrw<role><tag>`, in the study group when `member`, with a
+    /// private home of its own.
+    fn user(&mut self, role: &str, member: bool) -> User {
+        let name = format!("mrw{role}{}", self.tag);
         let mut args = vec!["-M", "-N", "-s", "/bin/sh"];
         if member {
-            args.extend(["-G", group.as_str()]);
+            args.extend(["-G", self.group.as_str()]);
         }
         args.push(&name);
         sh("useradd", &args);
-        accounts.users.push(name.clone());
+        self.accounts.users.push(name.clone());
         let (uid, primary) = passwd(&name);
         assert_ne!(
-            primary, gid,
+            primary, self.gid,
             "the study group must not be their primary group"
         );
-        let home = homes.join(&name);
+        let home = self.homes.join(&name);
         std::fs::create_dir(&home).unwrap();
         std::os::unix::fs::chown(&home, Some(uid), Some(primary)).unwrap();
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
         let mut groups = vec![primary];
         if member {
-            groups.push(gid);
+            groups.push(self.gid);
         }
         User {
             name,
@@ -375,18 +416,34 @@ fn three_os_users_of_one_group_read_and_view_and_an_outsider_is_refused() {
             gid: primary,
             groups,
             home,
+            bin: self.bin.clone(),
         }
+    }
+
+    /// A new, empty folder for the study, owned by `admin`; `init --group` makes it
+    /// the group's.
+    fn study_dir(&self, admin: &User) -> PathBuf {
+        let dir = self.base.path().join("study");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(admin.uid), Some(admin.gid)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+}
+
+#[test]
+fn three_os_users_of_one_group_read_and_view_and_an_outsider_is_refused() {
+    let Some(mut fx) = OsFixture::new() else {
+        return;
     };
-    let admin = make_user("a", true);
-    let r1 = make_user("r1", true);
-    let r2 = make_user("r2", true);
-    let outsider = make_user("x", false);
+    let (group, gid) = (fx.group.clone(), fx.gid);
+    let admin = fx.user("a", true);
+    let r1 = fx.user("r1", true);
+    let r2 = fx.user("r2", true);
+    let outsider = fx.user("x", false);
 
     // The study's folder: new and empty, the admin's; `init --group` makes it the group's.
-    let dir = base.path().join("study");
-    std::fs::create_dir(&dir).unwrap();
-    std::os::unix::fs::chown(&dir, Some(admin.uid), Some(admin.gid)).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = fx.study_dir(&admin);
     let db = dir.join("study.db");
     let dbs = db.to_str().unwrap();
     let out = admin.expect(&["--db", dbs, "init", "--group", &group]);
@@ -441,7 +498,7 @@ fn three_os_users_of_one_group_read_and_view_and_an_outsider_is_refused() {
     // The readers work while the admin holds the study open in another process: they
     // open the -wal and -shm that the admin's process made (umask 077) and write
     // through them.
-    let holder = Holder::start(&admin, &db, base.path().join("hold.fifo"));
+    let holder = Holder::start(&admin, &db, fx.base.path().join("hold.fifo"));
     for f in [with_suffix(&db, "-wal"), with_suffix(&db, "-shm")] {
         let m = std::fs::metadata(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!(
@@ -510,7 +567,200 @@ fn three_os_users_of_one_group_read_and_view_and_an_outsider_is_refused() {
     eprintln!("a user outside the group is told: {err}");
     let out = outsider.marrow(&["view", copy.to_str().unwrap(), "--info"]);
     assert_ne!(out.status.code(), Some(0));
-    drop(accounts);
+    drop(fx);
+}
+
+impl User {
+    /// The shell command a tmux window runs to start the TUI as this user: their uid,
+    /// groups and umask 077, a clean environment, in their home; then it prints the
+    /// exit status and stays open so the test can read it.
+    fn tui_command(&self, db: &Path) -> String {
+        let groups: Vec<String> = self.groups.iter().map(u32::to_string).collect();
+        let inner = format!(
+            "cd {} && umask 077 && {} --db {}; echo MARROW-EXIT=$?; sleep 600",
+            shell_quote(&self.home),
+            shell_quote(&self.bin),
+            shell_quote(db)
+        );
+        format!(
+            "setpriv --reuid={} --regid={} --groups={} env -i HOME={} USER={} LOGNAME={} \
+             PATH=/usr/bin:/bin TERM=tmux-256color NO_COLOR=1 LANG=C.UTF-8 sh -c {}",
+            self.uid,
+            self.gid,
+            groups.join(","),
+            shell_quote(&self.home),
+            self.name,
+            self.name,
+            shell_quote(Path::new(&inner))
+        )
+    }
+}
+
+/// Issue 4's end-to-end check with real accounts: a study shared with a group; two
+/// readers and an adjudicator, each an OS user in a terminal of their own (a tmux
+/// session running the TUI under their uid), take one case from blinded reads to an
+/// adjudicated final grade, with the blinding holding at every step (neither reader
+/// sees the other's grade or the model's prediction before submitting). Nobody uses
+/// `--as`: each is who the OS says they are.
+#[test]
+fn three_os_users_in_three_terminals_take_a_case_to_final_in_a_shared_study() {
+    let Some(mut fx) = OsFixture::new() else {
+        return;
+    };
+    if !found("setpriv") {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return;
+    }
+    let admin = fx.user("a", true);
+    let r1 = fx.user("r1", true);
+    let r2 = fx.user("r2", true);
+    let adj = fx.user("j", true);
+    let dir = fx.study_dir(&admin);
+    let db = dir.join("study.db");
+    let dbs = db.to_str().unwrap();
+    admin.expect(&["--db", dbs, "init", "--group", &fx.group]);
+    for (u, role) in [(&r1, "reader"), (&r2, "reader"), (&adj, "adjudicator")] {
+        admin.expect(&["--db", dbs, "users", "add", &u.name, "--role", role]);
+    }
+    // One eligible OA patient with a left-knee radiograph: one case.
+    let patients = admin.home.join("patients.csv");
+    std::fs::write(
+        &patients,
+        "mrn,site,phase,group,sex,birth_date,index_date,deformity,implant,pathological_fracture,malignancy,steroid_long_term,radio_chemo_last\n\
+         OA1,PKUPH,retrospective,OA,F,1960-05-01,2024-05-01,no,no,no,no,no,none\n",
+    )
+    .unwrap();
+    let dicom = admin.home.join("dicom");
+    std::fs::create_dir(&dicom).unwrap();
+    let spec = marrow::dicom::synth::Spec {
+        patient_id: "OA1".into(),
+        body_part: marrow::dicom::synth::BodyPart::Knee,
+        laterality: Some(marrow::dicom::synth::Laterality::Left),
+        view: marrow::dicom::synth::View::Ap,
+        rows: 48,
+        cols: 40,
+        study_date: chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap(),
+        seed: 7,
+    };
+    marrow::dicom::synth::write_radiograph(dicom.join("knee.dcm"), &spec).unwrap();
+    for p in [&patients, &dicom, &dicom.join("knee.dcm")] {
+        std::os::unix::fs::chown(p, Some(admin.uid), Some(admin.gid)).unwrap();
+    }
+    admin.expect(&[
+        "--db",
+        dbs,
+        "import",
+        "patients",
+        patients.to_str().unwrap(),
+    ]);
+    admin.expect(&["--db", dbs, "import", "dicom", dicom.to_str().unwrap()]);
+    // The model's second opinion exists before anyone reads.
+    admin.expect(&["--db", dbs, "infer", "--all"]);
+
+    let wait = Duration::from_secs(60);
+    let terminal = |u: &User| Tmux::start(120, 40, &u.tui_command(&db));
+
+    // r1 takes the case and reads it.
+    let t1 = terminal(&r1);
+    t1.wait_for(&format!("{} (reader)", r1.name), wait);
+    t1.wait_for("Your reading worklist · 0 cases", wait);
+    t1.keys(&["t"]);
+    let screen = t1.wait_for("Your read of C00001", wait);
+    assert!(
+        screen.contains("blinded until you submit your read of C00001"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("phantom"),
+        "the model shows to r1:\n{screen}"
+    );
+    t1.keys(&["2", "1", "j", "j", "j", "j"]);
+    t1.wait_for("▶ confidence", wait);
+    t1.keys(&["4", "Enter"]);
+    t1.wait_for("Submit your read?", wait);
+    t1.keys(&["y"]);
+    t1.wait_for("submitted and locked", wait);
+
+    // r2, in a terminal of their own with r1's still open, takes the same case:
+    // nothing of r1's read shows until r2 submits.
+    let t2 = terminal(&r2);
+    t2.wait_for(&format!("{} (reader)", r2.name), wait);
+    t2.wait_for("Your reading worklist", wait);
+    t2.keys(&["t"]);
+    let screen = t2.wait_for("Your read of C00001", wait);
+    assert!(
+        !screen.contains("KL 2"),
+        "r1's grade shows to r2:\n{screen}"
+    );
+    assert!(!screen.contains(&r1.name), "r1 shows to r2:\n{screen}");
+    assert!(screen.contains("hidden"), "{screen}");
+    assert!(
+        !screen.contains("phantom"),
+        "the model shows to r2:\n{screen}"
+    );
+    t2.keys(&["4", "j", "j", "j", "j", "j"]);
+    t2.wait_for("▶ confidence", wait);
+    t2.keys(&["3", "Enter"]);
+    t2.wait_for("Submit your read?", wait);
+    t2.keys(&["y"]);
+    let screen = t2.wait_for(&format!("read by {} v1: KL 2", r1.name), wait);
+    assert!(screen.contains("adjudication"), "{screen}");
+    assert!(
+        screen.contains("0.1.0-phantom"),
+        "the model after r2's read:\n{screen}"
+    );
+
+    // The adjudicator, in a third terminal, decides with a rationale.
+    let t3 = terminal(&adj);
+    t3.wait_for(&format!("{} (adjudicator)", adj.name), wait);
+    t3.keys(&["A"]);
+    t3.wait_for("Adjudication queue · 1 case", wait);
+    t3.keys(&["Enter"]);
+    let screen = t3.wait_for("Final grade of C00001", wait);
+    assert!(
+        screen.contains(&format!("read by {} v1: KL 2", r1.name)),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!("read by {} v1: KL 4", r2.name)),
+        "{screen}"
+    );
+    t3.keys(&["3", "j"]);
+    t3.wait_for("▶ rationale", wait);
+    t3.type_text("definite JSN on the AP view");
+    t3.wait_for("definite JSN on the AP view", wait);
+    t3.keys(&["Enter"]);
+    t3.wait_for("Record the final grade?", wait);
+    t3.keys(&["y"]);
+    t3.wait_for(&format!("final: KL 3 by {}", adj.name), wait);
+
+    // r1's terminal, still open, reloads and shows the final grade.
+    t1.keys(&["r"]);
+    t1.wait_for(&format!("final: KL 3 by {}", adj.name), wait);
+    for t in [&t1, &t2, &t3] {
+        t.keys(&["q"]);
+        t.wait_for("MARROW-EXIT=0", wait);
+    }
+
+    // Every file the four processes made is the group's, and the record holds.
+    for f in [&db, &with_suffix(&db, "-wal"), &with_suffix(&db, ".log")] {
+        if f.exists() {
+            assert_eq!((mode(f), gid_of(f)), (0o660, fx.gid), "{}", f.display());
+        }
+    }
+    let shown = admin.expect(&["--db", dbs, "read", "show", "C00001"]);
+    assert!(
+        shown.contains(&format!("adjudicated: KL 3 by {} at", adj.name)),
+        "{shown}"
+    );
+    assert!(shown.contains("definite JSN on the AP view"), "{shown}");
+    for u in [&r1, &r2] {
+        assert!(shown.contains(&u.name), "{} missing:\n{shown}", u.name);
+    }
+    admin.expect(&["--db", dbs, "audit", "verify"]);
+    // The terminals close (their shells end) before the accounts are removed.
+    drop((t1, t2, t3));
+    drop(fx);
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -535,7 +785,7 @@ impl Holder {
         std::os::unix::fs::chown(&fifo, Some(user.uid), Some(user.gid)).unwrap();
         let child = user
             .command(
-                &marrow_bin_copy(),
+                &user.bin,
                 &[
                     "--db",
                     db.to_str().unwrap(),
