@@ -19,8 +19,9 @@
 - Times forward passes at batch 16 (eval mode, torch.no_grad, torch threads = the
   threads marrow's rayon pool uses, i.e. RAYON_NUM_THREADS or one per core) on
   random inputs of the model's input size, and marrow's forward pass
-  (examples/infer_bench.rs: the same batch already preprocessed, and also with
-  marrow's preprocessing). The two alternate over ROUNDS rounds (default 5) of
+  (examples/infer_bench.rs: the same batch already preprocessed, through the frozen
+  CPU network that predicts, and also with marrow's preprocessing; burn-ndarray's own
+  forward pass is printed beside them as the reference). The two alternate over ROUNDS rounds (default 5) of
   SECONDS (default 3) each per model, so both see the same load on a shared
   machine; the medians and their ratio are printed.
 - BENCH_INFER_BIN: a prebuilt infer_bench binary (otherwise
@@ -163,6 +164,7 @@ def main():
     torch_ips = {t: [] for t in tasks}
     marrow_fwd = {t: [] for t in tasks}
     marrow_pre = {t: [] for t in tasks}
+    marrow_burn = {t: [] for t in tasks}
     params_marrow = {}
     for r in range(rounds):
         for task in tasks:
@@ -180,6 +182,7 @@ def main():
                 t = res["task"]
                 marrow_fwd[t] += res["forward_images_per_s"]
                 marrow_pre[t] += res["with_preprocessing_images_per_s"]
+                marrow_burn[t] += res.get("burn_forward_images_per_s", [])
                 params_marrow[t] = res["params"]
                 assert res["threads"] == threads, res
         print(
@@ -192,19 +195,20 @@ def main():
 
     print()
     print(f"batch {BATCH}, {threads} threads, {rounds} rounds of {seconds:g} s, medians (images/s):")
-    print("| model | parameters (torch / marrow) | PyTorch CPU | marrow forward | ratio marrow/torch | marrow incl. preprocessing |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| model | parameters (torch / marrow) | PyTorch CPU | marrow forward | ratio marrow/torch | marrow incl. preprocessing | burn-ndarray forward (reference) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     summary = {}
     for task in tasks:
         _, _, _, p_torch, size, width = nets[task]
         if p_torch != params_marrow.get(task):
             sys.exit(f"{task}: parameter counts differ: torch {p_torch}, marrow {params_marrow.get(task)}")
         t, m, mp = (statistics.median(v) for v in (torch_ips[task], marrow_fwd[task], marrow_pre[task]))
-        summary[task] = {"torch": t, "marrow": m, "marrow_with_preprocessing": mp, "ratio": m / t}
+        mb = statistics.median(marrow_burn[task]) if marrow_burn[task] else float("nan")
+        summary[task] = {"torch": t, "marrow": m, "marrow_with_preprocessing": mp, "ratio": m / t, "burn": mb}
         print(
             f"| {task} ({size}x{size}, clinical {width}) | {p_torch} / {params_marrow[task]} | {t:.0f} "
             f"({min(torch_ips[task]):.0f}-{max(torch_ips[task]):.0f}) | {m:.0f} "
-            f"({min(marrow_fwd[task]):.0f}-{max(marrow_fwd[task]):.0f}) | {m / t:.2f} | {mp:.0f} |"
+            f"({min(marrow_fwd[task]):.0f}-{max(marrow_fwd[task]):.0f}) | {m / t:.2f} | {mp:.0f} | {mb:.0f} |"
         )
     print("SUMMARY " + json.dumps(summary))
 

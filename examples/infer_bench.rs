@@ -1,6 +1,7 @@
 //! CPU inference throughput of the shipped models (issue 5, "Figures"): images/s at
 //! a fixed batch, forward pass only (the batch already preprocessed, as the PyTorch
-//! side of `bench/torch_cpu.py` measures it) and with marrow's preprocessing.
+//! side of `bench/torch_cpu.py` measures it; the frozen CPU network that predicts, and
+//! burn's own forward pass it is checked against) and with marrow's preprocessing.
 //!
 //! cargo run --release --example infer_bench -- [BATCH] [SECONDS] [REPEATS] [MODELS_DIR]
 //!
@@ -27,7 +28,7 @@ fn main() -> anyhow::Result<()> {
     for task in [Task::Kl, Task::Op] {
         let model = LoadedModel::load(&dir.join(task.code()), BackendChoice::Cpu)?;
         let params = match &model {
-            LoadedModel::Cpu(_, c) => c.net.num_params(),
+            LoadedModel::Cpu(_, c, _) => c.net.num_params(),
             #[allow(unreachable_patterns)]
             _ => 0,
         };
@@ -43,6 +44,9 @@ fn main() -> anyhow::Result<()> {
         let prepared = model.spec().prepare(&cases);
         let forward = measure(repeats, seconds, batch, || {
             std::hint::black_box(model.predict_prepared(std::hint::black_box(&prepared)));
+        });
+        let burn_forward = measure(repeats, seconds, batch, || {
+            std::hint::black_box(model.predict_prepared_burn(std::hint::black_box(&prepared)));
         });
         let with_pre = measure(repeats, seconds, batch, || {
             std::hint::black_box(model.predict(std::hint::black_box(&inputs)));
@@ -67,6 +71,12 @@ fn main() -> anyhow::Result<()> {
             fmt(&forward)
         );
         println!(
+            "{}: burn's own forward (reference): median {:.0} images/s (runs {})",
+            task.code(),
+            median(&burn_forward),
+            fmt(&burn_forward)
+        );
+        println!(
             "{}: preprocessing + forward: median {:.0} images/s (runs {})",
             task.code(),
             median(&with_pre),
@@ -86,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             "clinical_width": spec.clinical.width(),
             "classes": spec.classes.len(),
             "forward_images_per_s": forward,
+            "burn_forward_images_per_s": burn_forward,
             "with_preprocessing_images_per_s": with_pre,
             "preprocessing_images_per_s": pre_only,
         }));

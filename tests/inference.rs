@@ -264,3 +264,43 @@ fn phantoms_are_deterministic_and_follow_the_label() {
     let means: Vec<f64> = (0..5).map(jsw).collect();
     assert!(means.windows(2).all(|w| w[1] < w[0]), "{means:?}");
 }
+
+/// The CPU path predicts with the frozen network (batch norms folded, direct
+/// kernels); it must give burn's own forward pass's probabilities, for both shipped
+/// models, with and without clinical inputs missing, at odd batch sizes.
+#[test]
+fn the_frozen_cpu_network_predicts_what_burn_predicts() {
+    use marrow::inference::{Clinical, Image};
+    for task in [Task::Kl, Task::Op] {
+        let model = LoadedModel::load(&shipped(task), BackendChoice::Cpu).unwrap();
+        let (mut inputs, _) = held_out(task, 37);
+        // Some cases with no clinical data at all.
+        for i in inputs.iter_mut().step_by(5) {
+            i.clinical = Clinical::default();
+        }
+        let cases: Vec<(&Image, &Clinical)> =
+            inputs.iter().map(|i| (&i.image, &i.clinical)).collect();
+        for n in [1, 7, 37] {
+            let p = model.spec().prepare(&cases[..n]);
+            let frozen = model.predict_prepared(&p);
+            let burn = model.predict_prepared_burn(&p);
+            assert_eq!(frozen.len(), n);
+            assert_eq!(burn.len(), n);
+            let mut worst = 0.0f32;
+            for (f, b) in frozen.iter().zip(&burn) {
+                assert_eq!(f.probs.len(), b.probs.len());
+                assert_eq!(f.class, b.class, "{task:?}: {f:?} vs {b:?}");
+                for (x, y) in f.probs.iter().zip(&b.probs) {
+                    worst = worst.max((x - y).abs());
+                }
+                assert!((f.probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            }
+            assert!(worst < 1e-4, "{task:?} batch {n}: max |difference| {worst}");
+        }
+        // The classes differ between cases (the comparison is not of constants).
+        let p = model.spec().prepare(&cases);
+        let classes: std::collections::BTreeSet<u8> =
+            model.predict_prepared(&p).iter().map(|x| x.class).collect();
+        assert!(classes.len() > 1, "{task:?}: one class for every case");
+    }
+}

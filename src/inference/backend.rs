@@ -152,7 +152,9 @@ pub enum LoadError {
 /// A model loaded on the chosen backend.
 #[derive(Debug)]
 pub enum LoadedModel {
-    Cpu(ModelCard, Classifier<Cpu>),
+    /// On the CPU: burn's network, and the same network frozen for inference (batch
+    /// norms folded, direct kernels: [`super::frozen`]), which predicts.
+    Cpu(ModelCard, Classifier<Cpu>, super::frozen::FrozenNet),
     #[cfg(feature = "cuda")]
     Cuda(ModelCard, Classifier<Gpu>),
 }
@@ -184,7 +186,8 @@ impl LoadedModel {
         match resolved {
             Resolved::Cpu => {
                 let c = classifier::<Cpu>(&card, dir, bytes, Default::default())?;
-                Ok(LoadedModel::Cpu(card, c))
+                let frozen = c.net.freeze(&card.spec.architecture);
+                Ok(LoadedModel::Cpu(card, c, frozen))
             }
             #[cfg(feature = "cuda")]
             Resolved::Cuda(i) => {
@@ -197,7 +200,7 @@ impl LoadedModel {
 
     pub fn card(&self) -> &ModelCard {
         match self {
-            LoadedModel::Cpu(c, _) => c,
+            LoadedModel::Cpu(c, ..) => c,
             #[cfg(feature = "cuda")]
             LoadedModel::Cuda(c, _) => c,
         }
@@ -230,7 +233,14 @@ impl LoadedModel {
     /// Predictions for a batch (the model's preprocessing included).
     pub fn predict(&self, inputs: &[Input]) -> Vec<Prediction> {
         match self {
-            LoadedModel::Cpu(_, c) => c.predict(inputs),
+            LoadedModel::Cpu(..) => self.predict_prepared(
+                &self.spec().prepare(
+                    &inputs
+                        .iter()
+                        .map(|i| (&i.image, &i.clinical))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             #[cfg(feature = "cuda")]
             LoadedModel::Cuda(_, c) => c.predict(inputs),
         }
@@ -249,7 +259,23 @@ impl LoadedModel {
     /// explanations ([`super::explain`]) evaluate altered inputs this way.
     pub fn predict_prepared(&self, p: &super::model::Prepared) -> Vec<Prediction> {
         match self {
-            LoadedModel::Cpu(_, c) => c.predict_prepared(p),
+            LoadedModel::Cpu(_, _, f) => {
+                if p.n == 0 {
+                    Vec::new()
+                } else {
+                    f.predict_prepared(p)
+                }
+            }
+            #[cfg(feature = "cuda")]
+            LoadedModel::Cuda(_, c) => c.predict_prepared(p),
+        }
+    }
+
+    /// The same predictions through burn's own forward pass (on the CPU, the frozen
+    /// network is what predicts; this is the reference it is checked and timed against).
+    pub fn predict_prepared_burn(&self, p: &super::model::Prepared) -> Vec<Prediction> {
+        match self {
+            LoadedModel::Cpu(_, c, _) => c.predict_prepared(p),
             #[cfg(feature = "cuda")]
             LoadedModel::Cuda(_, c) => c.predict_prepared(p),
         }

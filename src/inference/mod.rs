@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod card;
 pub mod explain;
+pub mod frozen;
 pub mod jobs;
 pub mod model;
 pub mod phantom;

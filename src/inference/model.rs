@@ -394,6 +394,58 @@ impl<B: Backend> Net<B> {
         relu(self.image_fc.forward(self.dropout.forward(x)))
     }
 
+    /// The network frozen for CPU inference: plain arrays, batch norms folded into
+    /// their convolutions (see [`super::frozen`]).
+    pub fn freeze(&self, a: &Architecture) -> super::frozen::FrozenNet {
+        fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+            t.into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32 tensor data")
+        }
+        let conv = |c: &Conv2d<B>, bn: &BatchNorm<B>| {
+            let [cout, cin, kh, kw] = c.weight.val().dims();
+            assert_eq!((kh, kw), (3, 3), "3x3 convolutions");
+            super::frozen::FrozenConv::fold(
+                cin,
+                cout,
+                values(c.weight.val()),
+                c.bias.as_ref().map(|b| values(b.val())),
+                &values(bn.gamma.val()),
+                &values(bn.beta.val()),
+                &values(bn.running_mean.value()),
+                &values(bn.running_var.value()),
+                bn.epsilon,
+            )
+        };
+        let linear = |l: &Linear<B>| {
+            let [d_in, d_out] = l.weight.val().dims();
+            super::frozen::FrozenLinear {
+                d_in,
+                d_out,
+                weight: values(l.weight.val()),
+                bias: l
+                    .bias
+                    .as_ref()
+                    .map(|b| values(b.val()))
+                    .unwrap_or_else(|| vec![0.0; d_out]),
+            }
+        };
+        super::frozen::FrozenNet {
+            convs: vec![
+                conv(&self.conv1, &self.bn1),
+                conv(&self.conv2, &self.bn2),
+                conv(&self.conv3, &self.bn3),
+                conv(&self.conv4, &self.bn4),
+            ],
+            grid: a.grid,
+            image_fc: linear(&self.image_fc),
+            clinical_fc: self.clinical_fc.as_ref().map(linear),
+            fusion: linear(&self.fusion),
+            head: linear(&self.head),
+        }
+    }
+
     /// Logits `[n, classes]`.
     pub fn forward(&self, images: Tensor<B, 4>, clinical: Tensor<B, 2>) -> Tensor<B, 2> {
         let img = self.image_features(images);
