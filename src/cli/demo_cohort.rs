@@ -9,14 +9,11 @@
 //! Everything is deterministic: the same build gives the same study.
 
 use crate::db::Study;
-use crate::dicom::synth::{BodyPart, Laterality, Spec, View};
+use crate::dicom::synth::{BodyPart, Laterality};
 use crate::domain::reading::{FinalGrade, Grade, Oarsi, OpImpression, ReadInput, Side};
 use crate::inference::phantom::{self, Rng};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use dicom_core::value::PrimitiveValue;
-use dicom_core::{DataElement, VR};
-use dicom_dictionary_std::tags;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -110,47 +107,6 @@ fn noisy(truth: u8, max: u8, seed: u64) -> u8 {
     }
 }
 
-fn phantom_file(
-    path: &Path,
-    mrn: &str,
-    part: BodyPart,
-    laterality: Laterality,
-    date: NaiveDate,
-    p: &phantom::Phantom,
-    seed: u64,
-) -> Result<()> {
-    let spec = Spec {
-        patient_id: mrn.to_string(),
-        body_part: part,
-        laterality: Some(laterality),
-        view: View::Ap,
-        rows: p.height as u16,
-        cols: p.width as u16,
-        study_date: date,
-        seed,
-    };
-    let mut obj = crate::dicom::synth::radiograph(&spec)?;
-    obj.put(DataElement::new(
-        tags::BITS_STORED,
-        VR::US,
-        PrimitiveValue::from(12u16),
-    ));
-    obj.put(DataElement::new(
-        tags::HIGH_BIT,
-        VR::US,
-        PrimitiveValue::from(11u16),
-    ));
-    obj.remove_element(tags::WINDOW_CENTER);
-    obj.remove_element(tags::WINDOW_WIDTH);
-    obj.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OW,
-        PrimitiveValue::U16(p.pixels.clone().into()),
-    ));
-    obj.write_to_file(path)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 struct Chosen {
     mrn: String,
     group: String,
@@ -228,7 +184,7 @@ pub fn build(
         let seed = hash_seed(&c.mrn);
         if c.group != "OA" {
             let p = phantom::hip(c.stage, seed);
-            phantom_file(
+            phantom::write_dicom(
                 &dir.join(format!("{i:04}-hip.dcm")),
                 &c.mrn,
                 BodyPart::Hip,
@@ -243,7 +199,7 @@ pub fn build(
             for (lat, side) in [(Laterality::Left, "left"), (Laterality::Right, "right")] {
                 let kl = true_kl(&c.group, &c.mrn, side);
                 let p = phantom::knee(kl, seed ^ hash_seed(side));
-                phantom_file(
+                phantom::write_dicom(
                     &dir.join(format!("{i:04}-knee-{side}.dcm")),
                     &c.mrn,
                     BodyPart::Knee,

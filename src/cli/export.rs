@@ -46,6 +46,9 @@ pub enum SummaryCommand {
         b: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Open the combined view in the terminal application (read-only; needs no study database).
+        #[arg(long, conflicts_with = "json")]
+        tui: bool,
     },
 }
 
@@ -179,7 +182,8 @@ pub fn export(g: &Global, what: ExportCommand) -> Result<u8> {
     }
 }
 
-fn read_summary(p: &Path) -> Result<Summary> {
+/// Reads and checks one `marrow export summary` file.
+pub fn read_summary(p: &Path) -> Result<Summary> {
     let text =
         std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
     let s: Summary = serde_json::from_str(&text)
@@ -191,9 +195,17 @@ fn read_summary(p: &Path) -> Result<Summary> {
 /// `marrow summary merge A.json B.json`: needs no database.
 pub fn summary(action: SummaryCommand) -> Result<u8> {
     match action {
-        SummaryCommand::Merge { a, b, json } => {
-            let m =
-                summary::merge(&read_summary(&a)?, &read_summary(&b)?).map_err(|e| anyhow!(e))?;
+        SummaryCommand::Merge { a, b, json, tui } => {
+            let (sa, sb) = (read_summary(&a)?, read_summary(&b)?);
+            if tui {
+                use crate::tui::SummaryPart;
+                crate::tui::run_summary(vec![
+                    SummaryPart::of_file(&a, sa),
+                    SummaryPart::of_file(&b, sb),
+                ])?;
+                return Ok(0);
+            }
+            let m = summary::merge(&sa, &sb).map_err(|e| anyhow!(e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {

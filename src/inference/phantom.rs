@@ -22,6 +22,13 @@
 //! SplitMix64 and plain arithmetic).
 
 use super::{Clinical, Example, Image, Task};
+use crate::dicom::synth::{BodyPart, Laterality};
+use anyhow::Context;
+use chrono::NaiveDate;
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{DataElement, VR};
+use dicom_dictionary_std::tags;
+use std::path::Path;
 
 /// SplitMix64 with a few distributions.
 #[derive(Debug, Clone)]
@@ -589,6 +596,51 @@ pub fn hip(stage: u8, seed: u64) -> Phantom {
             ..Anatomy::default()
         },
     }
+}
+
+/// Writes a phantom as a DICOM radiograph (12-bit MONOCHROME2, no window in the file,
+/// so viewers window it from its histogram), the patient ID being `mrn`: the demo
+/// imports these like any hospital export, and `fixtures/phantoms.rs` writes sets of
+/// them.
+pub fn write_dicom(
+    path: &Path,
+    mrn: &str,
+    part: BodyPart,
+    laterality: Laterality,
+    date: NaiveDate,
+    p: &Phantom,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let spec = crate::dicom::synth::Spec {
+        patient_id: mrn.to_string(),
+        body_part: part,
+        laterality: Some(laterality),
+        view: crate::dicom::synth::View::Ap,
+        rows: p.height as u16,
+        cols: p.width as u16,
+        study_date: date,
+        seed,
+    };
+    let mut obj = crate::dicom::synth::radiograph(&spec)?;
+    obj.put(DataElement::new(
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(12u16),
+    ));
+    obj.put(DataElement::new(
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(11u16),
+    ));
+    obj.remove_element(tags::WINDOW_CENTER);
+    obj.remove_element(tags::WINDOW_WIDTH);
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(p.pixels.clone().into()),
+    ));
+    obj.write_to_file(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Writes a phantom as an 8-bit binary PGM (for looking at them).

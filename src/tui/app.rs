@@ -106,6 +106,10 @@ pub enum Screen {
     Dashboard,
     /// The patients behind a CONSORT box.
     BoxPatients,
+    /// Follow-up visits due and overdue, one patient's visits, the visit form.
+    Followup,
+    /// The combined view of two sites' summary files (read-only).
+    Summary,
 }
 
 /// The worklist filters; `None` lets everything through.
@@ -688,6 +692,12 @@ pub struct App {
     pub(crate) jobs: JobsState,
     /// The dashboard and the patients behind a CONSORT box.
     pub(crate) dashboard: DashboardState,
+    /// The follow-up screen and its visit form.
+    pub(crate) followup: Option<super::followup::FollowupView>,
+    /// The combined summary of summary files.
+    pub(crate) summary: Option<super::summary::SummaryView>,
+    /// The app shows only summary files: no study, no worker.
+    pub(crate) summary_only: bool,
     pending_key: Option<char>,
     pub(crate) quit: bool,
     pub(crate) hits: Cell<Hits>,
@@ -712,6 +722,9 @@ impl App {
             reading: ReadingState::default(),
             jobs: JobsState::default(),
             dashboard: DashboardState::default(),
+            followup: None,
+            summary: None,
+            summary_only: false,
             pending_key: None,
             quit: false,
             hits: Cell::new(Hits::default()),
@@ -728,6 +741,9 @@ impl App {
     /// The requests that fill the app at start-up. A reader starts on their reading
     /// worklist (the patient worklist is a key away).
     pub fn start(&mut self) -> Vec<Request> {
+        if self.summary_only {
+            return Vec::new();
+        }
         self.worklist.state = LoadState::Loading;
         let mut out = vec![Request::LoadWorklist];
         if self.session.role.allows(Permission::Read) {
@@ -900,6 +916,11 @@ impl App {
             Screen::Model => vec![Context::Model, Context::Global, Context::Always],
             Screen::Dashboard => vec![Context::Dashboard, Context::Global, Context::Always],
             Screen::BoxPatients => vec![Context::BoxPatients, Context::Global, Context::Always],
+            Screen::Followup if self.visit_form().is_some() => {
+                vec![Context::VisitForm, Context::Always]
+            }
+            Screen::Followup => vec![Context::Followup, Context::Global, Context::Always],
+            Screen::Summary => vec![Context::Summary, Context::Global, Context::Always],
             Screen::Case => match self.case_form() {
                 Some(f) if f.is_confirming() => vec![Context::Confirm, Context::Always],
                 Some(f) if f.current().is_text() && !f.is_saving() => {
@@ -1025,6 +1046,12 @@ impl App {
                 self.update_help(action);
                 Vec::new()
             }
+            Action::Reload if self.summary_only => {
+                self.info(
+                    "the summary files were read at start: run the command again to read them anew",
+                );
+                Vec::new()
+            }
             Action::Reload => self.reload(),
             _ => match self.screen {
                 Screen::Worklist => self.update_worklist(action),
@@ -1038,6 +1065,11 @@ impl App {
                 Screen::Model => self.update_model(action),
                 Screen::Dashboard => self.update_dashboard(action),
                 Screen::BoxPatients => self.update_box_patients(action),
+                Screen::Followup => self.update_followup(action),
+                Screen::Summary => {
+                    self.update_summary(action);
+                    Vec::new()
+                }
             },
         }
     }
@@ -1069,6 +1101,7 @@ impl App {
         out.extend(self.reload_reading());
         out.extend(self.reload_jobs());
         out.extend(self.reload_dashboard());
+        out.extend(self.reload_followup());
         if self.screen == Screen::Patient
             && let Some(p) = self.patient.as_mut()
         {
@@ -1172,6 +1205,7 @@ impl App {
             Action::OpenJobs => return self.open_jobs(),
             Action::OpenModel => return self.open_model(),
             Action::OpenDashboard => return self.open_dashboard(),
+            Action::OpenFollowup => return self.open_followup(),
             _ => {}
         }
         Vec::new()
@@ -1544,6 +1578,9 @@ impl App {
         if super::dashboard::is_dashboard_response(&response) {
             return self.apply_dashboard(response);
         }
+        if super::followup::is_followup_response(&response) {
+            return self.apply_followup(response);
+        }
         match response {
             Response::Images { study_id, images } => {
                 if let Some(v) = self.images.as_mut().filter(|v| v.is(&study_id)) {
@@ -1714,10 +1751,13 @@ impl App {
             | Response::Evaluation { .. } => {}
             // Taken by `apply_dashboard` above.
             Response::Dashboard(_) | Response::BoxPatients { .. } => {}
+            // Taken by `apply_followup` above.
+            Response::Followup { .. } | Response::VisitRecorded { .. } => {}
             Response::WorkerStopped => {
                 self.reading_worker_stopped();
                 self.jobs_worker_stopped();
                 self.dashboard_worker_stopped();
+                self.followup_worker_stopped();
                 self.error(
                     "the database worker stopped; quit and start marrow again (details in the log)",
                 );

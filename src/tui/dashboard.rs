@@ -244,6 +244,8 @@ impl App {
                 });
                 vec![Request::LoadBoxPatients { key: line.key }]
             }
+            // The follow-up numbers' drill-down: the visits due and overdue.
+            Action::OpenFollowup => self.open_followup(),
             a => {
                 let len = v.flow_len();
                 v.selected = step(v.selected, a, len);

@@ -48,6 +48,12 @@ pub enum Context {
     Dashboard,
     /// The patients behind a CONSORT box.
     BoxPatients,
+    /// Follow-up visits: the due list or one patient's visits.
+    Followup,
+    /// The form that enters or corrects a follow-up visit.
+    VisitForm,
+    /// The combined summary of two sites' summary files.
+    Summary,
     Help,
 }
 
@@ -76,12 +82,15 @@ impl Context {
             Context::JobConfirm => "Confirming a job, a cancel, or quitting while a job runs",
             Context::Dashboard => "Dashboard: enrollment and the CONSORT flow",
             Context::BoxPatients => "Dashboard: the patients behind a CONSORT box",
+            Context::Followup => "Follow-up visits: due in 30 days and overdue, or one patient's",
+            Context::VisitForm => "Follow-up visit form: entering or correcting a visit",
+            Context::Summary => "Combined summary of two sites (summary merge --tui)",
             Context::Help => "This help",
         }
     }
 
     /// The order of contexts in the help popup.
-    pub const HELP_ORDER: [Context; 22] = [
+    pub const HELP_ORDER: [Context; 25] = [
         Context::Worklist,
         Context::Search,
         Context::Patient,
@@ -101,6 +110,9 @@ impl Context {
         Context::Model,
         Context::Dashboard,
         Context::BoxPatients,
+        Context::Followup,
+        Context::VisitForm,
+        Context::Summary,
         Context::Global,
         Context::Always,
         Context::Help,
@@ -304,6 +316,8 @@ pub enum Action {
     CycleCohort,
     /// Open the study dashboard.
     OpenDashboard,
+    /// Open the follow-up visits (due and overdue).
+    OpenFollowup,
 }
 
 /// One line of the keymap.
@@ -429,6 +443,7 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Worklist, &[Char('J')], A::OpenJobs, "inference jobs: progress, start, cancel", Some("jobs")),
     b(X::Worklist, &[Char('M')], A::OpenModel, "the model's outcome figures and ROC curve (not readers)", Some("model")),
     b(X::Worklist, &[Char('D')], A::OpenDashboard, "the study dashboard: enrollment, CONSORT flow (not readers)", Some("dashboard")),
+    b(X::Worklist, &[Char('F')], A::OpenFollowup, "follow-up visits due in 30 days and overdue; enter or correct one (not readers)", Some("follow-up")),
     // Reading worklist
     b(X::ReaderWorklist, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next case", Some("move")),
     b(X::ReaderWorklist, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous case", Some("move")),
@@ -525,6 +540,7 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Dashboard, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first box", None),
     b(X::Dashboard, &[Char('G'), Code(K::End)], A::Bottom, "last box", None),
     b(X::Dashboard, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "the patients behind the selected box", Some("patients")),
+    b(X::Dashboard, &[Char('F')], A::OpenFollowup, "the follow-up visits behind the follow-up numbers (due, overdue)", None),
     b(X::Dashboard, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back", Some("back")),
     // The patients behind a CONSORT box
     b(X::BoxPatients, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next patient", Some("move")),
@@ -535,6 +551,34 @@ pub const KEYMAP: &[Binding] = &[
     b(X::BoxPatients, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "ten patients up", None),
     b(X::BoxPatients, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "open the patient's screening", Some("open")),
     b(X::BoxPatients, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back to the dashboard", Some("back")),
+    // Follow-up visits
+    b(X::Followup, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next visit", Some("move")),
+    b(X::Followup, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "previous visit", Some("move")),
+    b(X::Followup, &[Seq('g', 'g'), Code(K::Home)], A::Top, "first visit", None),
+    b(X::Followup, &[Char('G'), Code(K::End)], A::Bottom, "last visit", None),
+    b(X::Followup, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "ten visits down", None),
+    b(X::Followup, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "ten visits up", None),
+    b(X::Followup, &[Code(K::Enter), Char('e'), Char('l'), Code(K::Right)], A::Open, "enter or correct the selected visit (coordinators, admins)", Some("enter visit")),
+    b(X::Followup, &[Char('p'), Code(K::Tab)], A::NextPane, "every planned visit of the selected patient (to correct a recorded one); again: the due list", Some("patient")),
+    b(X::Followup, &[Char('D')], A::OpenDashboard, "the study dashboard", None),
+    b(X::Followup, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back (from a patient's visits: to the due list)", Some("back")),
+    // Follow-up visit form
+    b(X::VisitForm, &[Text], A::Input(' '), "type into the field (fracture: y or n)", None),
+    b(X::VisitForm, &[Code(K::Backspace)], A::Backspace, "delete a character", None),
+    b(X::VisitForm, &[Ctrl('u')], A::ClearInput, "clear the field", None),
+    b(X::VisitForm, &[Code(K::Tab), Code(K::Down)], A::NextField, "next field", Some("field")),
+    b(X::VisitForm, &[Code(K::BackTab), Code(K::Up)], A::PrevField, "previous field", Some("field")),
+    b(X::VisitForm, &[Code(K::Left), Code(K::Right)], A::StepValue(1), "fracture: yes, no, not asked (cycles)", None),
+    b(X::VisitForm, &[Code(K::Enter)], A::Save, "save the visit (checked as an imported row; a correction needs a reason)", Some("save")),
+    b(X::VisitForm, &[Code(K::Esc)], A::Back, "cancel, nothing is saved", Some("cancel")),
+    // Combined summary
+    b(X::Summary, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "scroll down", Some("scroll")),
+    b(X::Summary, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "scroll up", Some("scroll")),
+    b(X::Summary, &[Seq('g', 'g'), Code(K::Home)], A::Top, "top", None),
+    b(X::Summary, &[Char('G'), Code(K::End)], A::Bottom, "bottom", None),
+    b(X::Summary, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "a page down", None),
+    b(X::Summary, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "a page up", None),
+    b(X::Summary, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back (nothing is behind the summary files: q quits)", None),
     // Screens
     b(X::Global, &[Char('r')], A::Reload, "reload from the database", Some("reload")),
     b(X::Global, &[Char('?')], A::ToggleHelp, "this help", Some("help")),

@@ -11,9 +11,11 @@
 pub mod app;
 pub mod dashboard;
 pub mod fixture;
+pub mod followup;
 pub mod jobs;
 pub mod keymap;
 pub mod reading;
+pub mod summary;
 pub mod theme;
 pub mod ui;
 pub mod worker;
@@ -26,13 +28,15 @@ pub use app::{
     Session,
 };
 pub use dashboard::{BoxPatients, DashboardFigures, DashboardView, FlowLine};
+pub use followup::{FollowupView, VisitField, VisitForm};
 pub use jobs::{Confirmation, JobsView, ModelFigures, ModelView};
 pub use keymap::Action;
 pub use reading::{CaseList, CaseScreen, FormField, FormMode, GradeChoice, GradeForm};
+pub use summary::{SummaryLine, SummaryPart, SummaryView};
 pub use theme::Theme;
 pub use worker::{
-    AgreementFigures, EvaluationFigures, LoadedCase, Preview, PreviewKey, RenderImage, Request,
-    Response, SaveFailure, SetAnswer,
+    AgreementFigures, EvaluationFigures, FollowupScope, LoadedCase, Preview, PreviewKey,
+    RecordVisit, RenderImage, Request, Response, SaveFailure, SetAnswer,
 };
 
 use anyhow::{Context as _, bail};
@@ -116,6 +120,35 @@ pub fn run_with(
     if let Err(e) = &result {
         tracing::error!("tui: {e:#}");
     }
+    result
+}
+
+/// Opens the combined view of summary files (`marrow summary merge A.json B.json
+/// --tui`): read-only, and without a study: no database, no worker, no login.
+pub fn run_summary(parts: Vec<SummaryPart>) -> anyhow::Result<()> {
+    if !stdout().is_terminal() {
+        bail!(
+            "the summary screen needs a terminal on stdout; in scripts leave out --tui \
+             (`marrow summary merge A.json B.json [--json]`)"
+        );
+    }
+    let mut app = App::summary_only(parts).map_err(anyhow::Error::msg)?;
+    let guard = TerminalGuard::enter().context("cannot take over the terminal")?;
+    let result = (|| -> anyhow::Result<()> {
+        let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
+        terminal.clear()?;
+        while !app.should_quit() {
+            terminal.draw(|f| app.render(f))?;
+            // Nothing here asks a worker: the requests of a key are always empty.
+            match event::read()? {
+                event::Event::Key(k) => drop(app.handle_key(k)),
+                event::Event::Mouse(m) => drop(app.handle_mouse(m)),
+                _ => {}
+            }
+        }
+        Ok(())
+    })();
+    guard.restore();
     result
 }
 

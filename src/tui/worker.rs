@@ -7,6 +7,7 @@ use super::app::Session;
 use super::dashboard::DashboardFigures;
 use crate::cli::model::EvaluationReport;
 use crate::db::agreement::AgreementSummary;
+use crate::db::followup::{PlannedVisit, VisitRow};
 use crate::db::imaging::{self, PatientImage};
 use crate::db::inference::{JobKind, JobRow, JobState, ModelRow};
 use crate::db::reading::{CaseSummary, CaseView, FinalRecord, QueueItem, SubmitOutcome, TakenCase};
@@ -16,6 +17,7 @@ use crate::dicom::decode::{self, Rendered};
 use crate::dicom::store;
 use crate::domain::consort::BoxKey;
 use crate::domain::eligibility::{Answer, Criterion};
+use crate::domain::followup::VisitInput;
 use crate::domain::protocol::Phase;
 use crate::domain::reading::{FinalGrade, ReadInput};
 use crate::domain::status::StatusReport;
@@ -99,6 +101,32 @@ pub enum Request {
     LoadBoxPatients {
         key: BoxKey,
     },
+    /// Follow-up visits: the coordinator's list or one patient's (on the worker's today).
+    LoadFollowup {
+        scope: FollowupScope,
+    },
+    /// Enter or correct a follow-up visit (`Study::record_visit`).
+    RecordVisit(RecordVisit),
+}
+
+/// Which follow-up visits the screen lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowupScope {
+    /// Due within `days` days, and overdue (`marrow followup --due-days N --overdue`).
+    Due { days: i64 },
+    /// Every planned visit of one patient (`marrow followup show ID`).
+    Patient(String),
+}
+
+/// A visit to save, with the version the screen showed (`None`: not recorded yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordVisit {
+    pub study_id: String,
+    pub month: u32,
+    pub visit: VisitInput,
+    /// Why (a correction needs one; it goes into the audit trail).
+    pub reason: String,
+    pub expected_version: Option<i64>,
 }
 
 /// A case loaded for the read or adjudication screen: the view and its images.
@@ -273,6 +301,19 @@ pub enum Response {
     BoxPatients {
         key: BoxKey,
         result: Result<Vec<PatientSummary>, String>,
+    },
+    /// Follow-up visits of a scope on `today`, or why not.
+    Followup {
+        scope: FollowupScope,
+        today: chrono::NaiveDate,
+        result: Result<Vec<PlannedVisit>, String>,
+    },
+    /// A visit saved, or why not (after a failure: the visit as it is now).
+    VisitRecorded {
+        study_id: String,
+        month: u32,
+        result: Result<Box<VisitRow>, (SaveFailure, String)>,
+        fresh: Option<Box<PlannedVisit>>,
     },
     /// The worker is gone (it panicked or could not be reached).
     WorkerStopped,
@@ -464,6 +505,7 @@ pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
             // Each cohort and task the screen waits for is answered.
             Request::LoadEvaluation { .. } => writes.push(r),
             Request::LoadDashboard | Request::LoadBoxPatients { .. } => writes.push(r),
+            Request::LoadFollowup { .. } | Request::RecordVisit(_) => writes.push(r),
         }
     }
     if worklist {
@@ -590,6 +632,60 @@ fn failure_kind(e: &DbError) -> SaveFailure {
 
 fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
     match r {
+        Request::LoadFollowup { scope } => {
+            let today = crate::cli::export::today();
+            let result = match &scope {
+                FollowupScope::Due { days } => study.visits_due(today, *days, true),
+                FollowupScope::Patient(id) => study.patient_visits(id, today),
+            }
+            .map_err(|e| e.to_string());
+            Response::Followup {
+                scope,
+                today,
+                result,
+            }
+        }
+        Request::RecordVisit(v) => {
+            let result = study
+                .record_visit(
+                    &v.study_id,
+                    v.month,
+                    &v.visit,
+                    &v.reason,
+                    v.expected_version,
+                )
+                .map(Box::new)
+                .map_err(|e| (failure_kind(&e), e.to_string()));
+            let fresh = match &result {
+                Ok(row) => {
+                    tracing::info!(
+                        "tui: {}-month visit of {} saved (version {})",
+                        row.visit_month,
+                        row.study_id,
+                        row.version
+                    );
+                    None
+                }
+                Err((_, e)) => {
+                    tracing::warn!(
+                        "tui: saving the {}-month visit of {} failed: {e}",
+                        v.month,
+                        v.study_id
+                    );
+                    study
+                        .patient_visits(&v.study_id, crate::cli::export::today())
+                        .ok()
+                        .and_then(|p| p.into_iter().find(|p| p.window.month == v.month))
+                        .map(Box::new)
+                }
+            };
+            Response::VisitRecorded {
+                study_id: v.study_id,
+                month: v.month,
+                result,
+                fresh,
+            }
+        }
         Request::LoadDashboard => Response::Dashboard(dashboard(study).map(Box::new)),
         Request::LoadBoxPatients { key } => Response::BoxPatients {
             key,

@@ -2,6 +2,7 @@
 
 mod agreement;
 mod dashboard;
+mod followup;
 mod help;
 mod images;
 mod jobs;
@@ -9,6 +10,7 @@ mod model;
 mod patient;
 mod popup;
 mod reading;
+mod summary;
 mod worklist;
 
 pub use agreement::{estimate, percent};
@@ -52,11 +54,16 @@ pub fn render(app: &App, frame: &mut Frame) {
         Screen::Model => model::render(app, frame, body),
         Screen::Dashboard => dashboard::render(app, frame, body),
         Screen::BoxPatients => dashboard::render_box_patients(app, frame, body),
+        Screen::Followup => followup::render(app, frame, body),
+        Screen::Summary => summary::render(app, frame, body),
     }
     render_status(app, frame, status);
     render_footer(app, frame, footer);
     if app.popup().is_some() {
         popup::render(app, frame, area);
+    }
+    if app.screen == Screen::Followup && app.visit_form().is_some() {
+        followup::render_form(app, frame, area);
     }
     if app.help.is_some() {
         help::render(app, frame, area);
@@ -209,6 +216,10 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let title = Span::styled(" marrow  ", t.app_title());
     let counts = match &app.status {
+        // Summary files only: no study is open, nothing is counted live.
+        None if app.summary_only => {
+            Line::styled("summary files only · read-only · no study open", t.muted())
+        }
         Some(s) => {
             let roomy = Line::from(count_spans(t, s, true));
             if roomy.width() + title.width() <= area.width as usize {
@@ -219,10 +230,15 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
         }
         None => Line::styled("counts not loaded yet", t.muted()),
     };
-    let user = Line::styled(
-        format!(" {} ({}) ", app.session.user, app.session.role),
-        t.muted(),
-    );
+    // Summary files only: nobody logged in to a study, so no user or role to show.
+    let user = if app.summary_only {
+        Line::default()
+    } else {
+        Line::styled(
+            format!(" {} ({}) ", app.session.user, app.session.role),
+            t.muted(),
+        )
+    };
     let mut left = vec![title];
     left.extend(counts.spans);
     let left = Line::from(left);
