@@ -9,9 +9,12 @@ use common::TempStudy;
 use common::demo::demo;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use marrow::db::inference::{JobRow, JobState};
+use marrow::db::reading::Blinded;
+use marrow::dicom::decode::Pixels;
 use marrow::dicom::synth::{self, BodyPart, Laterality, Spec, View};
 use marrow::domain::user::Role;
 use marrow::inference::Task;
+use marrow::inference::case_explain::explain_case;
 use marrow::tui::fixture;
 use marrow::tui::worker::Worker;
 use marrow::tui::{
@@ -486,4 +489,132 @@ fn model_blinded_for_a_reader_80x24() {
     let mut app = app_of(Role::Reader);
     assert!(keys(&mut app, "M").is_empty());
     insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+// ---------------------------------------------------------------------------
+// The model's explanation over a case's image
+// ---------------------------------------------------------------------------
+
+fn press(d: &mut Driver, c: char) -> Vec<Request> {
+    d.app
+        .handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+#[test]
+fn an_adjudicator_overlays_the_models_explanation_on_the_case_image_and_hides_it_again() {
+    let s = demo();
+    let mut d = Driver::open(&s, Some("demo-adjudicator"));
+    d.keys("A");
+    d.until("the adjudication queue", |a| {
+        a.adjudication_queue()
+            .is_some_and(|q| *q.state() == LoadState::Loaded && !q.rows().is_empty())
+    });
+    d.keys("\n");
+    assert_eq!(d.app.screen(), Screen::Case);
+    d.until("the case's image", |a| a.shown_preview().is_some());
+    let plain = d.app.shown_preview().unwrap().clone();
+    assert!(
+        matches!(plain.rendered.pixels, Pixels::Gray(_)),
+        "a radiograph"
+    );
+    let requests = press(&mut d, 'e');
+    assert!(
+        matches!(requests.as_slice(), [Request::ExplainCase { .. }]),
+        "{requests:?}"
+    );
+    assert!(d.app.case_screen().unwrap().explaining());
+    assert!(d.screen(120, 40).contains("computing the explanation"));
+    d.send(requests);
+    d.until("the explanation", |a| {
+        a.case_screen().is_some_and(|c| c.explanation().is_some())
+    });
+    let e = d
+        .app
+        .case_screen()
+        .unwrap()
+        .explanation()
+        .unwrap()
+        .0
+        .clone();
+    assert!(!e.images.is_empty());
+    assert!(e.model.contains("phantom"), "{}", e.model);
+    // The pane shows the overlay of an image the model read: RGB, tinted somewhere.
+    let shown = d.app.shown_preview().unwrap().clone();
+    let img = e
+        .images
+        .iter()
+        .find(|i| Arc::ptr_eq(&i.overlay, &shown))
+        .expect("the pane shows an explained image's overlay");
+    let Pixels::Rgb(rgb) = &shown.rendered.pixels else {
+        panic!("the overlay is RGB: {:?}", shown.rendered.voi)
+    };
+    assert_eq!(rgb.len(), shown.rendered.width * shown.rendered.height * 3);
+    assert!(
+        rgb.chunks(3).any(|p| p[0] != p[1] || p[1] != p[2]),
+        "some of the image is tinted"
+    );
+    assert_ne!(*shown, *plain);
+    // The Shapley contributions of the predicted class, under the image.
+    let c = img.shapley.predicted_class();
+    let text = d.screen(120, 40);
+    assert!(text.contains("model explanation"), "{text}");
+    for part in [
+        format!("image {:+.1}", c.image * 100.0),
+        format!("demographics {:+.1}", c.demographics * 100.0),
+        format!("labs {:+.1}", c.labs * 100.0),
+    ] {
+        assert!(text.contains(&part), "{part:?} in\n{text}");
+    }
+    // Efficiency: the parts add up to the prediction.
+    assert!((c.base + c.image + c.demographics + c.labs - c.full).abs() < 1e-4);
+    // e again: the plain image.
+    d.keys("e");
+    assert!(d.app.case_screen().unwrap().explanation().is_none());
+    assert!(d.app.explanation_overlay().is_none());
+    d.until("the plain frame", |a| {
+        a.shown_preview()
+            .is_some_and(|p| matches!(p.rendered.pixels, Pixels::Gray(_)))
+    });
+    assert!(!d.screen(120, 40).contains("demographics"));
+    d.worker.stop();
+}
+
+#[test]
+fn a_reader_before_their_read_is_told_the_explanation_is_hidden_and_nothing_is_computed() {
+    let s = demo();
+    let mut r = Driver::open(&s, Some("demo-reader-1"));
+    r.until("the reader's worklist", |a| {
+        a.reader_list()
+            .is_some_and(|l| *l.state() != LoadState::Loading)
+    });
+    r.keys("t");
+    r.until("the case taken", |a| {
+        a.case_screen().is_some_and(|c| c.loaded().is_some())
+    });
+    let cs = r.app.case_screen().unwrap();
+    let case = cs.case().to_string();
+    assert!(cs.your_read().is_none(), "a case not read yet");
+    let why = match &cs.loaded().unwrap().view.model_prediction {
+        Blinded::Hidden(why) => why.clone(),
+        other => panic!("the model is hidden from the reader: {other:?}"),
+    };
+    let requests = press(&mut r, 'e');
+    assert!(requests.is_empty(), "nothing is asked: {requests:?}");
+    let msg = r.app.message().unwrap().text.clone();
+    assert!(msg.contains("hidden") && msg.contains(&why), "{msg}");
+    let cs = r.app.case_screen().unwrap();
+    assert!(cs.explanation().is_none() && !cs.explaining());
+    assert!(r.app.explanation_overlay().is_none());
+    r.worker.stop();
+    // The library refuses the reader on its own, whatever a screen does.
+    let study = marrow::db::Study::open(&s.db, None, Some("demo-reader-1")).unwrap();
+    let err = explain_case(&study, &case, 8, 4).unwrap_err();
+    assert!(err.contains("hidden") && err.contains(&why), "{err}");
+    // An adjudicator gets it from the same function.
+    let study = marrow::db::Study::open(&s.db, None, Some("demo-adjudicator")).unwrap();
+    match explain_case(&study, &case, 8, 4) {
+        Ok(e) => assert!(!e.images.is_empty()),
+        // A case the model has not predicted: no refusal for blinding.
+        Err(e) => assert!(!e.contains("hidden"), "{e}"),
+    }
 }

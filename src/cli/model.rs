@@ -183,42 +183,14 @@ pub struct ImageExplanation {
     pub png: Option<String>,
 }
 
-/// The image with the heatmap over it: gray radiograph, red where the patch
-/// supported the predicted class, blue where it spoke against it.
+/// The image with the heatmap over it ([`crate::inference::explain::overlay_rgb`]),
+/// written as a PNG.
 fn overlay_png(
     image: &crate::inference::Image,
     map: &crate::inference::explain::Heatmap,
     out: &std::path::Path,
 ) -> Result<()> {
-    let (w, h) = (image.width, image.height);
-    let mut sorted: Vec<f32> = image
-        .pixels
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
-    sorted.sort_by(f32::total_cmp);
-    let at = |q: f64| {
-        sorted
-            .get(((sorted.len().max(1) - 1) as f64 * q) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let (lo, hi) = (at(0.01), at(0.99));
-    let span = (hi - lo).max(1e-6);
-    let heat = map.on_image(w, h);
-    let scale = map.max_abs().max(1e-6);
-    let mut rgb = Vec::with_capacity(w * h * 3);
-    for (i, v) in image.pixels.iter().enumerate() {
-        let g = ((v - lo) / span).clamp(0.0, 1.0) * 255.0;
-        let t = (heat.get(i).copied().unwrap_or(0.0) / scale).clamp(-1.0, 1.0) * 0.6;
-        let (r, gg, b) = if t >= 0.0 {
-            (g + (255.0 - g) * t, g * (1.0 - t), g * (1.0 - t))
-        } else {
-            (g * (1.0 + t), g * (1.0 + t), g + (255.0 - g) * -t)
-        };
-        rgb.extend([r as u8, gg as u8, b as u8]);
-    }
+    let (w, h, rgb) = crate::inference::explain::overlay_rgb(image, map);
     let img = image::RgbImage::from_raw(w as u32, h as u32, rgb)
         .ok_or_else(|| anyhow!("image size {w}x{h} does not match its pixels"))?;
     img.save(out)
@@ -227,68 +199,16 @@ fn overlay_png(
 
 /// `marrow explain CASE`: per image of the case, the contribution of each modality
 /// group (exact Shapley values over image, demographics and labs) and an occlusion
-/// heatmap. Shown to whoever may see the model's prediction of the case.
+/// heatmap. Shown to whoever may see the model's prediction of the case
+/// ([`crate::inference::case_explain::explain_case`] checks).
 pub fn explain(g: &Global, a: ExplainArgs) -> Result<u8> {
-    use crate::db::reading::Blinded;
-    use crate::inference::explain;
     let study = open(g)?;
-    let view = study.case_view(&a.case)?;
-    if let Blinded::Hidden(why) = &view.model_prediction {
-        return Err(anyhow!("the model's view of {} is hidden: {why}", a.case));
-    }
-    let task = if view.side.is_knee() {
-        Task::Kl
-    } else {
-        Task::Op
-    };
-    let model_row = study
-        .models()?
-        .into_iter()
-        .find(|m| m.task == task && m.active)
-        .ok_or_else(|| {
-            anyhow!(
-                "no active {} model yet: run `marrow infer` first",
-                task.code()
-            )
-        })?;
-    let model = crate::inference::backend::LoadedModel::load(&model_row.dir, BackendChoice::Cpu)?;
-    let case_id: i64 = a
-        .case
-        .trim()
-        .trim_start_matches(['C', 'c'])
-        .parse()
-        .map_err(|_| anyhow!("{:?} is not a case reference like C00012", a.case))?;
-    let patient_id: i64 = study.conn().query_row(
-        "SELECT patient_id FROM reading_cases WHERE id = ?1",
-        [case_id],
-        |r| r.get(0),
-    )?;
-    let clinical = study
-        .clinical_inputs(&[patient_id])?
-        .remove(&patient_id)
-        .unwrap_or_default();
-    let store = crate::dicom::store::root_for(study.path());
-    let images: Vec<_> = view
-        .images
-        .iter()
-        .filter(|i| {
-            crate::db::inference::side_for(task, i.body_part.as_deref(), i.laterality.as_deref())
-                .as_deref()
-                == Some(view.side.code())
-        })
-        .collect();
-    if images.is_empty() {
-        return Err(anyhow!(
-            "{} has no image the {} model reads",
-            a.case,
-            task.code()
-        ));
-    }
+    let explained =
+        crate::inference::case_explain::explain_case(&study, &a.case, a.patch, a.stride)
+            .map_err(|e| anyhow!(e))?;
+    let task = explained.task;
     let mut out = Vec::new();
-    for (n, img) in images.iter().enumerate() {
-        let image = jobs::model_image(&store.join(&img.store_path)).map_err(|e| anyhow!(e))?;
-        let shapley = explain::shapley_groups(&model, &image, &clinical);
-        let heatmap = explain::occlusion(&model, &image, &clinical, a.patch, a.stride);
+    for (n, e) in explained.images.into_iter().enumerate() {
         let png = match &a.png {
             Some(p) => {
                 let path = if n == 0 {
@@ -300,16 +220,16 @@ pub fn explain(g: &Global, a: ExplainArgs) -> Result<u8> {
                         n + 1
                     ))
                 };
-                overlay_png(&image, &heatmap, &path)?;
+                overlay_png(&e.image, &e.heatmap, &path)?;
                 Some(path.display().to_string())
             }
             None => None,
         };
         out.push(ImageExplanation {
-            sop_uid: img.sop_uid.clone(),
-            model: model_row.label(),
-            shapley,
-            heatmap,
+            sop_uid: e.sop_uid,
+            model: explained.model.clone(),
+            shapley: e.shapley,
+            heatmap: e.heatmap,
             png,
         });
     }
@@ -322,7 +242,7 @@ pub fn explain(g: &Global, a: ExplainArgs) -> Result<u8> {
         let s = &e.shapley;
         println!(
             "{} ({} case, image {}), model {}",
-            a.case, view.side, e.sop_uid, e.model
+            a.case, explained.side, e.sop_uid, e.model
         );
         println!(
             "  prediction: {} ({:.1}%); {}: {:.1}%",

@@ -389,6 +389,44 @@ impl Heatmap {
     }
 }
 
+/// The image with the map over it, as 8-bit RGB (`(width, height, pixels)`,
+/// row-major, 3 bytes a pixel): the radiograph in gray (windowed at its 1st and 99th
+/// percentiles), tinted red where the occluded patch supported the explained class
+/// and blue where it spoke against it, up to 60% at the map's largest value. What
+/// `marrow explain --png` writes and the TUI's viewer overlays.
+pub fn overlay_rgb(image: &Image, map: &Heatmap) -> (usize, usize, Vec<u8>) {
+    let (w, h) = (image.width, image.height);
+    let mut sorted: Vec<f32> = image
+        .pixels
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    sorted.sort_by(f32::total_cmp);
+    let at = |q: f64| {
+        sorted
+            .get(((sorted.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (lo, hi) = (at(0.01), at(0.99));
+    let span = (hi - lo).max(1e-6);
+    let heat = map.on_image(w, h);
+    let scale = map.max_abs().max(1e-6);
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for (i, v) in image.pixels.iter().enumerate() {
+        let g = ((v - lo) / span).clamp(0.0, 1.0) * 255.0;
+        let t = (heat.get(i).copied().unwrap_or(0.0) / scale).clamp(-1.0, 1.0) * 0.6;
+        let (r, gg, b) = if t >= 0.0 {
+            (g + (255.0 - g) * t, g * (1.0 - t), g * (1.0 - t))
+        } else {
+            (g * (1.0 + t), g * (1.0 + t), g + (255.0 - g) * -t)
+        };
+        rgb.extend([r as u8, gg as u8, b as u8]);
+    }
+    (w, h, rgb)
+}
+
 /// Patch origins along one axis of `size`: every `stride` pixels while the patch
 /// fits, and the last position flush with the edge so the map covers the input.
 pub fn patch_origins(size: usize, patch: usize, stride: usize) -> Vec<usize> {
@@ -515,6 +553,52 @@ pub fn occlusion_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_tints_the_hot_and_cold_cells_and_leaves_the_rest_gray() {
+        // A 40x40 ramp; the map covers the whole image (an 8-pixel input, 4x4 cells
+        // of 2 input pixels = 10 source pixels each).
+        let image = Image {
+            width: 40,
+            height: 40,
+            pixels: (0..40 * 40).map(|i| (i % 40) as f32).collect(),
+        };
+        let mut values = vec![0.0f32; 16];
+        values[0] = 0.5; // top-left cell: supported the class
+        values[15] = -0.5; // bottom-right cell: spoke against it
+        let map = Heatmap {
+            width: 4,
+            height: 4,
+            values,
+            class: 1,
+            probability: 0.7,
+            patch: 2,
+            stride: 2,
+            input_size: 8,
+            origins: vec![0, 2, 4, 6],
+            crop: Crop {
+                x: 0,
+                y: 0,
+                side: 40,
+            },
+        };
+        let (w, h, rgb) = overlay_rgb(&image, &map);
+        assert_eq!((w, h, rgb.len()), (40, 40, 40 * 40 * 3));
+        let px = |x: usize, y: usize| {
+            let i = (y * 40 + x) * 3;
+            (rgb[i], rgb[i + 1], rgb[i + 2])
+        };
+        let (r, g, b) = px(5, 5);
+        assert!(r > g + 50 && g == b, "hot cell red: {:?}", (r, g, b));
+        let (r, g, b) = px(35, 35);
+        assert!(b > r + 50 && r == g, "cold cell blue: {:?}", (r, g, b));
+        for (x, y) in [(20, 20), (35, 5), (5, 35), (15, 25)] {
+            let (r, g, b) = px(x, y);
+            assert!(r == g && g == b, "({x},{y}) stays gray: {:?}", (r, g, b));
+        }
+        // The gray follows the radiograph (the ramp), not the map.
+        assert!(px(30, 20).0 > px(10, 20).0);
+    }
     use crate::inference::Task;
     use crate::inference::backend::{BackendChoice, Cpu};
     use crate::inference::model::{Architecture, Classifier, ClinicalSpec, Preprocess};

@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod card;
+pub mod case_explain;
 pub mod explain;
 pub mod frozen;
 pub mod jobs;

@@ -426,6 +426,8 @@ pub(crate) struct EncodedImage {
     pub(crate) area: Rect,
     /// Zoom and centre it was cut for.
     pub(crate) view: (u8, (f32, f32)),
+    /// Whether it is the model's explanation over the image (not the plain frame).
+    pub(crate) overlay: bool,
     pub(crate) protocol: Result<Protocol, String>,
 }
 
@@ -1742,7 +1744,8 @@ impl App {
             | Response::ReadSubmitted { .. }
             | Response::AdjudicationQueue(_)
             | Response::Adjudicated { .. }
-            | Response::Agreement(_) => {}
+            | Response::Agreement(_)
+            | Response::Explanation { .. } => {}
             // Taken by `apply_jobs` above.
             Response::Jobs(_)
             | Response::JobQueued(_)

@@ -318,6 +318,8 @@ pub enum Action {
     OpenDashboard,
     /// Open the follow-up visits (due and overdue).
     OpenFollowup,
+    /// Show or hide the model's explanation of the case over its image.
+    Explain,
 }
 
 /// One line of the keymap.
@@ -478,6 +480,7 @@ pub const KEYMAP: &[Binding] = &[
     b(X::CaseImage, &[Char('[')], A::PrevImage, "previous image of the case", Some("image")),
     b(X::CaseImage, &[Char('+'), Char('=')], A::ZoomIn, "zoom in (2x, 4x, 8x)", Some("zoom")),
     b(X::CaseImage, &[Char('-')], A::ZoomOut, "zoom out", Some("zoom")),
+    b(X::CaseImage, &[Char('e')], A::Explain, "the model's explanation: occlusion heatmap over the image (red for its class, blue against) and each modality's Shapley contribution; again: the plain image (not before your own read)", None),
     // Confirmation
     b(X::Confirm, &[Char('y'), Code(K::Enter)], A::Confirm, "yes, submit (a read is locked once submitted)", Some("submit")),
     b(X::Confirm, &[Char('n'), Code(K::Esc)], A::Back, "no, back to the form", Some("back")),

@@ -35,8 +35,9 @@ pub use reading::{CaseList, CaseScreen, FormField, FormMode, GradeChoice, GradeF
 pub use summary::{SummaryLine, SummaryPart, SummaryView};
 pub use theme::Theme;
 pub use worker::{
-    AgreementFigures, EvaluationFigures, FollowupScope, LoadedCase, Preview, PreviewKey,
-    RecordVisit, RenderImage, Request, Response, SaveFailure, SetAnswer,
+    AgreementFigures, EvaluationFigures, Explanation, ExplanationFigures, FollowupScope,
+    ImageExplanation, LoadedCase, Preview, PreviewKey, RecordVisit, RenderImage, Request, Response,
+    SaveFailure, SetAnswer,
 };
 
 use anyhow::{Context as _, bail};

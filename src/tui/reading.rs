@@ -8,7 +8,9 @@
 
 use super::app::{App, ImagesView, LoadState, Screen};
 use super::keymap::Action;
-use super::worker::{AgreementFigures, LoadedCase, Request, Response, SaveFailure};
+use super::worker::{
+    AgreementFigures, ExplanationFigures, LoadedCase, Preview, Request, Response, SaveFailure,
+};
 use crate::db::DbError;
 use crate::db::reading::{Blinded, CaseState, CaseSummary, QueueItem, ReadRecord, describe_grade};
 use crate::domain::reading::{
@@ -16,6 +18,7 @@ use crate::domain::reading::{
 };
 use crate::domain::user::Permission;
 use std::cell::Cell;
+use std::sync::Arc;
 
 /// Bootstrap resamples of the agreement screen's confidence intervals.
 pub const AGREEMENT_RESAMPLES: usize = 2000;
@@ -454,9 +457,32 @@ pub struct CaseScreen {
     pub(crate) form: Option<GradeForm>,
     /// The list the screen was opened from (Esc goes back there).
     pub(crate) from: Screen,
+    /// The model's explanation over the image, when asked for (`e`).
+    pub(crate) explain: Option<ExplainState>,
+}
+
+/// The model's explanation on a case screen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExplainState {
+    /// Asked of the worker, not answered yet.
+    Computing,
+    Shown(ExplanationFigures),
 }
 
 impl CaseScreen {
+    /// The model's explanation, once computed and while shown.
+    pub fn explanation(&self) -> Option<&ExplanationFigures> {
+        match &self.explain {
+            Some(ExplainState::Shown(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Whether the explanation is being computed.
+    pub fn explaining(&self) -> bool {
+        self.explain == Some(ExplainState::Computing)
+    }
+
     fn is(&self, case: &str) -> bool {
         self.case.eq_ignore_ascii_case(case)
     }
@@ -522,6 +548,7 @@ pub(crate) fn is_reading_response(r: &Response) -> bool {
             | Response::AdjudicationQueue(_)
             | Response::Adjudicated { .. }
             | Response::Agreement(_)
+            | Response::Explanation { .. }
     )
 }
 
@@ -614,8 +641,73 @@ impl App {
             loaded: None,
             form: None,
             from,
+            explain: None,
         });
         vec![Request::LoadCase { case }]
+    }
+
+    /// The overlay the case's image pane shows instead of the plain frame: the
+    /// model's explanation of the selected image, while it is on.
+    pub fn explanation_overlay(&self) -> Option<&Arc<Preview>> {
+        if self.screen != Screen::Case {
+            return None;
+        }
+        let image = self.images.as_ref()?.current()?;
+        self.case_screen()?
+            .explanation()?
+            .0
+            .image(image.instance_id)
+            .map(|i| &i.overlay)
+    }
+
+    /// The frame the image pane shows now: the explanation's overlay, or the decoded
+    /// frame of the selected image.
+    pub fn shown_preview(&self) -> Option<&Arc<Preview>> {
+        self.explanation_overlay().or_else(|| {
+            let key = self.images.as_ref()?.key()?;
+            self.previews.get(&key)
+        })
+    }
+
+    /// `e` on a case: asks the worker for the model's explanation, or hides it. A
+    /// user blinded to the model is told why and nothing is asked (the worker's
+    /// `explain_case` refuses them too).
+    fn toggle_explanation(&mut self) -> Vec<Request> {
+        let Some(cs) = self.reading.case.as_mut() else {
+            return Vec::new();
+        };
+        if cs.explain.take().is_some() {
+            self.info("the plain image again (e: the model's explanation)");
+            return Vec::new();
+        }
+        let case = cs.case.clone();
+        // Blinded (with the data layer's reason), nothing predicted yet, or shown.
+        let seen = cs.loaded.as_ref().map(|l| match &l.view.model_prediction {
+            Blinded::Hidden(why) => Err(Some(why.clone())),
+            Blinded::Shown(None) => Err(None),
+            Blinded::Shown(Some(_)) => Ok(()),
+        });
+        match seen {
+            None => {
+                self.info(format!("{case} is still loading"));
+                Vec::new()
+            }
+            Some(Err(Some(why))) => {
+                self.error(format!("the model's view of {case} is hidden: {why}"));
+                Vec::new()
+            }
+            Some(Err(None)) => {
+                self.error(format!(
+                    "the model has not predicted {case} yet: run inference first (`marrow infer`, or n on the jobs screen)"
+                ));
+                Vec::new()
+            }
+            Some(Ok(())) => {
+                cs.explain = Some(ExplainState::Computing);
+                self.info(format!("computing the explanation of {case}…"));
+                vec![Request::ExplainCase { case }]
+            }
+        }
     }
 
     /// A click on the `row`th visible row of the reading worklist or the queue:
@@ -753,6 +845,7 @@ impl App {
                 }
                 return self.want_preview();
             }
+            Action::Explain => return self.toggle_explanation(),
             Action::ZoomIn | Action::ZoomOut => {
                 if let Some(v) = self.images.as_mut() {
                     v.zoom = if action == Action::ZoomIn {
@@ -1110,6 +1203,43 @@ impl App {
                 }
                 return out;
             }
+            Response::Explanation { case, result } => {
+                // Dropped when the user has left the case or hidden it meanwhile.
+                let Some(cs) = self
+                    .reading
+                    .case
+                    .as_mut()
+                    .filter(|c| c.is(&case) && c.explaining())
+                else {
+                    return Vec::new();
+                };
+                match result {
+                    Ok(f) => {
+                        let first = f.0.images.first().map(|i| i.instance_id);
+                        let (n, model) = (f.0.images.len(), f.0.model.clone());
+                        cs.explain = Some(ExplainState::Shown(f.clone()));
+                        // On an image the model does not read (a hip on a knee
+                        // case): to the first one it does.
+                        if let Some(v) = self.images.as_mut().filter(|v| v.is(&case))
+                            && v.current()
+                                .is_none_or(|i| f.0.image(i.instance_id).is_none())
+                            && let Some(at) =
+                                first.and_then(|id| v.list.iter().position(|i| i.instance_id == id))
+                        {
+                            v.select(at);
+                        }
+                        self.success(format!(
+                            "{case}: the explanation of model {model} over {n} image{} (red: supported its class, blue: against; e: the plain image)",
+                            if n == 1 { "" } else { "s" }
+                        ));
+                        return self.want_preview();
+                    }
+                    Err(e) => {
+                        cs.explain = None;
+                        self.error(e);
+                    }
+                }
+            }
             Response::Agreement(result) => {
                 if let Some(a) = self.reading.agreement.as_mut() {
                     match result {
@@ -1153,6 +1283,9 @@ impl App {
             }
             if let Some(f) = c.form.as_mut() {
                 f.saving = false;
+            }
+            if c.explaining() {
+                c.explain = None;
             }
         }
     }

@@ -3,6 +3,7 @@
 //! decodes and scales images for the viewer, so a slow decode never holds up the
 //! database (and the other way round).
 
+use super::app::MAX_PREVIEW_PIXELS;
 use super::app::Session;
 use super::dashboard::DashboardFigures;
 use crate::cli::model::EvaluationReport;
@@ -23,6 +24,8 @@ use crate::domain::reading::{FinalGrade, ReadInput};
 use crate::domain::status::StatusReport;
 use crate::inference::Task;
 use crate::inference::backend::BackendChoice;
+use crate::inference::case_explain;
+use crate::inference::explain::{self, GroupShapley, Heatmap};
 use crate::inference::jobs::{self as runner, InferOptions, JobReport};
 use std::path::Path;
 use std::path::PathBuf;
@@ -107,6 +110,12 @@ pub enum Request {
     },
     /// Enter or correct a follow-up visit (`Study::record_visit`).
     RecordVisit(RecordVisit),
+    /// The model's explanation of a case's prediction: Shapley values over the
+    /// modality groups and the occlusion heatmap over each image the model reads
+    /// (`case_explain::explain_case`, which refuses a user blinded to the model).
+    ExplainCase {
+        case: String,
+    },
 }
 
 /// Which follow-up visits the screen lists.
@@ -151,6 +160,45 @@ impl PartialEq for AgreementFigures {
 pub struct EvaluationFigures(pub Arc<EvaluationReport>);
 
 impl PartialEq for EvaluationFigures {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// The model's explanation of one image of a case, ready to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageExplanation {
+    pub instance_id: i64,
+    pub sop_uid: String,
+    pub shapley: GroupShapley,
+    pub heatmap: Heatmap,
+    /// The radiograph with the heatmap over it (RGB, as `marrow explain --png`
+    /// draws it), scaled to at most `MAX_PREVIEW_PIXELS` a side.
+    pub overlay: Arc<Preview>,
+}
+
+/// The model's explanation of a case (what the viewer overlays).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub case: String,
+    pub task: Task,
+    /// The model's name and version.
+    pub model: String,
+    pub images: Vec<ImageExplanation>,
+}
+
+impl Explanation {
+    /// The explanation of one image of the case, if the model reads it.
+    pub fn image(&self, instance_id: i64) -> Option<&ImageExplanation> {
+        self.images.iter().find(|i| i.instance_id == instance_id)
+    }
+}
+
+/// A case's explanation, shared (only read; compared by identity).
+#[derive(Debug, Clone)]
+pub struct ExplanationFigures(pub Arc<Explanation>);
+
+impl PartialEq for ExplanationFigures {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
@@ -314,6 +362,11 @@ pub enum Response {
         month: u32,
         result: Result<Box<VisitRow>, (SaveFailure, String)>,
         fresh: Option<Box<PlannedVisit>>,
+    },
+    /// The model's explanation of a case, or why not (blinded, no model...).
+    Explanation {
+        case: String,
+        result: Result<ExplanationFigures, String>,
     },
     /// The worker is gone (it panicked or could not be reached).
     WorkerStopped,
@@ -506,6 +559,7 @@ pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
             Request::LoadEvaluation { .. } => writes.push(r),
             Request::LoadDashboard | Request::LoadBoxPatients { .. } => writes.push(r),
             Request::LoadFollowup { .. } | Request::RecordVisit(_) => writes.push(r),
+            Request::ExplainCase { .. } => writes.push(r),
         }
     }
     if worklist {
@@ -630,8 +684,75 @@ fn failure_kind(e: &DbError) -> SaveFailure {
     }
 }
 
+/// The explanation of a case with the overlay of each image, drawn here so the UI
+/// thread only shows it.
+fn explanation(study: &Study, case: &str) -> Result<ExplanationFigures, String> {
+    let e =
+        case_explain::explain_case(study, case, explain::DEFAULT_PATCH, explain::DEFAULT_STRIDE)?;
+    let images = e
+        .images
+        .into_iter()
+        .map(|i| {
+            let (w, h, rgb) = explain::overlay_rgb(&i.image, &i.heatmap);
+            Ok(ImageExplanation {
+                instance_id: i.instance_id,
+                sop_uid: i.sop_uid,
+                shapley: i.shapley,
+                heatmap: i.heatmap,
+                overlay: Arc::new(overlay_preview(w, h, rgb)?),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(ExplanationFigures(Arc::new(Explanation {
+        case: e.case,
+        task: e.task,
+        model: e.model,
+        images,
+    })))
+}
+
+/// An RGB overlay as a viewer frame, scaled down to `MAX_PREVIEW_PIXELS` a side.
+fn overlay_preview(w: usize, h: usize, rgb: Vec<u8>) -> Result<Preview, String> {
+    let img = image::RgbImage::from_raw(w as u32, h as u32, rgb)
+        .ok_or_else(|| format!("the overlay's size {w}x{h} does not match its pixels"))?;
+    let max = MAX_PREVIEW_PIXELS.max(1);
+    let img = if w > max || h > max {
+        let f = max as f64 / w.max(h) as f64;
+        let nw = ((w as f64 * f).round() as u32).max(1);
+        let nh = ((h as f64 * f).round() as u32).max(1);
+        image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    Ok(Preview {
+        rendered: Rendered {
+            pixels: decode::Pixels::Rgb(img.into_raw()),
+            width,
+            height,
+            voi: "model explanation (occlusion)".into(),
+            window: None,
+            decoded_width: w,
+            decoded_height: h,
+        },
+        presets: 0,
+    })
+}
+
 fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
     match r {
+        Request::ExplainCase { case } => {
+            let result = explanation(study, &case);
+            match &result {
+                Ok(e) => tracing::info!(
+                    "tui: {case} explained ({} image(s), model {})",
+                    e.0.images.len(),
+                    e.0.model
+                ),
+                Err(e) => tracing::info!("tui: no explanation of {case}: {e}"),
+            }
+            Response::Explanation { case, result }
+        }
         Request::LoadFollowup { scope } => {
             let today = crate::cli::export::today();
             let result = match &scope {

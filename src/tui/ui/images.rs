@@ -312,7 +312,9 @@ fn render_metadata(app: &App, view: &ImagesView, frame: &mut Frame, area: Rect) 
 pub(super) fn render_image(app: &App, view: &ImagesView, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let key = view.key();
-    let preview = key.and_then(|k| app.previews.get(&k));
+    // On a case with the model's explanation on: the overlay instead of the frame.
+    let overlay = app.explanation_overlay();
+    let preview = overlay.or_else(|| key.and_then(|k| app.previews.get(&k)));
     let mut title = match view.current() {
         Some(i) => format!(
             "image {}/{} · frame {}/{}",
@@ -347,14 +349,15 @@ pub(super) fn render_image(app: &App, view: &ImagesView, frame: &mut Frame, area
     };
     let mut cache = view.encoded.borrow_mut();
     let zoomed = (view.zoom, view.centre);
-    let fresh = cache
-        .as_ref()
-        .is_none_or(|e| e.key != key || e.area != inner || e.view != zoomed);
+    let fresh = cache.as_ref().is_none_or(|e| {
+        e.key != key || e.area != inner || e.view != zoomed || e.overlay != overlay.is_some()
+    });
     if fresh {
         *cache = Some(EncodedImage {
             key,
             area: inner,
             view: zoomed,
+            overlay: overlay.is_some(),
             protocol: encode(app.picker.as_ref(), preview, view, inner),
         });
     }

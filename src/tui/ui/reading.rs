@@ -11,7 +11,9 @@ use crate::db::reading::{
 use crate::domain::reading::{KL_REFERENCE, OpImpression, Side, read_words};
 use crate::tui::app::{App, LoadState};
 use crate::tui::keymap::{self, Context};
-use crate::tui::reading::{CaseList, CaseScreen, FormField, FormMode, GradeChoice, GradeForm};
+use crate::tui::reading::{
+    CaseList, CaseScreen, ExplainState, FormField, FormMode, GradeChoice, GradeForm,
+};
 use crate::tui::theme::{FLAG_SYMBOL, Theme, Verdict};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Position, Rect};
@@ -555,6 +557,80 @@ fn form_title(form: &GradeForm, case: &str) -> String {
 }
 
 /// The read or adjudication screen.
+/// Wrapped lines of one style.
+fn styled(out: &mut Vec<Line<'static>>, text: &str, style: ratatui::style::Style, width: usize) {
+    out.extend(
+        wrap(text, width)
+            .into_iter()
+            .map(|l| Line::styled(l, style)),
+    );
+}
+
+/// The model's explanation under the case's image: computing, or the selected
+/// image's Shapley contributions to the predicted class (percentage points).
+fn explanation_lines(t: &Theme, app: &App, cs: &CaseScreen, width: usize) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    match &cs.explain {
+        None => {}
+        Some(ExplainState::Computing) => {
+            styled(&mut out, "computing the explanation…", t.muted(), width)
+        }
+        Some(ExplainState::Shown(f)) => {
+            let e = &f.0;
+            let current = app
+                .images
+                .as_ref()
+                .and_then(|v| v.current())
+                .map(|i| i.instance_id);
+            match current.and_then(|id| e.image(id)) {
+                None => styled(
+                    &mut out,
+                    "the model does not read this image ([ / ]: the case's other images)",
+                    t.muted(),
+                    width,
+                ),
+                Some(i) => {
+                    let s = &i.shapley;
+                    let class = e
+                        .task
+                        .classes()
+                        .get(s.predicted)
+                        .cloned()
+                        .unwrap_or_default();
+                    let c = s.predicted_class();
+                    styled(
+                        &mut out,
+                        &format!("{class} {:.1}% · model {}", c.full * 100.0, e.model),
+                        t.title(),
+                        width,
+                    );
+                    styled(
+                        &mut out,
+                        &format!(
+                            "image {:+.1} · demographics {:+.1} · labs {:+.1}",
+                            c.image * 100.0,
+                            c.demographics * 100.0,
+                            c.labs * 100.0
+                        ),
+                        t.text(),
+                        width,
+                    );
+                    styled(
+                        &mut out,
+                        &format!(
+                            "points of {class} from a base of {:.1}% (Shapley values); red: for {class}, blue: against",
+                            c.base * 100.0
+                        ),
+                        t.muted(),
+                        width,
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
 pub fn render_case(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let Some(cs) = app.reading.case.as_ref() else {
@@ -576,6 +652,23 @@ pub fn render_case(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Fill(1),
     ])
     .areas(area);
+    // The model's explanation, when asked for, under the image.
+    let elines = explanation_lines(t, app, cs, image_area.width.saturating_sub(2) as usize);
+    let [image_area, explain_area] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(if elines.is_empty() {
+            0
+        } else {
+            (elines.len() as u16 + 2).min(image_area.height / 2)
+        }),
+    ])
+    .areas(image_area);
+    if !elines.is_empty() {
+        let b = block(t, "model explanation · e: plain image".into(), false);
+        let inner = b.inner(explain_area);
+        frame.render_widget(b, explain_area);
+        frame.render_widget(Paragraph::new(elines), inner);
+    }
     match app.images.as_ref() {
         Some(view) if !view.list.is_empty() => render_image(app, view, frame, image_area),
         _ => {
