@@ -292,6 +292,113 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A failed `init` (a full disk, a folder that cannot be written) removes what it
+/// made, so the next `init` starts afresh instead of finding a database without a
+/// protocol. `fresh`: whether the database and the key file were absent before.
+fn remove_half_made_study(
+    db: &Path,
+    key_file: &Path,
+    fresh: (bool, bool),
+    e: DbError,
+) -> anyhow::Error {
+    if matches!(e, DbError::AlreadyExists(_)) || !fresh.0 || !db.exists() {
+        return e.into();
+    }
+    for suffix in ["", "-wal", "-shm", "-journal", ".log"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    if fresh.1 && std::env::var(crate::db::keys::KEY_ENV).is_err() {
+        let _ = std::fs::remove_file(key_file);
+    }
+    anyhow!("{e}; the half-made database was removed")
+}
+
+/// Refuses, before the study is opened, a "CSV" that is empty, UTF-16 text (what
+/// spreadsheets save as "Unicode text"), a spreadsheet or another binary file: the
+/// row checks would otherwise report a garbled header. A file that cannot be read (or
+/// is not a regular file) is left to the import, which names the reason.
+fn check_text_export(path: &Path) -> Result<()> {
+    use std::io::Read;
+    // Only a regular file: a named pipe must not be read ahead of the import.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let mut head = Vec::with_capacity(4096);
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    if file.take(4096).read_to_end(&mut head).is_err() {
+        return Ok(());
+    }
+    let p = path.display();
+    if head.is_empty() {
+        return Err(anyhow!(
+            "{p} is empty: nothing to import (an export starts with a header row naming its columns)"
+        ));
+    }
+    let nul_share = |parity: usize| {
+        let at: Vec<&u8> = head.iter().skip(parity).step_by(2).collect();
+        at.iter().filter(|b| ***b == 0).count() * 3 > at.len()
+    };
+    if head.starts_with(&[0xFF, 0xFE])
+        || head.starts_with(&[0xFE, 0xFF])
+        || nul_share(0)
+        || nul_share(1)
+    {
+        return Err(anyhow!(
+            "{p} is UTF-16 text, not UTF-8: save the export as \"CSV UTF-8\" and import that file"
+        ));
+    }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        return Err(anyhow!(
+            "{p} looks like a spreadsheet workbook, not a CSV file: save it as \"CSV UTF-8\" and import that file"
+        ));
+    }
+    if head.contains(&0) {
+        return Err(anyhow!(
+            "{p} is not a text file (it holds NUL bytes): give the CSV export of the hospital system"
+        ));
+    }
+    Ok(())
+}
+
+/// Says when the image store of a study whose database records images is missing
+/// (moved, or not restored with the database): never taken for an empty store.
+fn missing_store(study: &Study) -> Result<Option<String>> {
+    // Images waiting for their patient are counted among the images too.
+    let (images, waiting) = crate::db::imaging::counts(study.conn())?;
+    let images = images.max(waiting);
+    let root = crate::dicom::store::root_for(study.path());
+    if images == 0 || root.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "the image store {} is missing, but the database records {} image(s); \
+         restore the folder from the study's backup (it belongs beside {})",
+        root.display(),
+        images,
+        study.path().display()
+    )))
+}
+
+/// The log file. A write that fails (a full disk) is dropped instead of being
+/// reported over the user's terminal: the command's own error says what went wrong.
+struct QuietLog(std::fs::File);
+
+impl std::io::Write for QuietLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::Write::write_all(&mut self.0, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::Write::flush(&mut self.0);
+        Ok(())
+    }
+}
+
 /// Logs go to a file beside the database (never to the terminal the TUI owns).
 fn init_logging(db: &Path) -> Option<()> {
     let mut path = db.as_os_str().to_owned();
@@ -309,7 +416,7 @@ fn init_logging(db: &Path) -> Option<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
+        .with_writer(std::sync::Mutex::new(QuietLog(file)))
         .try_init()
         .ok()
 }
@@ -368,7 +475,15 @@ pub fn run(cli: Cli) -> Result<u8> {
                     sharing
                 }
             };
-            let out = Study::init(&g.db, g.key_file.as_deref(), protocol)?;
+            let key_file = g
+                .key_file
+                .clone()
+                .unwrap_or_else(|| crate::db::keys::default_key_file(&g.db));
+            let fresh = (!g.db.exists(), !key_file.exists());
+            let out = match Study::init(&g.db, g.key_file.as_deref(), protocol) {
+                Ok(out) => out,
+                Err(e) => return Err(remove_half_made_study(&g.db, &key_file, fresh, e)),
+            };
             if sharing != crate::db::sharing::Sharing::Private {
                 let key_file = match &out.key_source {
                     crate::db::KeySource::File(p) => Some(p.as_path()),
@@ -403,12 +518,17 @@ pub fn run(cli: Cli) -> Result<u8> {
                 ImportArg::Dicom => {
                     let mut study = open(&g)?;
                     study.require(crate::domain::user::Permission::Import)?;
+                    if let Some(why) = missing_store(&study)? {
+                        // Its rows would count every file as "already imported".
+                        return Err(anyhow!("{why}; then import again"));
+                    }
                     return import_dicom(&mut study, &paths, std::io::stderr().is_terminal());
                 }
                 ImportArg::Followup => {
                     let [file] = paths.as_slice() else {
                         return Err(anyhow!("`marrow import followup` takes one CSV file"));
                     };
+                    check_text_export(file)?;
                     let mut study = open(&g)?;
                     study.require(crate::domain::user::Permission::Import)?;
                     return followup::import(&mut study, file);
@@ -421,6 +541,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                     paths.len()
                 ));
             };
+            check_text_export(file)?;
             let mut study = open(&g)?;
             study.require(crate::domain::user::Permission::Import)?;
             import_file(&mut study, kind, file, std::io::stderr().is_terminal())
@@ -428,6 +549,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Status { json } => {
             let study = open(&g)?;
             let report = study.status()?;
+            if let Some(why) = missing_store(&study)? {
+                eprintln!("warning: {why}");
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -667,6 +791,8 @@ pub fn import_file(study: &mut Study, kind: ImportKind, file: &Path, progress: b
             "{}: the disk is full; rows already committed are kept and a re-run finishes the rest",
             path.display()
         ),
+        // Said once: the error's source is its own message again.
+        import::ImportError::Database { path, source } => anyhow!("{}: {source}", path.display()),
         other => anyhow!(other),
     })?;
     for r in &report.rejected {

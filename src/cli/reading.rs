@@ -667,6 +667,7 @@ fn parse_row(
 /// `marrow reads import FILE.csv`: the same row checks, messages, rejected-rows
 /// file and exit status as the other CSV imports.
 fn import_reads(study: &mut Study, path: &Path) -> Result<u8> {
+    super::check_text_export(path)?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut reader = csv::ReaderBuilder::new()

@@ -41,7 +41,8 @@ pub enum DbError {
     )]
     WrongKey { db: PathBuf, key_source: KeySource },
     #[error(
-        "this database has schema version {found}, newer than this marrow understands ({supported}); use a newer marrow"
+        "this database has schema version {found}, newer than this marrow understands ({supported}; marrow {}); upgrade marrow to open it (nothing was changed)",
+        env!("CARGO_PKG_VERSION")
     )]
     NewerSchema { found: i64, supported: i64 },
     #[error(
@@ -63,7 +64,7 @@ pub enum DbError {
     #[error("the study database is busy (another user's write has held it for over {}s); try again", BUSY_TIMEOUT.as_secs())]
     Busy,
     #[error(
-        "the disk holding the study database is full; nothing was written; free space and try again"
+        "the disk holding the study database is full; the change under way was rolled back (an import keeps the rows it had finished and a re-run skips them); free space and run it again"
     )]
     DiskFull,
     #[error("the study database is read-only here ({0}); ask an admin about file permissions")]
@@ -164,6 +165,9 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
         }
         _ => DbError::from(e),
     })?;
+    // Before the first read: opening while another process checkpoints, recovers or
+    // resets the WAL is a brief lock that must be waited out, not shown as "busy".
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     apply_key(&conn, key)?;
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
@@ -176,6 +180,15 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
             });
         }
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) => {
+            // The folder cannot be written (a read-only mount, or no write permission):
+            // SQLite cannot make the -wal and -shm files it needs even to read.
+            if let Some(why) = unwritable_folder(path) {
+                return Err(DbError::ReadOnly(format!(
+                    "{why}, and marrow writes its -wal and -shm files beside {} even to read it; \
+                     copy the study folder somewhere writable",
+                    path.display()
+                )));
+            }
             // The database opened, its -wal or -shm did not: another member made them
             // without the group's rights.
             return Err(DbError::Invalid(format!(
@@ -189,6 +202,29 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
     set_pragmas(&conn)?;
     sharing::fit_wal_files(path);
     Ok(conn)
+}
+
+/// Why the folder of `db` cannot be written by this process, if it cannot: a
+/// read-only file system (which binds root too) or missing write permission.
+fn unwritable_folder(db: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a NUL-terminated path that outlives the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        return None;
+    }
+    let e = std::io::Error::last_os_error();
+    Some(match e.raw_os_error() {
+        Some(libc::EROFS) => format!("the folder {} is on a read-only file system", dir.display()),
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            format!("you may not write in the folder {}", dir.display())
+        }
+        _ => format!("the folder {} cannot be written ({e})", dir.display()),
+    })
 }
 
 /// Creates a new, empty encrypted database file (refusing one that exists).
