@@ -469,7 +469,7 @@ pub fn import_dicom(
         }
     }
     let started = std::time::Instant::now();
-    let store = Store::open_locked(study.path())?;
+    let store = Store::open_locked_waiting(study.path(), crate::db::BUSY_TIMEOUT)?;
     let mut report = DicomReport {
         recovered: recover(study, &store)?,
         ..Default::default()

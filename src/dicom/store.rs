@@ -21,6 +21,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Folder of the files being written.
 const PARTIAL: &str = ".partial";
@@ -46,7 +47,9 @@ pub enum StoreError {
     #[error("{0}")]
     Unusable(String),
     #[error(
-        "another marrow is writing to the image store {0} (an import of DICOM files, or the linking of waiting images); wait for it to finish and run this again"
+        "another marrow is writing to the image store {store} (an import of DICOM files, or the linking of waiting images) and did not finish within {secs}s; wait for it to finish and run this again",
+        store = .0.display(),
+        secs = crate::db::BUSY_TIMEOUT.as_secs()
     )]
     Busy(PathBuf),
 }
@@ -125,6 +128,21 @@ impl Store {
             sharing,
             _lock: lock,
         })
+    }
+
+    /// [`Store::open_locked`], waiting up to `patience` while another process holds
+    /// the lock (the linking of waiting images after a patients import takes it for a
+    /// moment): `Busy` only when it is still held after that.
+    pub fn open_locked_waiting(db: &Path, patience: Duration) -> Result<Store, StoreError> {
+        let start = Instant::now();
+        loop {
+            match Store::open_locked(db) {
+                Err(StoreError::Busy(_)) if start.elapsed() < patience => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn root(&self) -> &Path {

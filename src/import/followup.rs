@@ -145,7 +145,9 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
     Ok(report)
 }
 
-/// The rejected rows, verbatim, with a `reason` column (as the other imports write them).
+/// The rejected rows, verbatim, with a `reason` column, written as the other imports
+/// write them ([`super::write_rejected_rows`]: private to the importer, 0600, since
+/// the rows hold the export's MRNs).
 fn write_rejects(
     path: &Path,
     headers: &csv::ByteRecord,
@@ -165,22 +167,6 @@ fn write_rejects(
         }
         rec
     };
-    let tmp = path.with_extension("csv.tmp");
-    {
-        let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-        let mut w = csv::WriterBuilder::new().flexible(true).from_writer(file);
-        let mut h = headers.clone();
-        h.push_field(b"reason");
-        w.write_byte_record(&h).map_err(|e| e.to_string())?;
-        for r in rejected {
-            let mut rec = row_at(r.line);
-            while rec.len() < headers.len() {
-                rec.push_field(b"");
-            }
-            rec.push_field(format!("line {}: {}", r.line, r.reason).as_bytes());
-            w.write_byte_record(&rec).map_err(|e| e.to_string())?;
-        }
-        w.flush().map_err(|e| e.to_string())?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    super::write_rejected_rows(path, headers, rejected.iter().map(|r| (row_at(r.line), r)))
+        .map_err(|e| e.to_string())
 }
