@@ -143,6 +143,107 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
     n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
+/// What the worklist's filters and search look at, per patient, packed in one small
+/// value: refiltering 100,000 patients on every key of a search walks one dense array
+/// instead of chasing each summary's heap strings (12-18 ms a key before, at 100,000).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowKey {
+    /// The study ID in upper case, when it fits (else `long`: the summary is asked).
+    id: [u8; 16],
+    id_len: u8,
+    long: bool,
+    decision: Decision,
+    group: Group,
+    /// Index of the site in the worklist's `sites` (`u16::MAX`: none of them).
+    site: u16,
+    /// Bit `i` set: the patient has `Flag::ALL[i]`.
+    flags: u8,
+}
+
+impl RowKey {
+    fn of(p: &PatientSummary, sites: &[String]) -> RowKey {
+        let b = p.study_id.as_bytes();
+        let mut id = [0u8; 16];
+        let long = b.len() > id.len();
+        let n = b.len().min(id.len());
+        for (d, s) in id.iter_mut().zip(&b[..n]) {
+            *d = s.to_ascii_uppercase();
+        }
+        let site = sites
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(&p.site))
+            .map_or(u16::MAX, |i| i.min(u16::MAX as usize - 1) as u16);
+        let flags = Flag::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| p.flags.contains(f))
+            .fold(0u8, |m, (i, _)| m | (1 << i));
+        RowKey {
+            id,
+            id_len: n as u8,
+            long,
+            decision: p.decision,
+            group: p.group,
+            site,
+            flags,
+        }
+    }
+}
+
+/// The filters and search compiled for [`RowKey`]s.
+struct CompiledFilter<'a> {
+    /// Upper-cased search text.
+    search: Vec<u8>,
+    raw_search: &'a str,
+    decision: Option<Decision>,
+    group: Option<Group>,
+    /// `Some(None)`: a site filter no patient's site matches.
+    site: Option<Option<u16>>,
+    flag: Option<u8>,
+}
+
+impl<'a> CompiledFilter<'a> {
+    fn new(filters: &Filters, search: &'a str, sites: &[String]) -> CompiledFilter<'a> {
+        CompiledFilter {
+            search: search.bytes().map(|c| c.to_ascii_uppercase()).collect(),
+            raw_search: search,
+            decision: filters.decision,
+            group: filters.group,
+            site: filters.site.as_ref().map(|s| {
+                sites
+                    .iter()
+                    .position(|x| x.eq_ignore_ascii_case(s))
+                    .map(|i| i.min(u16::MAX as usize - 1) as u16)
+            }),
+            flag: filters.flag.map(|f| {
+                Flag::ALL
+                    .iter()
+                    .position(|x| *x == f)
+                    .map_or(0, |i| 1u8 << i)
+            }),
+        }
+    }
+
+    fn keeps(&self, k: &RowKey, p: &PatientSummary) -> bool {
+        self.decision.is_none_or(|d| k.decision == d)
+            && self.group.is_none_or(|g| k.group == g)
+            && self.site.is_none_or(|s| s == Some(k.site))
+            && self.flag.is_none_or(|f| k.flags & f != 0)
+            && if k.long {
+                contains_ignore_case(&p.study_id, self.raw_search)
+            } else {
+                let id = &k.id[..k.id_len as usize];
+                match self.search.split_first() {
+                    None => true,
+                    // The first byte decides most windows without a slice compare.
+                    Some((first, rest)) => id
+                        .windows(rest.len() + 1)
+                        .any(|w| w[0] == *first && &w[1..] == rest),
+                }
+            }
+    }
+}
+
 /// The next value of a cycling filter: all, then each value, then all again.
 fn cycle<T: Clone + PartialEq>(current: &Option<T>, all: &[T]) -> Option<T> {
     match current {
@@ -159,6 +260,8 @@ fn cycle<T: Clone + PartialEq>(current: &Option<T>, all: &[T]) -> Option<T> {
 #[derive(Debug)]
 pub struct Worklist {
     pub(crate) patients: Vec<PatientSummary>,
+    /// `patients[i]`'s filter key (see [`RowKey`]).
+    pub(crate) keys: Vec<RowKey>,
     pub(crate) visible: Vec<usize>,
     /// Position in `visible`.
     pub(crate) selected: usize,
@@ -180,6 +283,7 @@ impl Worklist {
     fn new(state: LoadState) -> Worklist {
         Worklist {
             patients: Vec::new(),
+            keys: Vec::new(),
             visible: Vec::new(),
             selected: 0,
             offset: Cell::new(0),
@@ -227,6 +331,10 @@ impl Worklist {
             .max()
             .unwrap_or(0)
             .max(4);
+        self.keys = patients
+            .iter()
+            .map(|p| RowKey::of(p, &self.sites))
+            .collect();
         self.patients = patients;
         self.state = LoadState::Loaded;
         self.refilter(false);
@@ -246,19 +354,12 @@ impl Worklist {
     fn refilter(&mut self, narrowing: bool) {
         let before = self.selected_index();
         let search = self.search.trim();
-        let keep = |p: &PatientSummary| {
-            contains_ignore_case(&p.study_id, search) && self.filters.matches(p)
-        };
+        let f = CompiledFilter::new(&self.filters, search, &self.sites);
+        let keep = |i: usize| f.keeps(&self.keys[i], &self.patients[i]);
         self.visible = if narrowing {
-            self.visible
-                .iter()
-                .copied()
-                .filter(|&i| keep(&self.patients[i]))
-                .collect()
+            self.visible.iter().copied().filter(|&i| keep(i)).collect()
         } else {
-            (0..self.patients.len())
-                .filter(|&i| keep(&self.patients[i]))
-                .collect()
+            (0..self.patients.len()).filter(|&i| keep(i)).collect()
         };
         self.selected = match before.map(|b| self.visible.binary_search(&b)) {
             Some(Ok(pos)) => pos,
@@ -274,8 +375,9 @@ impl Worklist {
 
     /// Replaces one patient's summary (after a save or a reload).
     fn replace(&mut self, s: PatientSummary) {
-        if let Some(p) = self.patients.iter_mut().find(|p| p.study_id == s.study_id) {
-            *p = s;
+        if let Some(i) = self.patients.iter().position(|p| p.study_id == s.study_id) {
+            self.keys[i] = RowKey::of(&s, &self.sites);
+            self.patients[i] = s;
             self.refilter(false);
         }
     }

@@ -609,9 +609,11 @@ fn serve(
                         });
                         continue;
                     }
+                    // Without the status counts: on 100,000 patients they take ~100 ms,
+                    // and they come with the whole list a moment later.
                     reply(Response::WorklistFirstPage {
                         patients,
-                        status: status(&study),
+                        status: None,
                     });
                 }
             }
