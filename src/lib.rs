@@ -5,6 +5,8 @@ pub mod cli;
 pub mod db;
 pub mod dicom;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod import;
 pub mod inference;
 pub mod synth;
