@@ -76,7 +76,21 @@ pub fn check_file(
         stop_at_pixel_data,
         transfer_syntax: None,
     };
-    // The meta group: group 0002 elements, explicit VR little endian.
+    // The meta group, explicit VR little endian. dicom-rs reads it the way
+    // this walk does: when it starts with its group length (0002,0000) UL,
+    // element after element until that many bytes are read, whatever their
+    // group (an off-group element is skipped by its length); else group 0002
+    // elements until another group starts.
+    let group_length = (bytes.len() >= w.pos + 12
+        && w.u16(w.pos, false) == 0x0002
+        && w.u16(w.pos + 2, false) == 0x0000
+        && &bytes[w.pos + 4..w.pos + 6] == b"UL"
+        && w.u16(w.pos + 6, false) == 4)
+        .then(|| u64::from(w.u32(w.pos + 8, false)));
+    if group_length.is_some() {
+        w.pos += 12;
+    }
+    let meta_start = w.pos;
     loop {
         if w.pos + 8 > bytes.len() {
             return Ok(if (w.pos as u64) < file_len {
@@ -85,10 +99,14 @@ pub fn check_file(
                 Checked::Complete
             });
         }
-        if w.u16(w.pos, false) != 0x0002 {
+        let in_meta = match group_length {
+            Some(len) => ((w.pos - meta_start) as u64) < len,
+            None => w.u16(w.pos, false) == 0x0002,
+        };
+        if !in_meta {
             break;
         }
-        match w.element(EXPLICIT_LE, 0)? {
+        match w.meta_element()? {
             Step::Continue => {}
             Step::More => return Ok(Checked::NeedMore),
             Step::Stop | Step::End => return Ok(Checked::Complete),
@@ -114,6 +132,27 @@ pub fn check_data_set(bytes: &[u8], encoding: Encoding) -> Result<Checked, Strin
         transfer_syntax: None,
     };
     w.data_set(encoding, bytes.len(), 0)
+}
+
+/// Whether an explicit-VR element of this VR has a 4-byte length after two
+/// reserved bytes.
+fn long_length(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::OB
+            | VR::OD
+            | VR::OF
+            | VR::OL
+            | VR::OV
+            | VR::OW
+            | VR::SQ
+            | VR::SV
+            | VR::UC
+            | VR::UN
+            | VR::UR
+            | VR::UT
+            | VR::UV
+    )
 }
 
 enum Step {
@@ -197,6 +236,38 @@ impl Walker<'_> {
         )
     }
 
+    /// One element of the meta group at `self.pos`, skipped by its length as
+    /// dicom-rs does (no descent into a sequence). A value of undefined length
+    /// ends the walk: dicom-rs refuses it.
+    fn meta_element(&mut self) -> Result<Step, String> {
+        let group = self.u16(self.pos, false);
+        let elem = self.u16(self.pos + 2, false);
+        let short = VR::from_binary([self.bytes[self.pos + 4], self.bytes[self.pos + 5]])
+            .is_some_and(|vr| !long_length(vr));
+        let (len, header) = if short {
+            (u32::from(self.u16(self.pos + 6, false)), 8)
+        } else {
+            if self.pos + 12 > self.bytes.len() {
+                return Ok(Step::More);
+            }
+            (self.u32(self.pos + 8, false), 12)
+        };
+        if len == UNDEFINED {
+            return Ok(Step::End);
+        }
+        let value_at = self.pos + header;
+        if (len as u64) > self.file_len.saturating_sub(value_at as u64) {
+            return Err(self.too_long(group, elem, len));
+        }
+        if (group, elem) == (0x0002, 0x0010)
+            && let Some(v) = self.bytes.get(value_at..value_at + len as usize)
+        {
+            self.transfer_syntax = Some(String::from_utf8_lossy(v).into_owned());
+        }
+        self.pos = value_at + len as usize;
+        Ok(Step::Continue)
+    }
+
     /// One element (or item/delimiter) at `self.pos`.
     fn element(&mut self, enc: Encoding, depth: usize) -> Result<Step, String> {
         let be = enc.big_endian;
@@ -220,21 +291,7 @@ impl Walker<'_> {
         let (vr, len, header) = if enc.explicit {
             let vr = VR::from_binary([self.bytes[self.pos + 4], self.bytes[self.pos + 5]]);
             match vr {
-                Some(
-                    vr @ (VR::OB
-                    | VR::OD
-                    | VR::OF
-                    | VR::OL
-                    | VR::OV
-                    | VR::OW
-                    | VR::SQ
-                    | VR::SV
-                    | VR::UC
-                    | VR::UN
-                    | VR::UR
-                    | VR::UT
-                    | VR::UV),
-                ) => {
+                Some(vr) if long_length(vr) => {
                     if self.pos + 12 > self.bytes.len() {
                         return Ok(Step::More);
                     }
@@ -456,6 +513,39 @@ mod tests {
             Ok(Checked::NeedMore)
         );
         assert_eq!(check_file(&f, f.len() as u64, true), Ok(Checked::Complete));
+        assert_eq!(check_file(&f, f.len() as u64, false), Ok(Checked::Complete));
+    }
+
+    #[test]
+    fn the_meta_group_is_read_by_its_length_as_dicom_rs_reads_it() {
+        // A fuzzing finding: (0002,0001) turned into (0012,0001). dicom-rs
+        // still reads the meta group by its length, so the data set after it
+        // must be checked, and its bogus 2.9 GB length is refused.
+        let mut meta = explicit_element(0x0012, 0x0001, b"US", &[0, 1]);
+        meta.extend(explicit_element(
+            0x0002,
+            0x0010,
+            b"UI",
+            b"1.2.840.10008.1.2.1\0",
+        ));
+        let mut f = vec![0u8; 128];
+        f.extend_from_slice(b"DICM");
+        f.extend(explicit_element(
+            0x0002,
+            0x0000,
+            b"UL",
+            &(meta.len() as u32).to_le_bytes(),
+        ));
+        f.extend(meta);
+        f.extend(explicit_element(0x0008, 0x0070, b"LO", b"MARROW"));
+        f.extend_from_slice(&[0x1B, 0xED, 0x1C, 0x44, 0x1B, 0xF0, 0x1B, 0x2A]);
+        f.extend_from_slice(&0xB01B_261Cu32.to_le_bytes());
+        f.extend_from_slice(&[0; 32]);
+        let e = check_file(&f, f.len() as u64, false).unwrap_err();
+        assert!(e.contains("(ED1B,441C)") && e.contains("2954569244"), "{e}");
+        // Without the group length, group 0002 ends the meta group as before.
+        let body = explicit_element(0x0010, 0x0010, b"PN", b"DOE^JOHN");
+        let f = file("1.2.840.10008.1.2.1", &body);
         assert_eq!(check_file(&f, f.len() as u64, false), Ok(Checked::Complete));
     }
 
