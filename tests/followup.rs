@@ -44,6 +44,25 @@ fn study() -> TempStudy {
 }
 
 #[test]
+fn a_field_that_is_not_utf8_refuses_the_visit_only_in_a_column_the_import_reads() {
+    let s = study();
+    let visit = months_ago(6) + chrono::Duration::days(3);
+    let mut csv = format!("mrn,visit_month,visit_date,vas,oks,new_fragility_fracture,clinic_note\nFU1,6,{visit},3.5,40,no,gut; M").into_bytes();
+    csv.extend(b"\xfcller\n"); // Latin-1 in a column marrow does not read
+    csv.extend(format!("FU3,6,{visit},").as_bytes());
+    csv.extend(b"\xb3,40,no,fine\n"); // Latin-1 in the VAS
+    let p = s.path("latin1-visits.csv");
+    std::fs::write(&p, &csv).unwrap();
+    let out = s.expect(&["import", "followup", p.to_str().unwrap()], 3);
+    assert!(
+        out.contains("line 3: column 'vas' is not valid UTF-8 (save the export as UTF-8)"),
+        "{out}"
+    );
+    assert!(!out.contains("line 2:"), "{out}");
+    assert!(out.contains("1 added"), "{out}");
+}
+
+#[test]
 fn import_checks_rows_rejects_with_line_and_reason_and_is_idempotent() {
     let s = study();
     let visit = months_ago(6) + chrono::Duration::days(3);

@@ -10,26 +10,11 @@ use super::{ImportError, ImportReport, Rejection, rejected_path};
 use crate::db::Study;
 use crate::db::study::Upsert;
 use crate::domain::followup::{FOLLOWUP_COLUMNS, VisitInput, parse_visit_row};
-use crate::domain::records::RowFields;
 use std::collections::HashMap;
 use std::path::Path;
 
 /// Rows per write transaction.
 const CHUNK: usize = 5_000;
-
-struct Row<'a> {
-    columns: &'a HashMap<String, usize>,
-    fields: Vec<&'a str>,
-}
-
-impl RowFields for Row<'_> {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.columns
-            .get(name)
-            .and_then(|i| self.fields.get(*i))
-            .copied()
-    }
-}
 
 /// Imports a follow-up export.
 pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, ImportError> {
@@ -56,27 +41,13 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
         &mut row_starts,
         &mut rejected,
     ) {
-        let fields: Result<Vec<&str>, usize> = record
-            .iter()
-            .enumerate()
-            .map(|(i, f)| std::str::from_utf8(f).map_err(|_| i))
-            .collect();
-        let fields = match fields {
-            Ok(f) => f,
-            Err(i) => {
-                let col = String::from_utf8_lossy(&headers[i]).trim().to_string();
-                rejected.push(Rejection {
-                    line,
-                    reason: format!("column '{col}' is not valid UTF-8 (save the export as UTF-8)"),
-                });
-                continue;
-            }
+        let row = super::Row::new(&columns, &record);
+        let parsed = parse_visit_row(&row);
+        let parsed = match row.unreadable(&headers) {
+            Some(reason) => Err(reason),
+            None => parsed,
         };
-        let row = Row {
-            columns: &columns,
-            fields,
-        };
-        let (mrn, month, visit) = match parse_visit_row(&row) {
+        let (mrn, month, visit) = match parsed {
             Ok(p) => p,
             Err(reason) => {
                 rejected.push(Rejection { line, reason });

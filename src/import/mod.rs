@@ -86,17 +86,50 @@ pub enum ImportError {
 /// Rows per write transaction: short enough that other users' writes get in.
 const CHUNK: usize = 20_000;
 
-struct Row<'a> {
+/// One CSV row as text, for the parsers. A field that is not valid UTF-8 (an
+/// export saved in Latin-1 or GBK) refuses the row only when the parser reads
+/// it: the name column such an export carries, which marrow never reads, does
+/// not cost the row.
+pub(crate) struct Row<'a> {
     columns: &'a HashMap<String, usize>,
-    fields: Vec<&'a str>,
+    /// `None`: the field is not valid UTF-8.
+    fields: Vec<Option<&'a str>>,
+    /// The first column read that is not valid UTF-8.
+    unreadable: std::cell::Cell<Option<usize>>,
+}
+
+impl<'a> Row<'a> {
+    pub(crate) fn new(columns: &'a HashMap<String, usize>, record: &'a csv::ByteRecord) -> Self {
+        Row {
+            columns,
+            fields: record.iter().map(|f| std::str::from_utf8(f).ok()).collect(),
+            unreadable: std::cell::Cell::new(None),
+        }
+    }
+
+    /// After parsing: why the row is refused when the parser read a column
+    /// that is not valid UTF-8 (whatever the parser made of the gap).
+    pub(crate) fn unreadable(&self, headers: &csv::ByteRecord) -> Option<String> {
+        let i = self.unreadable.get()?;
+        let col = String::from_utf8_lossy(&headers[i]).trim().to_string();
+        Some(format!(
+            "column '{col}' is not valid UTF-8 (save the export as UTF-8)"
+        ))
+    }
 }
 
 impl RowFields for Row<'_> {
     fn field(&self, name: &str) -> Option<&str> {
-        self.columns
-            .get(name)
-            .and_then(|i| self.fields.get(*i))
-            .copied()
+        let i = *self.columns.get(name)?;
+        match self.fields.get(i)? {
+            Some(text) => Some(text),
+            None => {
+                if self.unreadable.get().is_none() {
+                    self.unreadable.set(Some(i));
+                }
+                None
+            }
+        }
     }
 }
 
@@ -206,32 +239,17 @@ pub fn import_csv_in_chunks(
             &mut row_starts,
             &mut rejected,
         ) {
-            let mut fields = Vec::with_capacity(record.len());
-            let mut bad_utf8 = None;
-            for (i, f) in record.iter().enumerate() {
-                match std::str::from_utf8(f) {
-                    Ok(s) => fields.push(s),
-                    Err(_) => {
-                        bad_utf8 = Some(i);
-                        break;
-                    }
-                }
-            }
-            if let Some(i) = bad_utf8 {
-                let col = String::from_utf8_lossy(&headers[i]).trim().to_string();
-                rejected.push(Rejection {
-                    line,
-                    reason: format!("column '{col}' is not valid UTF-8 (save the export as UTF-8)"),
-                });
-                continue;
-            }
-            let row = Row { columns, fields };
+            let row = Row::new(columns, &record);
             let result = match kind {
                 ImportKind::Patients => {
                     records::parse_patient(&row, protocol).map(|(m, r)| Parsed::Patient(m, r))
                 }
                 ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
                 ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
+            };
+            let result = match row.unreadable(headers) {
+                Some(reason) => Err(reason),
+                None => result,
             };
             let p = match result {
                 Err(reason) => {
