@@ -364,25 +364,6 @@ fn check_text_export(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Says when the image store of a study whose database records images is missing
-/// (moved, or not restored with the database): never taken for an empty store.
-fn missing_store(study: &Study) -> Result<Option<String>> {
-    // Images waiting for their patient are counted among the images too.
-    let (images, waiting) = crate::db::imaging::counts(study.conn())?;
-    let images = images.max(waiting);
-    let root = crate::dicom::store::root_for(study.path());
-    if images == 0 || root.is_dir() {
-        return Ok(None);
-    }
-    Ok(Some(format!(
-        "the image store {} is missing, but the database records {} image(s); \
-         restore the folder from the study's backup (it belongs beside {})",
-        root.display(),
-        images,
-        study.path().display()
-    )))
-}
-
 /// The log file. A write that fails (a full disk) is dropped instead of being
 /// reported over the user's terminal: the command's own error says what went wrong.
 struct QuietLog(std::fs::File);
@@ -518,10 +499,6 @@ pub fn run(cli: Cli) -> Result<u8> {
                 ImportArg::Dicom => {
                     let mut study = open(&g)?;
                     study.require(crate::domain::user::Permission::Import)?;
-                    if let Some(why) = missing_store(&study)? {
-                        // Its rows would count every file as "already imported".
-                        return Err(anyhow!("{why}; then import again"));
-                    }
                     return import_dicom(&mut study, &paths, std::io::stderr().is_terminal());
                 }
                 ImportArg::Followup => {
@@ -549,7 +526,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Status { json } => {
             let study = open(&g)?;
             let report = study.status()?;
-            if let Some(why) = missing_store(&study)? {
+            if let Some(why) = crate::dicom::store::missing(&study)? {
                 eprintln!("warning: {why}");
             }
             if json {

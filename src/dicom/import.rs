@@ -468,6 +468,10 @@ pub fn import_dicom(
             )));
         }
     }
+    if let Some(why) = super::store::missing(study)? {
+        // Its rows would count every file as "already imported".
+        return Err(DicomError::Input(format!("{why}; then import again")));
+    }
     let started = std::time::Instant::now();
     let store = Store::open_locked_waiting(study.path(), crate::db::BUSY_TIMEOUT)?;
     let mut report = DicomReport {

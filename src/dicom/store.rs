@@ -34,6 +34,27 @@ pub fn root_for(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Says when the image store of a study whose database records images is missing
+/// (moved, or not restored with the database): never taken for an empty store.
+/// `import dicom` refuses to run then (every file would look already imported),
+/// and `status` warns.
+pub fn missing(study: &crate::db::Study) -> crate::db::Result<Option<String>> {
+    // Images waiting for their patient are counted among the images too.
+    let (images, waiting) = crate::db::imaging::counts(study.conn())?;
+    let images = images.max(waiting);
+    let root = root_for(study.path());
+    if images == 0 || root.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "the image store {} is missing, but the database records {} image(s); \
+         restore the folder from the study's backup (it belongs beside {})",
+        root.display(),
+        images,
+        study.path().display()
+    )))
+}
+
 /// An open store whose write lock this process holds (released on drop).
 pub struct Store {
     root: PathBuf,
