@@ -34,6 +34,9 @@ pub struct Session {
     pub role: Role,
     /// The protocol's sites, in its order (the site filter cycles through them).
     pub sites: Vec<String>,
+    /// Something wrong with the study found on opening it (its image store
+    /// missing), shown on the first screen.
+    pub warning: Option<String>,
 }
 
 /// An answer picked in the popup: one of the three answers, or clearing the manual one.
@@ -810,7 +813,8 @@ pub struct App {
 impl App {
     /// An app waiting for its worklist (send `start()`'s requests to the worker).
     pub fn new(session: Session) -> App {
-        App {
+        let warning = session.warning.clone();
+        let mut app = App {
             session,
             theme: Theme::from_env(),
             screen: Screen::Worklist,
@@ -832,7 +836,11 @@ impl App {
             pending_key: None,
             quit: false,
             hits: Cell::new(Hits::default()),
+        };
+        if let Some(w) = warning {
+            app.error(w);
         }
+        app
     }
 
     /// An app on an already-loaded worklist (tests, benchmarks).

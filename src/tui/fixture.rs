@@ -19,6 +19,7 @@ pub fn session(role: Role) -> Session {
         user: "alice".into(),
         role,
         sites: SITES.iter().map(|s| s.to_string()).collect(),
+        warning: None,
     }
 }
 

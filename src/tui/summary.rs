@@ -266,6 +266,7 @@ impl App {
             // Nothing here writes or unblinds: the role only fills the type.
             role: Role::Pi,
             sites: merged.sites.clone(),
+            warning: None,
         };
         let mut app = App::new(session);
         app.worklist.state = LoadState::Loaded;

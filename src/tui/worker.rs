@@ -425,6 +425,7 @@ impl Worker {
                     user: study.actor().name.clone(),
                     role: study.role(),
                     sites: study.protocol().sites.clone(),
+                    warning: store::missing(&study).ok().flatten(),
                 };
                 if opened_tx.send(Ok(session)).is_err() {
                     return;
