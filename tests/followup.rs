@@ -304,3 +304,38 @@ fn a_visit_is_entered_and_corrected_with_a_version_check() {
     assert!(log.contains("typo in OKS"));
     s.expect(&["audit", "verify"], 0);
 }
+
+#[test]
+fn readers_are_refused_follow_up_by_the_data_layer_and_the_command_line() {
+    let s = study();
+    s.expect(&["users", "add", "r1", "--role", "reader"], 0);
+    s.expect(&["users", "add", "pat", "--role", "pi"], 0);
+    for args in [
+        vec!["--as", "r1", "followup"],
+        vec!["--as", "r1", "followup", "--overdue", "--json"],
+        vec!["--as", "r1", "followup", "show", "PKUPH-OA-0001"],
+    ] {
+        let out = s.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = common::stderr(&out);
+        assert!(
+            err.contains("see follow-up visits (readers are blinded"),
+            "{args:?}: {err}"
+        );
+        assert!(!stdout(&out).contains("PKUPH-OA-0001"), "{args:?}");
+    }
+    let reader = marrow::db::Study::open(&s.db, None, Some("r1")).unwrap();
+    for refused in [
+        reader.visits_due(today(), 30, true).map(|_| ()),
+        reader.planned_visits(today()).map(|_| ()),
+        reader.patient_visits("PKUPH-OA-0001", today()).map(|_| ()),
+    ] {
+        assert!(
+            matches!(refused, Err(DbError::NotAllowed { .. })),
+            "{refused:?}"
+        );
+    }
+    // The PI still sees them (read-only).
+    let shown = s.expect(&["--as", "pat", "followup", "show", "PKUPH-OA-0001"], 0);
+    assert!(shown.contains("PKUPH-OA-0001"), "{shown}");
+}

@@ -316,6 +316,20 @@ impl Study {
             })
     }
 
+    /// Readers are blinded to follow-up: pain scores, function scores and new
+    /// fractures are clinical findings a blinded reader must not see. The TUI
+    /// hides the screen from them; the data layer refuses, for every front end.
+    fn refuse_blinded_followup(&self) -> Result<()> {
+        if self.role() == crate::domain::user::Role::Reader {
+            return Err(DbError::NotAllowed {
+                user: self.actor().name.clone(),
+                role: self.role().to_string(),
+                what: "see follow-up visits (readers are blinded: pain scores and fractures are clinical findings)".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Records (or corrects) one follow-up visit by hand. `expected_version`: the
     /// version of the visit the screen showed (`None` for a visit not recorded yet);
     /// when someone changed it since, nothing is written (`Conflict`). A correction
@@ -395,6 +409,7 @@ impl Study {
 
     /// The planned visits of one patient (recorded or not), on `today`.
     pub fn patient_visits(&self, study_id: &str, today: NaiveDate) -> Result<Vec<PlannedVisit>> {
+        self.refuse_blinded_followup()?;
         let (_, sid) = self.patient_row_id(study_id)?;
         Ok(
             planned_visits(self.conn(), &self.protocol().follow_up, today)?
@@ -406,6 +421,7 @@ impl Study {
 
     /// Every planned visit of the eligible patients, on `today`, by study ID and month.
     pub fn planned_visits(&self, today: NaiveDate) -> Result<Vec<PlannedVisit>> {
+        self.refuse_blinded_followup()?;
         let mut v = planned_visits(self.conn(), &self.protocol().follow_up, today)?;
         sort_visits(&mut v);
         Ok(v)
@@ -419,6 +435,7 @@ impl Study {
         days: i64,
         overdue: bool,
     ) -> Result<Vec<PlannedVisit>> {
+        self.refuse_blinded_followup()?;
         let mut v: Vec<PlannedVisit> =
             planned_visits(self.conn(), &self.protocol().follow_up, today)?
                 .into_iter()
