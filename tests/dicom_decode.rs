@@ -871,3 +871,137 @@ fn rle_32_bit_colour_is_decoded_by_marrow_itself() {
     let r = decode::render(&image, 0, 0, 0, 0).unwrap();
     assert_eq!(r.pixels, Pixels::Rgb(vec![255, 0, 128, 0, 127, 0x12]));
 }
+
+/// A colour JPEG-LS fixture of fixtures/jpegls/ (made by CharLS through
+/// tests/conformance/make_jpegls_fixtures.py): 37x23, 3 samples a pixel.
+fn jpegls_fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/jpegls")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The samples of a .raw / .charls fixture: one byte each up to 8 bits, else
+/// two, little endian; interleaved R G B.
+fn jpegls_fixture_values(name: &str, bits: u16) -> Vec<i64> {
+    let bytes = jpegls_fixture(name);
+    if bits <= 8 {
+        bytes.iter().map(|&b| i64::from(b)).collect()
+    } else {
+        bytes
+            .chunks_exact(2)
+            .map(|c| i64::from(u16::from_le_bytes([c[0], c[1]])))
+            .collect()
+    }
+}
+
+/// A DICOM RGB image of 37x23 whose Pixel Data is the JPEG-LS `stream`.
+fn jpegls_rgb(dir: &Path, name: &str, stream: Vec<u8>, bits: u16, near: u16) -> PathBuf {
+    let allocated = if bits <= 8 { 8 } else { 16 };
+    let ts = if near == 0 {
+        JPEG_LS
+    } else {
+        "1.2.840.10008.1.2.4.81"
+    };
+    Img::new(37, 23, allocated, "RGB")
+        .us(tags::SAMPLES_PER_PIXEL, 3)
+        .us(tags::PLANAR_CONFIGURATION, 0)
+        .us(tags::BITS_STORED, bits)
+        .us(tags::HIGH_BIT, bits - 1)
+        .fragments(vec![stream])
+        .write(dir, &format!("{name}.dcm"), ts)
+}
+
+#[test]
+fn colour_jpeg_ls_decodes_in_every_interleave_mode() {
+    let dir = tmp();
+    // (fixture, bits, NEAR): ILV 0, 1, 2; lossless and near-lossless; 8, 12
+    // and 16 bits; the HP1-3 colour transforms.
+    let cases: [(&str, u16, u16); 12] = [
+        ("rgb8_ilv0", 8, 0),
+        ("rgb8_ilv1", 8, 0),
+        ("rgb8_ilv2", 8, 0),
+        ("rgb8_ilv0_near2", 8, 2),
+        ("rgb8_ilv1_near3", 8, 3),
+        ("rgb8_ilv2_near3", 8, 3),
+        ("rgb12_ilv1", 12, 0),
+        ("rgb12_ilv2_near4", 12, 4),
+        ("rgb16_ilv2", 16, 0),
+        ("rgb8_hp1", 8, 0),
+        ("rgb8_hp2", 8, 0),
+        ("rgb8_hp3", 8, 0),
+    ];
+    for (name, bits, near) in cases {
+        let stream = jpegls_fixture(&format!("{name}.jls"));
+        let path = jpegls_rgb(dir.path(), name, stream, bits, near);
+        let image = decode::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let values = decode::decode_values(&image, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            (values.width, values.height, values.samples_per_pixel),
+            (37, 23, 3),
+            "{name}"
+        );
+        assert_eq!(values.photometric, "RGB", "{name}");
+        let original = jpegls_fixture_values(&format!("{name}.raw"), bits);
+        assert_eq!(values.values.len(), original.len(), "{name}");
+        if near == 0 {
+            assert!(values.values == original, "{name}: not the original pixels");
+        } else {
+            let worst = values
+                .values
+                .iter()
+                .zip(&original)
+                .map(|(a, b)| (a - b).abs())
+                .max()
+                .unwrap();
+            assert!(
+                (1..=i64::from(near)).contains(&worst),
+                "{name}: largest error {worst}, NEAR {near}"
+            );
+            let charls = jpegls_fixture_values(&format!("{name}.charls"), bits);
+            assert!(values.values == charls, "{name}: not what CharLS decodes");
+        }
+    }
+    // Drawn as colour, pixel (0, 0) of the 8-bit lossless image as stored.
+    let path = dir.path().join("rgb8_ilv1.dcm");
+    let r = render(&path, 0, 0);
+    let Pixels::Rgb(rgb) = &r.pixels else {
+        panic!("expected colour")
+    };
+    let original = jpegls_fixture_values("rgb8_ilv1.raw", 8);
+    let first: Vec<i64> = rgb[..3].iter().map(|&v| i64::from(v)).collect();
+    assert_eq!(first, original[..3]);
+}
+
+#[test]
+fn truncated_or_corrupt_colour_jpeg_ls_is_refused_with_the_reason() {
+    let dir = tmp();
+    let stream = jpegls_fixture("rgb8_ilv2.jls");
+    let half = stream[..stream.len() / 2].to_vec();
+    let path = jpegls_rgb(dir.path(), "short", half, 8, 0);
+    let image = decode::load(&path).unwrap();
+    let e = decode::decode_values(&image, 0).unwrap_err().to_string();
+    assert!(e.contains("short.dcm"), "{e}");
+    assert!(
+        e.contains("3 samples per pixel") && e.contains("truncated"),
+        "{e}"
+    );
+
+    let mut bad = stream.clone();
+    let mid = bad.len() / 2;
+    bad[mid..mid + 2].copy_from_slice(&[0xFF, 0xC4]);
+    let path = jpegls_rgb(dir.path(), "marker", bad, 8, 0);
+    let image = decode::load(&path).unwrap();
+    let e = decode::render(&image, 0, 0, 0, 0).unwrap_err().to_string();
+    assert!(e.contains("marker.dcm") && e.contains("marker FFC4"), "{e}");
+
+    // A frame header that is not the DICOM image's is refused before any
+    // sample buffer is allocated for it.
+    let path = Img::new(4000, 4000, 8, "RGB")
+        .us(tags::SAMPLES_PER_PIXEL, 3)
+        .fragments(vec![stream])
+        .write(dir.path(), "size.dcm", JPEG_LS);
+    let image = decode::load(&path).unwrap();
+    let e = decode::decode_values(&image, 0).unwrap_err().to_string();
+    assert!(e.contains("37x23 with 3 component(s)"), "{e}");
+}

@@ -1,7 +1,13 @@
-//! JPEG-LS (transfer syntaxes 1.2.840.10008.1.2.4.80 and .81) through the
-//! pure-Rust `pure_jpegls` decoder, which dicom-pixeldata cannot use (its
-//! JPEG-LS support needs the CharLS C++ library). Single-component images
-//! only: `pure_jpegls` refuses interleaved colour.
+//! JPEG-LS (transfer syntaxes 1.2.840.10008.1.2.4.80 and .81) in pure Rust,
+//! which dicom-pixeldata cannot do (its JPEG-LS support needs the CharLS C++
+//! library). Single-component images go through the `pure_jpegls` crate as
+//! before; colour (several components, in one scan per component or
+//! line- or sample-interleaved, HP colour transforms included) through
+//! [`codec`], our decoder built on parts of `pure_jpegls`.
+
+mod bits;
+pub mod codec;
+mod context;
 
 use super::decode::ImageInfo;
 use dicom_core::value::Value as DicomValue;
@@ -62,10 +68,7 @@ pub(super) fn decode_frame(
     frame: usize,
 ) -> Result<super::decode::Samples, String> {
     if info.samples_per_pixel != 1 {
-        return Err(format!(
-            "JPEG-LS with {} samples per pixel (colour) is not supported by the built-in pure-Rust decoder (single component only)",
-            info.samples_per_pixel
-        ));
+        return decode_colour(obj, info, frame);
     }
     let bytes = frame_bytes(obj, info.frames, frame)?;
     let (samples, w, h) = ::jpegls::decode(&bytes, info.columns as u32, info.rows as u32)
@@ -80,5 +83,31 @@ pub(super) fn decode_frame(
         8 => super::decode::Samples::U8(samples.iter().map(|&v| v as u8).collect()),
         16 => super::decode::Samples::U16(samples),
         other => return Err(format!("Bits Allocated {other} with JPEG-LS")),
+    })
+}
+
+/// Decodes frame `frame` of a JPEG-LS image with several samples per pixel,
+/// interleaved by pixel (planar configuration 0) whatever the scans' layout.
+fn decode_colour(
+    obj: &FileDicomObject<InMemDicomObject>,
+    info: &ImageInfo,
+    frame: usize,
+) -> Result<super::decode::Samples, String> {
+    let spp = usize::from(info.samples_per_pixel);
+    let context =
+        |e: String| format!("JPEG-LS stream ({spp} samples per pixel) of frame {frame}: {e}");
+    let bytes = frame_bytes(obj, info.frames, frame).map_err(context)?;
+    let image = codec::decode(&bytes, info.columns, info.rows, spp).map_err(context)?;
+    Ok(match info.bits_allocated {
+        8 if image.precision <= 8 => {
+            super::decode::Samples::U8(image.samples.iter().map(|&v| v as u8).collect())
+        }
+        16 => super::decode::Samples::U16(image.samples),
+        other => {
+            return Err(context(format!(
+                "{}-bit samples in Bits Allocated {other}",
+                image.precision
+            )));
+        }
     })
 }
