@@ -534,6 +534,8 @@ fn implicit_behind_meta(
     from_dicm: &[u8],
     path: &Path,
 ) -> Option<FileDicomObject<InMemDicomObject>> {
+    // dicom-rs reserves each meta value's declared length before reading it.
+    super::guard::check_meta(from_dicm).ok()?;
     let mut rest = from_dicm;
     let meta = dicom_object::meta::FileMetaTable::from_reader(&mut rest).ok()?;
     let ts = meta.transfer_syntax();

@@ -76,41 +76,8 @@ pub fn check_file(
         stop_at_pixel_data,
         transfer_syntax: None,
     };
-    // The meta group, explicit VR little endian. dicom-rs reads it the way
-    // this walk does: when it starts with its group length (0002,0000) UL,
-    // element after element until that many bytes are read, whatever their
-    // group (an off-group element is skipped by its length); else group 0002
-    // elements until another group starts.
-    let group_length = (bytes.len() >= w.pos + 12
-        && w.u16(w.pos, false) == 0x0002
-        && w.u16(w.pos + 2, false) == 0x0000
-        && &bytes[w.pos + 4..w.pos + 6] == b"UL"
-        && w.u16(w.pos + 6, false) == 4)
-        .then(|| u64::from(w.u32(w.pos + 8, false)));
-    if group_length.is_some() {
-        w.pos += 12;
-    }
-    let meta_start = w.pos;
-    loop {
-        if w.pos + 8 > bytes.len() {
-            return Ok(if (w.pos as u64) < file_len {
-                Checked::NeedMore
-            } else {
-                Checked::Complete
-            });
-        }
-        let in_meta = match group_length {
-            Some(len) => ((w.pos - meta_start) as u64) < len,
-            None => w.u16(w.pos, false) == 0x0002,
-        };
-        if !in_meta {
-            break;
-        }
-        match w.meta_element()? {
-            Step::Continue => {}
-            Step::More => return Ok(Checked::NeedMore),
-            Step::Stop | Step::End => return Ok(Checked::Complete),
-        }
+    if let Some(early) = w.meta_group()? {
+        return Ok(early);
     }
     let Some(ts) = w.transfer_syntax.clone() else {
         // dicom-rs reports the missing Transfer Syntax itself.
@@ -120,6 +87,23 @@ pub fn check_file(
         return Ok(Checked::Complete);
     };
     w.data_set(encoding, bytes.len(), 0)
+}
+
+/// Checks the meta group alone, of bytes that start with "DICM" (what
+/// dicom-rs's `FileMetaTable::from_reader` reads): a declared length past the
+/// end of `bytes` is refused before dicom-rs would reserve it.
+pub fn check_meta(from_dicm: &[u8]) -> Result<(), String> {
+    if !from_dicm.starts_with(b"DICM") {
+        return Err("no DICM marker".into());
+    }
+    let mut w = Walker {
+        bytes: from_dicm,
+        file_len: from_dicm.len() as u64,
+        pos: 4,
+        stop_at_pixel_data: false,
+        transfer_syntax: None,
+    };
+    w.meta_group().map(|_| ())
 }
 
 /// Checks a bare data set (no preamble, no meta group) read as `encoding`.
@@ -234,6 +218,48 @@ impl Walker<'_> {
             self.pos,
             self.remaining_in_file()
         )
+    }
+
+    /// The meta group from `self.pos` (just after "DICM"), explicit VR little
+    /// endian. `Some` when the walk ends within it.
+    fn meta_group(&mut self) -> Result<Option<Checked>, String> {
+        // The meta group, explicit VR little endian. dicom-rs reads it the way
+        // this walk does: when it starts with its group length (0002,0000) UL,
+        // element after element until that many bytes are read, whatever their
+        // group (an off-group element is skipped by its length); else group 0002
+        // elements until another group starts.
+        let group_length = (self.bytes.len() >= self.pos + 12
+            && self.u16(self.pos, false) == 0x0002
+            && self.u16(self.pos + 2, false) == 0x0000
+            && &self.bytes[self.pos + 4..self.pos + 6] == b"UL"
+            && self.u16(self.pos + 6, false) == 4)
+            .then(|| u64::from(self.u32(self.pos + 8, false)));
+        if group_length.is_some() {
+            self.pos += 12;
+        }
+        let meta_start = self.pos;
+        loop {
+            if self.pos + 8 > self.bytes.len() {
+                return Ok(Some(if (self.pos as u64) < self.file_len {
+                    Checked::NeedMore
+                } else {
+                    Checked::Complete
+                }));
+            }
+            let in_meta = match group_length {
+                Some(len) => ((self.pos - meta_start) as u64) < len,
+                None => self.u16(self.pos, false) == 0x0002,
+            };
+            if !in_meta {
+                break;
+            }
+            match self.meta_element()? {
+                Step::Continue => {}
+                Step::More => return Ok(Some(Checked::NeedMore)),
+                Step::Stop | Step::End => return Ok(Some(Checked::Complete)),
+            }
+        }
+        Ok(None)
     }
 
     /// One element of the meta group at `self.pos`, skipped by its length as
