@@ -8,7 +8,10 @@
 //! as root); elsewhere they say why they are skipped and pass.
 
 mod common;
+#[path = "common/os_accounts.rs"]
+mod os_accounts;
 use common::*;
+use os_accounts::OsFixture;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -29,27 +32,42 @@ fn import(s: &TempStudy, kind: &str, file: &Path) -> std::process::Output {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn rows_in_latin1_or_gbk_are_refused_naming_the_column_and_the_rest_goes_in() {
+fn latin1_or_gbk_in_a_column_marrow_reads_refuses_the_row_naming_it_and_in_an_ignored_column_costs_nothing()
+ {
     let s = TempStudy::init();
-    let mut bytes = b"mrn,site,phase,group,name\nMRN001,PKUPH,retrospective,OA,".to_vec();
-    bytes.extend(b"M\xfcller\n"); // Latin-1
-    bytes.extend(b"MRN002,PKUPH,retrospective,OP,\xc0\xee\xc4\xc8\n"); // GBK for 李娜
-    bytes.extend(b"MRN003,SYSMH,retrospective,OA,Chen\n");
+    // The export's name column is never read (no direct identifier is stored),
+    // so Latin-1 or GBK there costs nothing; in a column the import reads it
+    // refuses that row, naming the column.
+    let mut bytes = b"mrn,site,phase,group,name,sex\nMRN001,PKUPH,retrospective,OA,".to_vec();
+    bytes.extend(b"M\xfcller,F\n"); // Latin-1
+    bytes.extend(b"MRN002,PKUPH,retrospective,OP,\xc0\xee\xc4\xc8,F\n"); // GBK for 李娜
+    bytes.extend(b"MRN003,SYSMH,retrospective,OA,Chen,\xc9\n"); // Latin-1 É in sex
+    bytes.extend(b"MRN004,SYSMH,retrospective,O\xc1,Wang,M\n"); // a stray byte in group
+    bytes.extend(b"MRN005,SYSMH,retrospective,OA,Li,M\n");
     let f = s.path("latin1.csv");
     std::fs::write(&f, &bytes).unwrap();
     let out = import(&s, "patients", &f);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("line 2: column 'name' is not valid UTF-8 (save the export as UTF-8)"),
+        text.contains("line 4: column 'sex' is not valid UTF-8 (save the export as UTF-8)"),
         "{text}"
     );
     assert!(
-        text.contains("line 3: column 'name' is not valid UTF-8"),
+        text.contains("line 5: column 'group' is not valid UTF-8"),
         "{text}"
     );
-    assert!(text.contains("1 added"), "{text}");
-    assert!(s.path("latin1.rejected.csv").exists());
+    assert!(
+        !text.contains("line 2:") && !text.contains("line 3:"),
+        "{text}"
+    );
+    assert!(text.contains("3 added"), "{text}");
+    let rejected = std::fs::read(s.path("latin1.rejected.csv")).unwrap();
+    assert_eq!(rejected.iter().filter(|b| **b == b'\n').count(), 3); // header + 2 rows
+    let listed = stdout(&s.run(&["patients", "--json"]));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    // (tests/followup.rs checks the same for the follow-up import.)
 }
 
 #[test]
@@ -299,6 +317,30 @@ fn a_missing_store_folder_is_said_by_status_and_stops_a_dicom_import() {
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stderr(&out).contains("is missing"), "{}", stderr(&out));
     assert!(!store.exists(), "the import made an empty store");
+    // The refusal is the import's own, not only the command line's.
+    let mut study = s.open();
+    let refused = marrow::dicom::import_dicom(&mut study, &[s.path("gen")], |_| {})
+        .expect_err("the library import refuses too");
+    assert!(refused.to_string().contains("is missing"), "{refused}");
+    assert!(!store.exists(), "the import made an empty store");
+    drop(study);
+    // The TUI says it on its first screen.
+    let (worker, session) = marrow::tui::worker::Worker::spawn(s.db.clone(), None, None, |_| {})
+        .expect("the TUI opens the study");
+    let warning = session.warning.clone().expect("the TUI is told");
+    assert!(warning.contains("is missing"), "{warning}");
+    let app = marrow::tui::App::new(session);
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 30)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    let screen: String = t
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(screen.contains("the image store"), "{screen}");
+    drop(worker);
 
     // put back, all is as before
     std::fs::rename(&moved, &store).unwrap();
@@ -526,48 +568,16 @@ fn a_terminal_too_small_says_so_at_any_size_without_panicking() {
 #[test]
 fn a_database_file_its_user_may_not_write_is_said_plainly_once() {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
-    // SAFETY: a plain system call.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to make an OS account (CI runs as root)");
-        return;
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("mrwro{:x}", (std::process::id() << 8) ^ nanos);
-    let name = name[..name.len().min(16)].to_string();
-    let made = Command::new("useradd")
-        .args(["-M", "-N", "-s", "/bin/sh", &name])
-        .output();
-    if !made.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: useradd failed or is missing: {made:?}");
-        return;
-    }
-    struct Gone(String);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = Command::new("userdel").arg(&self.0).output();
+    let mut fx = match OsFixture::new(false) {
+        Ok(fx) => fx,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
         }
-    }
-    let _gone = Gone(name.clone());
-    let c = std::ffi::CString::new(name.as_str()).unwrap();
-    // SAFETY: getpwnam's result is read at once, on this thread.
-    let (uid, gid) = unsafe {
-        let p = libc::getpwnam(c.as_ptr());
-        assert!(!p.is_null());
-        ((*p).pw_uid, (*p).pw_gid)
     };
-    let base = tempfile::Builder::new()
-        .prefix("marrow-ro-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = base.path().join("marrow");
-    std::fs::copy(env!("CARGO_BIN_EXE_marrow"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = base.path().join("study");
+    let user = fx.user("ro", false);
+    let (name, uid, gid) = (user.name.clone(), user.uid, user.gid);
+    let dir = fx.base.path().join("study");
     std::fs::create_dir(&dir).unwrap();
     let db = dir.join("s.db");
     let csv = dir.join("p.csv");
@@ -580,25 +590,14 @@ fn a_database_file_its_user_may_not_write_is_said_plainly_once() {
     )
     .unwrap();
     let marrow = |as_user: bool, args: &[&str]| {
-        let mut c = Command::new(&bin);
-        c.arg("--db").arg(&db).args(args).env_remove("MARROW_KEY");
-        if as_user {
-            c.env_clear()
-                .env("PATH", "/usr/bin:/bin")
-                .env("NO_COLOR", "1");
-            // SAFETY: only system calls between fork and exec.
-            unsafe {
-                c.pre_exec(move || {
-                    if libc::setgroups(1, &gid) != 0
-                        || libc::setgid(gid) != 0
-                        || libc::setuid(uid) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
+        let mut c = if as_user {
+            user.command(&[])
+        } else {
+            let mut c = Command::new(&fx.bin);
+            c.env_remove("MARROW_KEY");
+            c
+        };
+        c.arg("--db").arg(&db).args(args);
         c.output().unwrap()
     };
     assert!(marrow(false, &["init"]).status.success());

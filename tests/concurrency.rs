@@ -4,8 +4,14 @@
 //! coordinators answering screening criteria on the same patients, three
 //! coordinators importing patients, DXA and labs, and one importing DICOM images for
 //! new patients (so new cases keep arriving). Every process is a separate run of the
-//! binary, as a different study user (`--as` from the admin), and each logs every
-//! acknowledged write (what, and the value marrow answered) to a file of its own.
+//! binary, as a different study user, and each logs every acknowledged write (what,
+//! and the value marrow answered) to a file of its own.
+//!
+//! Run as root (CI), the 16 users are 16 real OS accounts (`tests/common/os_accounts.rs`)
+//! in a Unix group the study is shared with (`marrow init --group`), each process
+//! opening the study as itself, with its own uid, as on a shared server. Otherwise (or
+//! with `MARROW_CONCURRENCY_LAUNCH=as`) they are study users the admin acts as (`--as`).
+//! The test prints which (`concurrency: mode: ...`); the checks are the same.
 //!
 //! Afterwards: no run showed "database is locked" or "busy" (exit statuses and
 //! stderr), every acknowledged write is in the database with the acknowledged value
@@ -15,8 +21,11 @@
 //! sees it (the whole run of the binary); `bench/concurrency.sh` reruns it.
 
 mod common;
+#[path = "common/os_accounts.rs"]
+mod os_accounts;
 use common::*;
 use marrow::dicom::synth::{self, BodyPart, Spec, View};
+use os_accounts::{OsFixture, User};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -56,6 +65,115 @@ fn knee(patient_id: &str, seed: u64) -> Spec {
     }
 }
 
+/// Every worker (its label) and its study role.
+fn roles() -> Vec<(&'static str, &'static str)> {
+    READERS
+        .iter()
+        .map(|u| (*u, "reader"))
+        .chain(ADJUDICATORS.iter().map(|u| (*u, "adjudicator")))
+        .chain(SCREENERS.iter().map(|u| (*u, "coordinator")))
+        .chain(CSV_IMPORTERS.iter().map(|u| (*u, "coordinator")))
+        .chain([(DICOM_IMPORTER, "coordinator")])
+        .collect()
+}
+
+/// How the workers start the binary.
+enum Launch {
+    /// As root: each worker an OS account of its own (`mrw<label><tag>`), in the Unix
+    /// group the study is shared with, opening the study as itself (no `--as`).
+    Accounts {
+        fx: Box<OsFixture>,
+        users: HashMap<&'static str, User>,
+    },
+    /// Otherwise: the admin acting as each study user (`--as <label>`).
+    As,
+}
+
+impl Launch {
+    /// OS accounts where this process may make them, else `--as`; with a line saying which.
+    fn choose() -> (Launch, String) {
+        if std::env::var("MARROW_CONCURRENCY_LAUNCH").as_deref() == Ok("as") {
+            return (
+                Launch::As,
+                "the admin acting as 16 study users (--as), as MARROW_CONCURRENCY_LAUNCH=as asks"
+                    .into(),
+            );
+        }
+        match OsFixture::new(true) {
+            Err(why) => (
+                Launch::As,
+                format!("the admin acting as 16 study users (--as): {why}"),
+            ),
+            Ok(mut fx) => {
+                // The input files the test writes for the importers must be readable
+                // by the group whatever umask the test was started with.
+                // SAFETY: a plain system call; this binary runs this one test.
+                unsafe { libc::umask(0o022) };
+                let users = roles()
+                    .into_iter()
+                    .map(|(label, _)| (label, fx.user(label, true)))
+                    .collect();
+                let line = format!(
+                    "16 OS accounts (mrw<role>{}) in the study's group {}, each opening the study as itself",
+                    fx.tag,
+                    fx.group()
+                );
+                (
+                    Launch::Accounts {
+                        fx: Box::new(fx),
+                        users,
+                    },
+                    line,
+                )
+            }
+        }
+    }
+
+    /// The study user name of worker `label`.
+    fn name(&self, label: &str) -> String {
+        match self {
+            Launch::As => label.to_string(),
+            Launch::Accounts { users, .. } => users[label].name.clone(),
+        }
+    }
+
+    /// `marrow --db DB` as worker `label`, to be given its arguments.
+    fn command(&self, s: &TempStudy, label: &str) -> std::process::Command {
+        match self {
+            Launch::As => {
+                let mut c = s.cmd();
+                c.args(["--as", label]);
+                c
+            }
+            Launch::Accounts { users, .. } => {
+                let mut c = users[label].command(&[]);
+                c.arg("--db").arg(&s.db);
+                c
+            }
+        }
+    }
+
+    /// A new study, made by root (its admin): private for `--as`, shared with the
+    /// accounts' group (in a folder they may reach) otherwise.
+    fn study(&self) -> TempStudy {
+        match self {
+            Launch::As => TempStudy::init(),
+            Launch::Accounts { fx, .. } => {
+                let dir = tempfile::Builder::new()
+                    .prefix("study-")
+                    .tempdir_in(fx.base.path())
+                    .unwrap();
+                let s = TempStudy {
+                    db: dir.path().join("study.db"),
+                    dir,
+                };
+                s.expect(&["init", "--group", fx.group()], 0);
+                s
+            }
+        }
+    }
+}
+
 /// What one run of the binary gave.
 struct Run {
     args: Vec<String>,
@@ -69,7 +187,11 @@ struct Run {
 /// acknowledged to `acks-USER.log` (tab-separated: kind, then the fields).
 struct Worker<'a> {
     s: &'a TempStudy,
+    launch: &'a Launch,
+    /// The worker's label (its log file, its reasons).
     user: &'static str,
+    /// Its study user name (the label under `--as`, the OS account's name otherwise).
+    name: String,
     log: std::fs::File,
     rng: StdRng,
     /// (kind of write, milliseconds) of each acknowledged write.
@@ -82,11 +204,13 @@ struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    fn new(s: &'a TempStudy, user: &'static str, seed: u64) -> Worker<'a> {
+    fn new(s: &'a TempStudy, launch: &'a Launch, user: &'static str, seed: u64) -> Worker<'a> {
         let log = std::fs::File::create(log_path(s, user)).unwrap();
         Worker {
             s,
+            launch,
             user,
+            name: launch.name(user),
             log,
             rng: StdRng::seed_from_u64(seed),
             latencies: Vec::new(),
@@ -97,8 +221,8 @@ impl<'a> Worker<'a> {
     }
 
     fn run(&mut self, args: &[&str]) -> Run {
-        let mut cmd = self.s.cmd();
-        cmd.args(["--as", self.user]).args(args);
+        let mut cmd = self.launch.command(self.s, self.user);
+        cmd.args(args);
         let t = Instant::now();
         let out = cmd.output().expect("run marrow");
         let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -255,7 +379,7 @@ fn adjudicator(w: &mut Worker, until: Instant) {
         match r.code {
             Some(0) => {
                 let rec = json(&r.stdout);
-                assert_eq!(rec["decided_by"], w.user, "{rec}");
+                assert_eq!(rec["decided_by"], w.name.as_str(), "{rec}");
                 w.ack("adjudicate", r.ms, &[&case, &kl, &rationale]);
             }
             // Another adjudicator decided first, or a corrected read changed the case.
@@ -457,18 +581,10 @@ fn read_log(s: &TempStudy, user: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn setup() -> TempStudy {
-    let s = TempStudy::init();
-    let users: Vec<(&str, &str)> = READERS
-        .iter()
-        .map(|u| (*u, "reader"))
-        .chain(ADJUDICATORS.iter().map(|u| (*u, "adjudicator")))
-        .chain(SCREENERS.iter().map(|u| (*u, "coordinator")))
-        .chain(CSV_IMPORTERS.iter().map(|u| (*u, "coordinator")))
-        .chain([(DICOM_IMPORTER, "coordinator")])
-        .collect();
-    for (u, role) in users {
-        s.expect(&["users", "add", u, "--role", role], 0);
+fn setup(launch: &Launch) -> TempStudy {
+    let s = launch.study();
+    for (u, role) in roles() {
+        s.expect(&["users", "add", &launch.name(u), "--role", role], 0);
     }
     let mut csv = String::from(PATIENT_HEADER);
     for i in 1..=READING_PATIENTS {
@@ -513,7 +629,9 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
     eprintln!(
         "concurrency: {secs} s, seed {seed} (MARROW_CONCURRENCY_SEED={seed} repeats the choices)"
     );
-    let s = setup();
+    let (launch, mode) = Launch::choose();
+    eprintln!("concurrency: mode: {mode}");
+    let s = setup(&launch);
     let raw = raw_connection(&s.db);
     let screening_versions: HashMap<String, i64> = raw
         .prepare("SELECT study_id, version FROM patients WHERE study_id LIKE 'SYSMH-CONTROL-%'")
@@ -528,6 +646,7 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
     let until = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
     let s_ref = &s;
+    let l_ref = &launch;
     let workers: Vec<Worker> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         let mut k = 0u64;
@@ -538,7 +657,7 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
         for u in READERS {
             let sd = next_seed();
             handles.push(scope.spawn(move || {
-                let mut w = Worker::new(s_ref, u, sd);
+                let mut w = Worker::new(s_ref, l_ref, u, sd);
                 reader(&mut w, until);
                 w
             }));
@@ -546,7 +665,7 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
         for u in ADJUDICATORS {
             let sd = next_seed();
             handles.push(scope.spawn(move || {
-                let mut w = Worker::new(s_ref, u, sd);
+                let mut w = Worker::new(s_ref, l_ref, u, sd);
                 adjudicator(&mut w, until);
                 w
             }));
@@ -554,7 +673,7 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
         for (i, u) in SCREENERS.into_iter().enumerate() {
             let sd = next_seed();
             handles.push(scope.spawn(move || {
-                let mut w = Worker::new(s_ref, u, sd);
+                let mut w = Worker::new(s_ref, l_ref, u, sd);
                 screener(&mut w, SCREENER_CRITERIA[i], until);
                 w
             }));
@@ -562,14 +681,14 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
         for u in CSV_IMPORTERS {
             let sd = next_seed();
             handles.push(scope.spawn(move || {
-                let mut w = Worker::new(s_ref, u, sd);
+                let mut w = Worker::new(s_ref, l_ref, u, sd);
                 csv_importer(&mut w, until);
                 w
             }));
         }
         let sd = next_seed();
         handles.push(scope.spawn(move || {
-            let mut w = Worker::new(s_ref, DICOM_IMPORTER, sd);
+            let mut w = Worker::new(s_ref, l_ref, DICOM_IMPORTER, sd);
             dicom_importer(&mut w, until);
             w
         }));
@@ -578,21 +697,7 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
     });
     let elapsed = started.elapsed().as_secs_f64();
 
-    // ----- nobody was shown busy, nothing failed -----
-    let failures: Vec<&String> = workers.iter().flat_map(|w| &w.failures).collect();
-    assert!(
-        failures.is_empty(),
-        "{} failed runs:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(10)
-            .map(|f| f.as_str())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    );
-
-    // ----- latency -----
+    // ----- latency (printed first, so a failed run still shows it) -----
     let mut all: Vec<f64> = workers
         .iter()
         .flat_map(|w| w.latencies.iter().map(|(_, ms)| *ms))
@@ -626,6 +731,20 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
         );
     }
 
+    // ----- nobody was shown busy, nothing failed -----
+    let failures: Vec<&String> = workers.iter().flat_map(|w| &w.failures).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed runs:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(10)
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+
     // ----- every acknowledged write is in the database, with its value -----
     s.expect(&["audit", "verify"], 0);
     let study = s.open();
@@ -643,8 +762,10 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
     // Reads: each acknowledged version with its grade; none that was not acknowledged.
     let mut acked_reads: HashSet<(i64, String, i64)> = HashSet::new();
     let mut takes = 0;
-    for u in READERS {
-        for f in read_log(&s, u) {
+    for label in READERS {
+        let name = launch.name(label);
+        let u = name.as_str();
+        for f in read_log(&s, label) {
             match f[0].as_str() {
                 "take" => {
                     takes += 1;
@@ -756,8 +877,10 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
 
     // Adjudications: each acknowledged one is the case's final; no other adjudication.
     let mut acked_finals = HashSet::new();
-    for u in ADJUDICATORS {
-        for f in read_log(&s, u) {
+    for label in ADJUDICATORS {
+        let name = launch.name(label);
+        let u = name.as_str();
+        for f in read_log(&s, label) {
             let (case, kl, rationale) = (&f[1], &f[2], &f[3]);
             let row: (i64, String, String, String) = raw
                 .query_row(
@@ -799,8 +922,10 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
     // each patient's version went up once per acknowledged answer.
     let mut last: HashMap<(String, String), (String, String)> = HashMap::new();
     let mut per_patient: HashMap<String, i64> = HashMap::new();
-    for u in SCREENERS {
-        for f in read_log(&s, u) {
+    for label in SCREENERS {
+        let name = launch.name(label);
+        let u = name.as_str();
+        for f in read_log(&s, label) {
             let (sid, c, a, reason) = (&f[1], &f[2], &f[3], &f[4]);
             last.insert((sid.clone(), c.clone()), (a.clone(), reason.clone()));
             *per_patient.entry(sid.clone()).or_default() += 1;
@@ -850,8 +975,10 @@ fn sixteen_processes_lose_no_acknowledged_write_and_never_show_busy() {
         .unwrap_or_else(|e| panic!("acknowledged patient {mrn} is missing: {e}"))
     };
     let mut imported = 0;
-    for u in CSV_IMPORTERS.iter().chain([&DICOM_IMPORTER]) {
-        for f in read_log(&s, u) {
+    for label in CSV_IMPORTERS.iter().chain([&DICOM_IMPORTER]) {
+        let name = launch.name(label);
+        let u = name.as_str();
+        for f in read_log(&s, label) {
             imported += 1;
             match f[0].as_str() {
                 "patients" => {

@@ -14,12 +14,14 @@
 //! - `--as` through the API: `db::as_is_honoured_only_for_admins`.
 
 mod common;
+#[path = "common/os_accounts.rs"]
+mod os_accounts;
 use common::*;
 use marrow::db::{DbError, Study};
 use marrow::domain::eligibility::{Answer, Criterion};
 use marrow::domain::user::Role;
+use os_accounts::OsFixture;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -335,8 +337,8 @@ fn a_pi_cannot_write_through_the_data_layer() {
         &changed,
         |_, _| {},
     ) {
-        Err(marrow::import::ImportError::Database { source, .. }) => {
-            refused("import_csv", Err::<(), _>(source))
+        Err(marrow::import::ImportError::Database { error, .. }) => {
+            refused("import_csv", Err::<(), _>(error))
         }
         Err(e) => panic!("import_csv refused for the wrong reason: {e}"),
         Ok(r) => panic!("a PI imported: {r:?}"),
@@ -356,21 +358,6 @@ fn a_pi_cannot_write_through_the_data_layer() {
 // `--as` with a real non-admin OS account (root only)
 // ---------------------------------------------------------------------------
 
-fn found(tool: &str) -> bool {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(tool).exists())
-}
-
-/// Removes the account on every way out of the test.
-struct Account(String);
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.0).output();
-    }
-}
-
 fn chown_all(dir: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
     for p in walk(dir) {
@@ -380,54 +367,22 @@ fn chown_all(dir: &Path, uid: u32, gid: u32) {
 
 #[test]
 fn as_works_only_for_admins_also_for_a_real_os_account() {
-    // SAFETY: a plain system call.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "skipped: making an OS account needs root (CI runs as root); \
-             the same rule through the API is db::as_is_honoured_only_for_admins"
-        );
-        return;
-    }
-    if !found("useradd") || !found("userdel") {
-        eprintln!("skipped: useradd/userdel are not installed");
-        return;
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("mrwas{:x}", (std::process::id() << 8) ^ nanos);
-    let name = name[..name.len().min(16)].to_string();
-    let out = Command::new("useradd")
-        .args(["-M", "-N", "-s", "/bin/sh", &name])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "useradd: {}", stderr(&out));
-    let _account = Account(name.clone());
-    let (uid, gid) = {
-        let c = std::ffi::CString::new(name.as_str()).unwrap();
-        // SAFETY: getpwnam's result is read at once, on this thread.
-        unsafe {
-            let p = libc::getpwnam(c.as_ptr());
-            assert!(!p.is_null());
-            ((*p).pw_uid, (*p).pw_gid)
+    let mut fx = match OsFixture::new(false) {
+        Ok(fx) => fx,
+        Err(why) => {
+            eprintln!(
+                "skipped: {why}; the same rule through the API is db::as_is_honoured_only_for_admins"
+            );
+            return;
         }
     };
-
-    // A folder the account may enter, with a copy of the binary it may run.
-    let base = tempfile::Builder::new()
-        .prefix("marrow-as-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = base.path().join("marrow");
-    std::fs::copy(env!("CARGO_BIN_EXE_marrow"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = base.path().join("study");
+    let account = fx.user("as", false);
+    let (name, uid, gid) = (account.name.clone(), account.uid, account.gid);
+    let dir = fx.base.path().join("study");
     std::fs::create_dir(&dir).unwrap();
     let db = dir.join("s.db");
     let as_root = |args: &[&str]| {
-        let out = Command::new(&bin)
+        let out = Command::new(&fx.bin)
             .arg("--db")
             .arg(&db)
             .args(args)
@@ -443,24 +398,8 @@ fn as_works_only_for_admins_also_for_a_real_os_account() {
     // The account owns the private study (as the admin who made it would).
     chown_all(&dir, uid, gid);
     let as_account = |args: &[&str]| {
-        let mut c = Command::new(&bin);
-        c.arg("--db")
-            .arg(&db)
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", base.path())
-            .env("NO_COLOR", "1");
-        // SAFETY: only system calls between fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let mut c = account.command(&[]);
+        c.arg("--db").arg(&db).args(args);
         c.output().unwrap()
     };
     // as themselves: fine

@@ -7,8 +7,8 @@
 //!
 //! `three_os_users_of_one_group_read_and_view_and_an_outsider_is_refused` needs root
 //! (CI and the development container run as root): it creates a group and four users
-//! with `groupadd`/`useradd` (unique names, removed at the end even when the test
-//! fails), then runs the built `marrow` as each of them (fork, `setgroups`, `setgid`,
+//! with `groupadd`/`useradd` (`tests/common/os_accounts.rs`: unique names, removed at
+//! the end even when the test fails), then runs the built `marrow` as each of them (fork, `setgroups`, `setgid`,
 //! `setuid`, umask 077, `HOME` set to a home of their own): the admin creates the study
 //! for the group and imports the demo data, two readers take and submit reads of the
 //! same case while the admin holds the database open in another process (so they open
@@ -23,10 +23,12 @@
 //! Not root (or without `useradd`): these say why they are skipped and pass.
 
 mod common;
+#[path = "common/os_accounts.rs"]
+mod os_accounts;
 use common::tmux::{Tmux, shell_quote};
+use os_accounts::{OsFixture, User, found};
 use std::ffi::CString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -180,263 +182,24 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// An OS account made for the test.
-#[derive(Clone)]
-struct User {
-    name: String,
-    uid: u32,
-    gid: u32,
-    groups: Vec<u32>,
-    home: PathBuf,
-    /// A copy of the binary this user may run (the build folder is under root's
-    /// home, which only root may enter).
-    bin: PathBuf,
-}
-
-/// Removes the users and the group it made, on every way out of the test.
-struct Accounts {
-    users: Vec<String>,
-    group: Option<String>,
-}
-
-impl Drop for Accounts {
-    fn drop(&mut self) {
-        for u in &self.users {
-            // A process of the user that was just told to end (a terminal's shell on
-            // SIGHUP) may still be going: userdel refuses until it has.
-            let mut tries = 0;
-            loop {
-                let out = Command::new("userdel").arg(u).output();
-                if out.as_ref().is_ok_and(|o| o.status.success()) {
-                    break;
-                }
-                tries += 1;
-                if tries == 50 {
-                    eprintln!("warning: userdel {u}: {out:?}");
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        }
-        if let Some(g) = &self.group {
-            let out = Command::new("groupdel").arg(g).output();
-            if !out.as_ref().is_ok_and(|o| o.status.success()) {
-                eprintln!("warning: groupdel {g}: {out:?}");
-            }
-        }
-    }
-}
-
-fn found(tool: &str) -> bool {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(tool).exists())
-}
-
-fn sh(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-}
-
-/// uid and primary gid of a user name.
-fn passwd(name: &str) -> (u32, u32) {
-    let c = CString::new(name).unwrap();
-    // SAFETY: getpwnam's result is read at once, on this thread.
-    unsafe {
-        let p = libc::getpwnam(c.as_ptr());
-        assert!(!p.is_null(), "no user {name}");
-        ((*p).pw_uid, (*p).pw_gid)
-    }
-}
-
-impl User {
-    /// `marrow ARGS` as this user: their uid, primary and supplementary groups, umask
-    /// 077 (so only marrow's own modes can make a file the group's), their HOME.
-    fn marrow(&self, args: &[&str]) -> Output {
-        self.command(&self.bin, args).output().expect("run marrow")
-    }
-
-    fn command(&self, bin: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(bin);
-        c.args(args)
-            .current_dir(&self.home)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &self.home)
-            .env("USER", &self.name)
-            .env("LOGNAME", &self.name)
-            .env("NO_COLOR", "1")
-            .env("LANG", "C.UTF-8");
-        let (uid, gid, groups) = (self.uid, self.gid, self.groups.clone());
-        // SAFETY: only system calls between fork and exec.
-        unsafe {
-            c.pre_exec(move || become_user(uid, gid, &groups));
-        }
-        c
-    }
-
-    fn expect(&self, args: &[&str]) -> String {
-        let out = self.marrow(args);
-        assert!(
-            out.status.success(),
-            "{} as {}: exit {:?}\n{}{}",
-            args.join(" "),
-            self.name,
-            out.status.code(),
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
-}
-
-/// Drops root for `uid` (between fork and exec): groups first, then the gid, then the
-/// uid; umask 077.
-fn become_user(uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
-    // SAFETY: plain system calls with a slice that outlives them.
-    unsafe {
-        libc::umask(0o077);
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-            || libc::setgid(gid) != 0
-            || libc::setuid(uid) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Root's set-up for the tests with real accounts: a new group, a folder every test
-/// user may enter holding a copy of the binary and their homes; the accounts and the
-/// group are removed when it is dropped.
-struct OsFixture {
-    group: String,
-    gid: u32,
-    tag: String,
-    homes: PathBuf,
-    bin: PathBuf,
-    // Dropped after the accounts: the folder goes last.
-    accounts: Accounts,
-    base: tempfile::TempDir,
-}
-
-impl OsFixture {
-    /// `None` (with the reason printed) where the test cannot make accounts.
-    fn new() -> Option<OsFixture> {
-        // SAFETY: a plain system call.
-        if unsafe { libc::geteuid() } != 0 {
+/// The fixture with a study group, or `None` (saying why the test is skipped).
+fn os_fixture() -> Option<OsFixture> {
+    OsFixture::new(true)
+        .map_err(|why| {
             eprintln!(
-                "skipped: making OS users and a group needs root (this test runs as root in CI); \
-                 the group modes are checked without root by a_study_shared_with_the_primary_group_gives_every_file_the_group"
-            );
-            return None;
-        }
-        if !["useradd", "userdel", "groupadd", "groupdel"]
-            .iter()
-            .all(|t| found(t))
-        {
-            eprintln!("skipped: useradd/userdel/groupadd/groupdel are not installed");
-            return None;
-        }
-        // Short unique names (user names are at most 32 characters).
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let tag = format!("{:x}", (std::process::id() << 12) ^ nanos ^ (seq << 28));
-        let tag = tag[tag.len().saturating_sub(6)..].to_string();
-        let group = format!("mrwg{tag}");
-        let mut accounts = Accounts {
-            users: Vec::new(),
-            group: None,
-        };
-        sh("groupadd", &[&group]);
-        accounts.group = Some(group.clone());
-        let gid = marrow::db::sharing::group_id(&group).expect("the new group");
-
-        let base = tempfile::Builder::new()
-            .prefix("marrow-shared-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = base.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let copy = bin.join("marrow");
-        std::fs::copy(marrow_bin(), &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let homes = base.path().join("home");
-        std::fs::create_dir(&homes).unwrap();
-        std::fs::set_permissions(&homes, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Some(OsFixture {
-            group,
-            gid,
-            tag,
-            homes,
-            bin: copy,
-            accounts,
-            base,
+                "skipped: {why}; the group modes are checked without root by \
+                 a_study_shared_with_the_primary_group_gives_every_file_the_group"
+            )
         })
-    }
-
-    /// A new account `mrw<role><tag>`, in the study group when `member`, with a
-    /// private home of its own.
-    fn user(&mut self, role: &str, member: bool) -> User {
-        let name = format!("mrw{role}{}", self.tag);
-        let mut args = vec!["-M", "-N", "-s", "/bin/sh"];
-        if member {
-            args.extend(["-G", self.group.as_str()]);
-        }
-        args.push(&name);
-        sh("useradd", &args);
-        self.accounts.users.push(name.clone());
-        let (uid, primary) = passwd(&name);
-        assert_ne!(
-            primary, self.gid,
-            "the study group must not be their primary group"
-        );
-        let home = self.homes.join(&name);
-        std::fs::create_dir(&home).unwrap();
-        std::os::unix::fs::chown(&home, Some(uid), Some(primary)).unwrap();
-        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let mut groups = vec![primary];
-        if member {
-            groups.push(self.gid);
-        }
-        User {
-            name,
-            uid,
-            gid: primary,
-            groups,
-            home,
-            bin: self.bin.clone(),
-        }
-    }
-
-    /// A new, empty folder for the study, owned by `admin`; `init --group` makes it
-    /// the group's.
-    fn study_dir(&self, admin: &User) -> PathBuf {
-        let dir = self.base.path().join("study");
-        std::fs::create_dir(&dir).unwrap();
-        std::os::unix::fs::chown(&dir, Some(admin.uid), Some(admin.gid)).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        dir
-    }
+        .ok()
 }
 
 #[test]
 fn three_os_users_of_one_group_read_and_view_and_an_outsider_is_refused() {
-    let Some(mut fx) = OsFixture::new() else {
+    let Some(mut fx) = os_fixture() else {
         return;
     };
-    let (group, gid) = (fx.group.clone(), fx.gid);
+    let (group, gid) = (fx.group().to_string(), fx.gid());
     let admin = fx.user("a", true);
     let r1 = fx.user("r1", true);
     let r2 = fx.user("r2", true);
@@ -604,7 +367,7 @@ impl User {
 /// `--as`: each is who the OS says they are.
 #[test]
 fn three_os_users_in_three_terminals_take_a_case_to_final_in_a_shared_study() {
-    let Some(mut fx) = OsFixture::new() else {
+    let Some(mut fx) = os_fixture() else {
         return;
     };
     if !found("setpriv") {
@@ -618,7 +381,7 @@ fn three_os_users_in_three_terminals_take_a_case_to_final_in_a_shared_study() {
     let dir = fx.study_dir(&admin);
     let db = dir.join("study.db");
     let dbs = db.to_str().unwrap();
-    admin.expect(&["--db", dbs, "init", "--group", &fx.group]);
+    admin.expect(&["--db", dbs, "init", "--group", fx.group()]);
     for (u, role) in [(&r1, "reader"), (&r2, "reader"), (&adj, "adjudicator")] {
         admin.expect(&["--db", dbs, "users", "add", &u.name, "--role", role]);
     }
@@ -745,7 +508,7 @@ fn three_os_users_in_three_terminals_take_a_case_to_final_in_a_shared_study() {
     // Every file the four processes made is the group's, and the record holds.
     for f in [&db, &with_suffix(&db, "-wal"), &with_suffix(&db, ".log")] {
         if f.exists() {
-            assert_eq!((mode(f), gid_of(f)), (0o660, fx.gid), "{}", f.display());
+            assert_eq!((mode(f), gid_of(f)), (0o660, fx.gid()), "{}", f.display());
         }
     }
     let shown = admin.expect(&["--db", dbs, "read", "show", "C00001"]);
@@ -784,16 +547,13 @@ impl Holder {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
         std::os::unix::fs::chown(&fifo, Some(user.uid), Some(user.gid)).unwrap();
         let child = user
-            .command(
-                &user.bin,
-                &[
-                    "--db",
-                    db.to_str().unwrap(),
-                    "import",
-                    "patients",
-                    fifo.to_str().unwrap(),
-                ],
-            )
+            .command(&[
+                "--db",
+                db.to_str().unwrap(),
+                "import",
+                "patients",
+                fifo.to_str().unwrap(),
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -853,6 +613,68 @@ impl Drop for Holder {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// Sixteen members of the group open a shared study at the same moment, again and
+/// again, with umask 077: none is refused. (The -wal and -shm files vanish when the
+/// last member closes; the next opener used to have SQLite make them 0600 under its
+/// umask and widen them only afterwards, and a member opening in between was told
+/// "cannot open the files beside ... (-wal, -shm)": 75 of 240 opens, before.)
+#[test]
+fn sixteen_members_opening_a_shared_study_at_once_are_never_refused() {
+    let Some(mut fx) = os_fixture() else {
+        return;
+    };
+    let group = fx.group().to_string();
+    let admin = fx.user("a", true);
+    let members: Vec<User> = (0..16).map(|i| fx.user(&format!("m{i}"), true)).collect();
+    let dir = fx.study_dir(&admin);
+    let db = dir.join("study.db");
+    let dbs = db.to_str().unwrap();
+    admin.expect(&["--db", dbs, "init", "--group", &group]);
+    for m in &members {
+        admin.expect(&[
+            "--db",
+            dbs,
+            "users",
+            "add",
+            &m.name,
+            "--role",
+            "coordinator",
+        ]);
+    }
+    let mut refused = Vec::new();
+    for round in 0..12 {
+        let running: Vec<_> = members
+            .iter()
+            .map(|m| {
+                m.command(&["--db", dbs, "status", "--json"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start marrow")
+            })
+            .collect();
+        for (m, child) in members.iter().zip(running) {
+            let out = child.wait_with_output().expect("marrow ends");
+            if !out.status.success() {
+                refused.push(format!("round {round}, {}: {}", m.name, stderr(&out)));
+            }
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of 192 opens refused:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    // The files beside the database are the group's whenever they exist.
+    for suffix in ["-wal", "-shm"] {
+        let p = with_suffix(&db, suffix);
+        if p.exists() {
+            assert_eq!(mode(&p) & 0o060, 0o060, "{}", p.display());
         }
     }
 }

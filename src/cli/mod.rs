@@ -760,18 +760,7 @@ pub fn import_file(study: &mut Study, kind: ImportKind, file: &Path, progress: b
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let report = report.map_err(|e| match e {
-        import::ImportError::Database {
-            source: DbError::DiskFull,
-            path,
-        } => anyhow!(
-            "{}: the disk is full; rows already committed are kept and a re-run finishes the rest",
-            path.display()
-        ),
-        // Said once: the error's source is its own message again.
-        import::ImportError::Database { path, source } => anyhow!("{}: {source}", path.display()),
-        other => anyhow!(other),
-    })?;
+    let report = report?;
     for r in &report.rejected {
         println!("line {}: {}", r.line, r.reason);
     }

@@ -150,6 +150,7 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
     if !path.exists() {
         return Err(DbError::NoDatabase(path.to_path_buf()));
     }
+    let shared = sharing::prepare_wal_files(path);
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -169,9 +170,25 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
     // resets the WAL is a brief lock that must be waited out, not shown as "busy".
     conn.busy_timeout(BUSY_TIMEOUT)?;
     apply_key(&conn, key)?;
-    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    }) {
+    let first_read = || {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    };
+    let mut read = first_read();
+    // In a shared study, the -wal/-shm files may have been removed by the last
+    // member to close and made again by another with its umask, widened a moment
+    // later: wait for that (within the busy timeout) before calling it a problem.
+    let started = std::time::Instant::now();
+    while shared
+        && matches!(&read, Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen))
+        && started.elapsed() < std::time::Duration::from_secs(2)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        sharing::prepare_wal_files(path);
+        read = first_read();
+    }
+    match read {
         Ok(_) => {}
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
             return Err(DbError::WrongKey {

@@ -390,6 +390,39 @@ pub fn share_new_study(db: &Path, key_file: Option<&Path>, sharing: Sharing) -> 
 /// After opening a shared study: `-wal` and `-shm` this user created belong to the
 /// group even where the folder is not setgid (a folder set up by hand), so the next
 /// member can open them. SQLite has given them the database's mode already.
+/// In a study shared with a group, makes the -wal and -shm files (empty, with
+/// the group's mode) before SQLite would: SQLite creates them with the
+/// database's mode less this process's umask (0600 under umask 077) and they
+/// are widened only after the open, so a member opening in between was refused.
+/// Files that exist are left as they are. Returns whether the study is shared.
+pub fn prepare_wal_files(db: &Path) -> bool {
+    let sharing = Sharing::of_study(db);
+    let Sharing::Group(_) = sharing else {
+        return false;
+    };
+    for suffix in ["-wal", "-shm"] {
+        let mut s = db.as_os_str().to_owned();
+        s.push(suffix);
+        let p = PathBuf::from(s);
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(sharing.shared_file_mode())
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+        {
+            Ok(file) => {
+                if let Err(e) = sharing.fit_file(&file, sharing.shared_file_mode()) {
+                    tracing::warn!("cannot give {} to the study group: {e}", p.display());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => tracing::warn!("cannot make {} for the study group: {e}", p.display()),
+        }
+    }
+    true
+}
+
 pub fn fit_wal_files(db: &Path) {
     let sharing = Sharing::of_study(db);
     let Sharing::Group(gid) = sharing else {

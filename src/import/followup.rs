@@ -70,9 +70,9 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
         staged.push((line, mrn, month, visit));
     }
     report.rows = row_starts.len() as u64;
-    let db_err = |source| ImportError::Database {
+    let db_err = |error| ImportError::Database {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     for chunk in staged.chunks(CHUNK) {
         let mut batch = study.batch().map_err(db_err)?;

@@ -73,14 +73,22 @@ pub enum ImportError {
     Unreadable { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     BadHeader { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
-    Database {
-        path: PathBuf,
-        #[source]
-        source: DbError,
-    },
+    /// The database refused or failed (said once: the database error is part
+    /// of this message, not a source to print again after it).
+    #[error("{path}: {}", database_message(error))]
+    Database { path: PathBuf, error: DbError },
     #[error("cannot write the rejected rows to {path}: {reason}")]
     RejectFile { path: PathBuf, reason: String },
+}
+
+fn database_message(e: &DbError) -> String {
+    match e {
+        DbError::DiskFull => {
+            "the disk is full; rows already committed are kept and a re-run finishes the rest"
+                .into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Rows per write transaction: short enough that other users' writes get in.
@@ -297,9 +305,9 @@ pub fn import_csv_in_chunks(
         file: path.to_path_buf(),
         ..Default::default()
     };
-    let db_err = |source| ImportError::Database {
+    let db_err = |error| ImportError::Database {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut rejected: Vec<Rejection> = Vec::new();
     let checkpointer = study.begin_bulk_write().map_err(db_err)?;
