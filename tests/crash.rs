@@ -649,23 +649,8 @@ fn the_tui_killed_mid_edit_loses_only_the_unsaved_field() {
     let tmux = Tmux::start(100, 30, &command);
     let wait = Duration::from_secs(30);
     tmux.wait_for("Patients 3 of 3", wait);
-    tmux.type_text("/");
-    tmux.type_text("oa-0001");
-    tmux.wait_for("Patients 1 of 3", wait);
-    tmux.keys(&["Enter"]);
-    tmux.keys(&["Enter"]);
-    tmux.wait_for("Target area free of deformity", wait);
-
-    // I4 answered and saved.
-    tmux.keys(&["j", "j", "j"]);
-    tmux.wait_for("I4 · Target area free of deformity", wait);
-    tmux.keys(&["Enter"]);
-    tmux.wait_for("Answer I4 by hand", wait);
-    tmux.keys(&["y"]);
-    tmux.type_text("saved before the kill");
-    tmux.wait_for("saved before the kill", wait);
-    tmux.keys(&["Enter"]);
-    tmux.wait_for("saved: PKUPH-OA-0001 I4 set to met", wait);
+    // PKUPH-OA-0001 opened, I4 answered and saved.
+    tmux.answer_i4_of_oa_0001("saved before the kill", wait);
 
     // I5 typed, not saved.
     tmux.keys(&["j"]);

@@ -4,88 +4,22 @@
 //! from fixture data.
 
 mod common;
-use common::TempStudy;
+#[path = "common/driver.rs"]
+mod driver;
 use common::demo::demo;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use driver::{Driver, draw};
 use marrow::domain::consort::{self, BoxKey, FlowFacts, Step};
 use marrow::domain::eligibility::{Criterion, Decision};
 use marrow::domain::protocol::{Group, Phase, Protocol};
 use marrow::domain::status::{CohortCount, StatusReport};
 use marrow::domain::user::Role;
 use marrow::tui::fixture;
-use marrow::tui::worker::Worker;
 use marrow::tui::{App, DashboardFigures, LoadState, Request, Response, Screen, Theme};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
 // Through the worker, on the demo study
 // ---------------------------------------------------------------------------
-
-/// A guard against a hang, not a timing requirement.
-const PATIENCE: Duration = Duration::from_secs(240);
-
-/// A headless app of one user, wired to its own worker.
-struct Driver {
-    app: App,
-    worker: Worker,
-    rx: Receiver<Response>,
-}
-
-impl Driver {
-    fn open(s: &TempStudy, user: &str) -> Driver {
-        let (tx, rx) = mpsc::channel();
-        let (worker, session) = Worker::spawn(s.db.clone(), None, Some(user.into()), move |r| {
-            let _ = tx.send(r);
-        })
-        .expect("worker opens the study");
-        let mut app = App::new(session);
-        app.set_theme(Theme::plain());
-        let mut d = Driver { app, worker, rx };
-        let start = d.app.start();
-        d.send(start);
-        d
-    }
-
-    fn send(&mut self, requests: Vec<Request>) {
-        for r in requests {
-            assert!(self.worker.send(r), "the worker is gone");
-        }
-    }
-
-    /// Characters as keys; `\n` is Enter.
-    fn keys(&mut self, s: &str) {
-        for c in s.chars() {
-            let code = match c {
-                '\n' => KeyCode::Enter,
-                c => KeyCode::Char(c),
-            };
-            let requests = self.app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
-            self.send(requests);
-        }
-    }
-
-    fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !done(&self.app) {
-            assert!(
-                Instant::now() < deadline,
-                "gave up waiting for {what}; the screen:\n{}",
-                draw(&self.app, 120, 40)
-            );
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(r) => {
-                    let requests = self.app.apply(r);
-                    self.send(requests);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => panic!("the worker hung up"),
-            }
-        }
-    }
-}
 
 #[test]
 fn the_dashboard_counts_equal_marrow_status_and_a_box_lists_exactly_its_patients() {
@@ -183,12 +117,6 @@ fn the_dashboard_counts_equal_marrow_status_and_a_box_lists_exactly_its_patients
 // ---------------------------------------------------------------------------
 // Snapshots from fixture data
 // ---------------------------------------------------------------------------
-
-fn draw(app: &App, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| app.render(f)).unwrap();
-    t.backend().to_string()
-}
 
 fn press(app: &mut App, code: KeyCode) -> Vec<Request> {
     app.handle_key(KeyEvent::new(code, KeyModifiers::NONE))

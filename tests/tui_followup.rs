@@ -6,96 +6,23 @@
 //! two exported summaries with suppressed cells as "<5". Everything fits 80x24.
 
 mod common;
+#[path = "common/driver.rs"]
+mod driver;
 use common::TempStudy;
 use common::demo::demo;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use driver::{Driver, draw};
 use marrow::db::Study;
 use marrow::domain::followup::{VisitInput, VisitState};
 use marrow::domain::summary;
 use marrow::tui::followup::DUE_DAYS;
 use marrow::tui::keymap::{self, Action, Context};
-use marrow::tui::worker::Worker;
 use marrow::tui::{
-    App, FollowupScope, LoadState, MessageKind, Request, Response, Screen, SummaryLine,
-    SummaryPart, Theme, VisitField,
+    App, FollowupScope, LoadState, MessageKind, Screen, SummaryLine, SummaryPart, Theme, VisitField,
 };
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
 
-/// A guard against a hang, not a timing requirement.
-const PATIENCE: Duration = Duration::from_secs(240);
-
-/// A headless app of one user, wired to its own worker.
-struct Driver {
-    app: App,
-    worker: Worker,
-    rx: Receiver<Response>,
-}
-
+/// What the follow-up tests do with the shared driver.
 impl Driver {
-    fn open(s: &TempStudy, user: &str) -> Driver {
-        let (tx, rx) = mpsc::channel();
-        let (worker, session) = Worker::spawn(s.db.clone(), None, Some(user.into()), move |r| {
-            let _ = tx.send(r);
-        })
-        .expect("worker opens the study");
-        let mut app = App::new(session);
-        app.set_theme(Theme::plain());
-        let mut d = Driver { app, worker, rx };
-        let start = d.app.start();
-        d.send(start);
-        d
-    }
-
-    fn send(&mut self, requests: Vec<Request>) {
-        for r in requests {
-            assert!(self.worker.send(r), "the worker is gone");
-        }
-    }
-
-    fn key(&mut self, code: KeyCode, modifiers: KeyModifiers) {
-        let requests = self.app.handle_key(KeyEvent::new(code, modifiers));
-        self.send(requests);
-    }
-
-    /// Characters as keys; `\n` is Enter, `\t` Tab.
-    fn keys(&mut self, s: &str) {
-        for c in s.chars() {
-            let code = match c {
-                '\n' => KeyCode::Enter,
-                '\t' => KeyCode::Tab,
-                c => KeyCode::Char(c),
-            };
-            self.key(code, KeyModifiers::NONE);
-        }
-    }
-
-    /// Ctrl-u: clears the form field.
-    fn clear_field(&mut self) {
-        self.key(KeyCode::Char('u'), KeyModifiers::CONTROL);
-    }
-
-    fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !done(&self.app) {
-            assert!(
-                Instant::now() < deadline,
-                "gave up waiting for {what}; the screen:\n{}",
-                draw(&self.app, 120, 40)
-            );
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(r) => {
-                    let requests = self.app.apply(r);
-                    self.send(requests);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => panic!("the worker hung up"),
-            }
-        }
-    }
-
     /// `F`, then waits for the due list.
     fn open_followup(&mut self) {
         self.keys("F");
@@ -133,12 +60,6 @@ impl Driver {
         self.keys("\t");
         assert_eq!(self.app.visit_form().unwrap().field(), VisitField::Reason);
     }
-}
-
-fn draw(app: &App, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| app.render(f)).unwrap();
-    t.backend().to_string()
 }
 
 /// The recorded visit of a patient's month, as the database has it now.

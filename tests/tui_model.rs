@@ -5,9 +5,12 @@
 //! snapshots of both screens at 80x24 and 120x40 from fixture data.
 
 mod common;
+#[path = "common/driver.rs"]
+mod driver;
 use common::TempStudy;
 use common::demo::demo;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use driver::{Driver, Pace, draw, keys};
 use marrow::db::inference::{JobRow, JobState};
 use marrow::db::reading::Blinded;
 use marrow::dicom::decode::Pixels;
@@ -16,15 +19,10 @@ use marrow::domain::user::Role;
 use marrow::inference::Task;
 use marrow::inference::case_explain::explain_case;
 use marrow::tui::fixture;
-use marrow::tui::worker::Worker;
 use marrow::tui::{
-    App, Confirmation, EvaluationFigures, LoadState, Request, Response, Screen, TICK, Theme,
+    App, Confirmation, EvaluationFigures, LoadState, Request, Response, Screen, Theme,
 };
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
 // Through the worker, on real studies
@@ -65,88 +63,8 @@ fn small_study() -> TempStudy {
     s
 }
 
-/// How long a test waits for the app to get somewhere before it gives up (a guard
-/// against a hang, not a timing requirement).
-const PATIENCE: Duration = Duration::from_secs(240);
-
-/// A headless app of one user, wired to its own worker (and job thread), ticked like
-/// the event loop ticks it.
-struct Driver {
-    app: App,
-    worker: Worker,
-    rx: Receiver<Response>,
-    last_tick: Instant,
-}
-
+/// What the jobs and model tests do with the shared driver (ticked: jobs run on).
 impl Driver {
-    fn open(s: &TempStudy, user: Option<&str>) -> Driver {
-        let (tx, rx) = mpsc::channel();
-        let (worker, session) =
-            Worker::spawn(s.db.clone(), None, user.map(str::to_string), move |r| {
-                let _ = tx.send(r);
-            })
-            .expect("worker opens the study");
-        let mut app = App::new(session);
-        app.set_theme(Theme::plain());
-        let mut d = Driver {
-            app,
-            worker,
-            rx,
-            last_tick: Instant::now(),
-        };
-        let start = d.app.start();
-        d.send(start);
-        d
-    }
-
-    fn send(&mut self, requests: Vec<Request>) {
-        for r in requests {
-            assert!(self.worker.send(r), "the worker is gone");
-        }
-    }
-
-    /// Characters as keys; `\n` is Enter.
-    fn keys(&mut self, s: &str) {
-        for c in s.chars() {
-            let code = match c {
-                '\n' => KeyCode::Enter,
-                c => KeyCode::Char(c),
-            };
-            let requests = self.app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
-            self.send(requests);
-        }
-    }
-
-    /// Applies the worker's answers (sending what follows from them) and ticks the
-    /// app about once a second, until `done` holds.
-    fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !done(&self.app) {
-            assert!(
-                Instant::now() < deadline,
-                "gave up waiting for {what}; the screen:\n{}",
-                self.screen(120, 40)
-            );
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(r) => {
-                    let requests = self.app.apply(r);
-                    self.send(requests);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => panic!("the worker hung up"),
-            }
-            if self.last_tick.elapsed() >= TICK {
-                self.last_tick = Instant::now();
-                let requests = self.app.tick();
-                self.send(requests);
-            }
-        }
-    }
-
-    fn screen(&self, w: u16, h: u16) -> String {
-        draw(&self.app, w, h)
-    }
-
     fn job(&self, id: i64) -> Option<JobRow> {
         self.app
             .jobs_view()
@@ -176,7 +94,7 @@ impl Driver {
 #[test]
 fn a_job_started_on_the_jobs_screen_runs_on_its_own_thread_to_done() {
     let s = small_study();
-    let mut d = Driver::open(&s, None);
+    let mut d = Driver::start(&s, None, Pace::Ticked);
     d.open_jobs();
     assert!(d.screen(80, 24).contains("No job yet"));
     d.keys("n");
@@ -218,7 +136,7 @@ fn a_job_started_on_the_jobs_screen_runs_on_its_own_thread_to_done() {
         .unwrap();
     assert_eq!(n, 3);
     // A second run has nothing left to do.
-    let mut d = Driver::open(&s, None);
+    let mut d = Driver::start(&s, None, Pace::Ticked);
     d.open_jobs();
     d.keys("n");
     let second = d.queued_job();
@@ -235,7 +153,7 @@ fn a_job_started_on_the_jobs_screen_runs_on_its_own_thread_to_done() {
 #[test]
 fn a_job_cancelled_on_the_jobs_screen_stops_and_says_so() {
     let s = demo();
-    let mut d = Driver::open(&s, Some("demo-coordinator"));
+    let mut d = Driver::start(&s, Some("demo-coordinator"), Pace::Ticked);
     d.open_jobs();
     d.keys("a");
     assert_eq!(d.app.confirmation(), Some(&Confirmation::InferAll));
@@ -273,7 +191,7 @@ fn a_job_cancelled_on_the_jobs_screen_stops_and_says_so() {
 #[test]
 fn quitting_while_a_job_runs_asks_cancels_it_and_leaves_nothing_running() {
     let s = demo();
-    let mut d = Driver::open(&s, Some("demo-coordinator"));
+    let mut d = Driver::start(&s, Some("demo-coordinator"), Pace::Ticked);
     d.open_jobs();
     d.keys("ay");
     let id = d.queued_job();
@@ -312,7 +230,7 @@ fn the_model_screen_shows_the_auc_marrow_evaluate_computes_and_a_reader_is_blind
     .unwrap();
     let auc = json["auc_binary"]["value"].as_f64().expect("an AUC");
     let n = json["n"].as_i64().unwrap();
-    let mut d = Driver::open(&s, Some("demo-pi"));
+    let mut d = Driver::start(&s, Some("demo-pi"), Pace::Ticked);
     d.keys("M");
     assert_eq!(d.app.screen(), Screen::Model);
     d.until("the KL figures", |a| {
@@ -348,7 +266,7 @@ fn the_model_screen_shows_the_auc_marrow_evaluate_computes_and_a_reader_is_blind
     d.worker.stop();
 
     // A reader is told they are blinded, and nothing is computed for them.
-    let mut r = Driver::open(&s, Some("demo-reader-1"));
+    let mut r = Driver::start(&s, Some("demo-reader-1"), Pace::Ticked);
     r.until("the reader's worklist", |a| {
         a.reader_list()
             .is_some_and(|l| *l.state() != LoadState::Loading)
@@ -370,24 +288,6 @@ fn the_model_screen_shows_the_auc_marrow_evaluate_computes_and_a_reader_is_blind
 // ---------------------------------------------------------------------------
 // Snapshots from fixture data
 // ---------------------------------------------------------------------------
-
-fn draw(app: &App, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| app.render(f)).unwrap();
-    t.backend().to_string()
-}
-
-fn keys(app: &mut App, s: &str) -> Vec<Request> {
-    s.chars()
-        .flat_map(|c| {
-            let code = match c {
-                '\t' => KeyCode::Tab,
-                c => KeyCode::Char(c),
-            };
-            app.handle_key(KeyEvent::new(code, KeyModifiers::NONE))
-        })
-        .collect()
-}
 
 fn app_of(role: Role) -> App {
     let mut app = App::with_patients(fixture::session(role), fixture::worklist(5));
@@ -503,7 +403,7 @@ fn press(d: &mut Driver, c: char) -> Vec<Request> {
 #[test]
 fn an_adjudicator_overlays_the_models_explanation_on_the_case_image_and_hides_it_again() {
     let s = demo();
-    let mut d = Driver::open(&s, Some("demo-adjudicator"));
+    let mut d = Driver::start(&s, Some("demo-adjudicator"), Pace::Ticked);
     d.keys("A");
     d.until("the adjudication queue", |a| {
         a.adjudication_queue()
@@ -582,7 +482,7 @@ fn an_adjudicator_overlays_the_models_explanation_on_the_case_image_and_hides_it
 #[test]
 fn a_reader_before_their_read_is_told_the_explanation_is_hidden_and_nothing_is_computed() {
     let s = demo();
-    let mut r = Driver::open(&s, Some("demo-reader-1"));
+    let mut r = Driver::start(&s, Some("demo-reader-1"), Pace::Ticked);
     r.until("the reader's worklist", |a| {
         a.reader_list()
             .is_some_and(|l| *l.state() != LoadState::Loading)

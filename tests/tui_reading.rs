@@ -4,9 +4,12 @@
 //! at 80x24 and 120x40 from fixture data.
 
 mod common;
+#[path = "common/driver.rs"]
+mod driver;
 use common::TempStudy;
 use common::tmux::{Tmux, shell_quote};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use driver::{Driver, Pace, draw, keys};
 use marrow::db::agreement::summarise;
 use marrow::db::imaging::{ImageRecord, PatientImage};
 use marrow::db::reading::{
@@ -20,15 +23,11 @@ use marrow::domain::reading::{
 };
 use marrow::domain::user::Role;
 use marrow::tui::fixture;
-use marrow::tui::worker::Worker;
 use marrow::tui::{
     AgreementFigures, App, FormField, FormMode, LoadState, LoadedCase, MessageKind, Preview,
     PreviewKey, Request, Response, Screen, Theme,
 };
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -71,69 +70,9 @@ fn study() -> TempStudy {
     s
 }
 
-fn next(rx: &Receiver<Response>) -> Response {
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("a response within 30 s")
-}
-
-/// A headless app of one user, wired to a worker of its own on the study.
-struct Driver {
-    app: App,
-    worker: Worker,
-    rx: Receiver<Response>,
-}
-
+/// What the reading tests do with the shared driver (settled: each key waits for
+/// the worker's answers).
 impl Driver {
-    fn open(s: &TempStudy, user: &str) -> Driver {
-        let (tx, rx) = mpsc::channel();
-        let (worker, session) = Worker::spawn(s.db.clone(), None, Some(user.into()), move |r| {
-            let _ = tx.send(r);
-        })
-        .expect("worker opens the study");
-        let mut app = App::new(session);
-        app.set_theme(Theme::plain());
-        let mut d = Driver { app, worker, rx };
-        let start = d.app.start();
-        d.run(start);
-        d
-    }
-
-    /// Sends the requests and applies every answer (and what follows from it).
-    fn run(&mut self, requests: Vec<Request>) {
-        let mut outstanding = 0;
-        for r in requests {
-            assert!(self.worker.send(r));
-            outstanding += 1;
-        }
-        while outstanding > 0 {
-            let response = next(&self.rx);
-            outstanding -= 1;
-            for r in self.app.apply(response) {
-                assert!(self.worker.send(r));
-                outstanding += 1;
-            }
-        }
-    }
-
-    fn key(&mut self, k: KeyEvent) {
-        let requests = self.app.handle_key(k);
-        self.run(requests);
-    }
-
-    /// Characters as keys; `\n` is Enter, `\t` Tab, `\x1b` Esc, `\x02` Shift-Tab.
-    fn keys(&mut self, s: &str) {
-        for c in s.chars() {
-            let code = match c {
-                '\n' => KeyCode::Enter,
-                '\t' => KeyCode::Tab,
-                '\x1b' => KeyCode::Esc,
-                '\x02' => KeyCode::BackTab,
-                c => KeyCode::Char(c),
-            };
-            self.key(KeyEvent::new(code, KeyModifiers::NONE));
-        }
-    }
-
     /// Moves the form's focus to `field`.
     fn focus(&mut self, field: FormField) {
         for _ in 0..12 {
@@ -144,19 +83,6 @@ impl Driver {
         }
         panic!("the form has no field {field:?}");
     }
-
-    fn screen(&self, w: u16, h: u16) -> String {
-        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-        t.draw(|f| self.app.render(f)).unwrap();
-        t.backend().to_string()
-    }
-
-    fn message(&self) -> String {
-        self.app
-            .message()
-            .map(|m| m.text.clone())
-            .unwrap_or_default()
-    }
 }
 
 #[test]
@@ -164,7 +90,7 @@ fn two_readers_and_two_adjudicators_take_a_case_from_unread_to_final_blinded_thr
     let s = study();
 
     // r1 starts on their reading worklist and takes the case.
-    let mut r1 = Driver::open(&s, "r1");
+    let mut r1 = Driver::start(&s, Some("r1"), Pace::Settled);
     assert_eq!(r1.app.screen(), Screen::Reading);
     let text = r1.screen(120, 40);
     assert!(text.contains("Your reading worklist · 0 cases"), "{text}");
@@ -220,7 +146,7 @@ fn two_readers_and_two_adjudicators_take_a_case_from_unread_to_final_blinded_thr
     assert!(r1.screen(120, 40).contains("read (v1), locked"));
 
     // r2 takes the same case: nothing of r1 shows, at either size.
-    let mut r2 = Driver::open(&s, "r2");
+    let mut r2 = Driver::start(&s, Some("r2"), Pace::Settled);
     r2.keys("t");
     assert_eq!(r2.app.case_screen().unwrap().case(), "C00001");
     for (w, h) in [(80, 24), (120, 40)] {
@@ -259,8 +185,8 @@ fn two_readers_and_two_adjudicators_take_a_case_from_unread_to_final_blinded_thr
     drop(r2);
 
     // Two adjudicators open the same case from the queue.
-    let mut a1 = Driver::open(&s, "adj1");
-    let mut a2 = Driver::open(&s, "adj2");
+    let mut a1 = Driver::start(&s, Some("adj1"), Pace::Settled);
+    let mut a2 = Driver::start(&s, Some("adj2"), Pace::Settled);
     for a in [&mut a1, &mut a2] {
         assert_eq!(a.app.screen(), Screen::Worklist);
         a.keys("A");
@@ -303,7 +229,7 @@ fn two_readers_and_two_adjudicators_take_a_case_from_unread_to_final_blinded_thr
     drop(a2);
 
     // The PI's agreement screen.
-    let mut pi = Driver::open(&s, "boss");
+    let mut pi = Driver::start(&s, Some("boss"), Pace::Settled);
     pi.keys("S");
     assert_eq!(pi.app.screen(), Screen::Agreement);
     assert_eq!(*pi.app.agreement().unwrap().state(), LoadState::Loaded);
@@ -316,7 +242,7 @@ fn two_readers_and_two_adjudicators_take_a_case_from_unread_to_final_blinded_thr
     assert!(pi.screen(120, 40).contains("OP impression"));
 
     // r1 corrects their read: a new version with a reason; the final grade stands.
-    let mut r1 = Driver::open(&s, "r1");
+    let mut r1 = Driver::start(&s, Some("r1"), Pace::Settled);
     r1.keys("\n");
     assert!(r1.app.case_form().is_none());
     r1.keys("c");
@@ -447,25 +373,6 @@ fn two_readers_and_an_adjudicator_in_three_terminals_take_a_case_to_final() {
 // ---------------------------------------------------------------------------
 // Snapshots from fixture data
 // ---------------------------------------------------------------------------
-
-fn draw(app: &App, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| app.render(f)).unwrap();
-    t.backend().to_string()
-}
-
-fn keys(app: &mut App, s: &str) -> Vec<Request> {
-    s.chars()
-        .flat_map(|c| {
-            let code = match c {
-                '\n' => KeyCode::Enter,
-                '\t' => KeyCode::Tab,
-                c => KeyCode::Char(c),
-            };
-            app.handle_key(KeyEvent::new(code, KeyModifiers::NONE))
-        })
-        .collect()
-}
 
 fn knee_image() -> PatientImage {
     PatientImage {

@@ -3,7 +3,7 @@
 //! with half-blocks in a real terminal (tmux).
 
 mod common;
-use common::tmux::{Tmux, shell_quote};
+use common::tmux::{ColouredCell, TERMS, Tmux, coloured_cells, marrow_under_term, shell_quote};
 use common::*;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_object::{InMemDicomObject, meta::FileMetaTableBuilder};
@@ -347,4 +347,124 @@ fn the_terminal_is_asked_about_graphics_when_the_images_open_and_keys_still_work
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(text.matches(asked).count(), n + 1, "asked twice:\n{text}");
     }
+}
+
+/// The images screen of PKUPH-OA-0001 in tmux under `TERM=term` (with `NO_COLOR=1` or
+/// without it), graphics chosen as a user's session chooses them; returns the tmux, the
+/// plain screen once the first image is drawn, and the escapes of that screen.
+fn images_under_term(s: &TempStudy, term: &str, no_color: bool) -> (Tmux, String, String) {
+    let wait = Duration::from_secs(20);
+    let args = format!("--db {}", shell_quote(&s.db));
+    let command = format!(
+        "env -u MARROW_GRAPHICS {}",
+        marrow_under_term(term, no_color, &args)
+    );
+    let tmux = Tmux::start(100, 30, &command);
+    tmux.wait_for("Patients 2 of 2", wait);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("2 images", wait);
+    tmux.keys(&["i"]);
+    let screen = tmux.wait_until("the first image in half-blocks", wait, |s| {
+        s.contains("image 1/2") && (s.contains('▀') || s.contains('▄'))
+    });
+    let raw = tmux.screen_with_escapes();
+    (tmux, screen, raw)
+}
+
+/// The coloured cells of `raw` split into those of the image (half-blocks, or blanks
+/// inside the image pane) and those of everything else (text, borders).
+fn image_and_text_colours(screen: &str, raw: &str) -> (Vec<ColouredCell>, Vec<ColouredCell>) {
+    // The image pane: from the column of its top-left corner ("┌ image 1/2 ...").
+    let left = screen
+        .lines()
+        .find_map(|l| l.find("┌ image").map(|at| l[..at].chars().count()))
+        .unwrap_or_else(|| panic!("no image pane:\n{screen}"));
+    coloured_cells(raw)
+        .into_iter()
+        .partition(|c| c.ch == '▀' || c.ch == '▄' || (c.ch == ' ' && c.col > left))
+}
+
+/// Issue 7 ("Over SSH"): the images screen under each TERM an SSH session brings and
+/// with NO_COLOR: the list grouped by study and series, the image drawn with
+/// half-blocks (in grey levels when colours are on: the ramp is not flat), the
+/// de-identified attributes and no identifier of the file; the next image with its
+/// burned-in text review; Esc back to the patient, q quits with status 0. With
+/// NO_COLOR no text or border is coloured.
+#[test]
+fn the_viewer_draws_under_each_term_and_without_colour() {
+    let s = study_with_images();
+    let wait = Duration::from_secs(20);
+    for (term, no_color) in TERMS {
+        let (tmux, screen, raw) = images_under_term(&s, term, no_color);
+        assert!(!screen.contains("panicked"), "{term}: {screen}");
+        assert!(screen.contains("half-blocks"), "{term}: {screen}");
+        assert!(
+            screen.contains("2024-05-01 · DX KNEE · 1 series"),
+            "{term}: {screen}"
+        );
+        assert!(screen.contains("1 L AP 16x16"), "{term}: {screen}");
+        assert!(screen.contains("2 L AP 16x16"), "{term}: {screen}");
+        assert!(
+            screen.contains("attributes (de-identified)"),
+            "{term}: {screen}"
+        );
+        for (name, value) in [
+            ("image", "DX KNEE L AP"),
+            ("size", "16 x 16 · 1 frame"),
+            ("pixels", "MONOCHROME2 · 12/16 bit"),
+        ] {
+            let line = format!("{name:<10} {value}");
+            assert!(screen.contains(&line), "{term}: no {line:?} in\n{screen}");
+        }
+        for identifier in ["WANG", "FANG", "MRN001", "MRN002"] {
+            assert!(!screen.contains(identifier), "{term}: {identifier} shown");
+        }
+
+        let (image, text) = image_and_text_colours(&screen, &raw);
+        if no_color {
+            assert!(
+                text.is_empty(),
+                "NO_COLOR: coloured text {:?}\n{raw}",
+                &text[..text.len().min(5)]
+            );
+        } else {
+            assert!(!text.is_empty(), "{term}: no colour on the text\n{raw}");
+            let mut shades: Vec<&str> = image.iter().map(|c| c.colour.as_str()).collect();
+            shades.sort_unstable();
+            shades.dedup();
+            assert!(
+                shades.len() >= 2,
+                "{term}: the image is drawn in {shades:?}\n{raw}"
+            );
+        }
+
+        // The next image: the attributes follow, one of the two is flagged.
+        let review = "burned-in text review";
+        let flagged_first = screen.contains(review);
+        tmux.keys(&["j"]);
+        tmux.wait_until("the second image's attributes", wait, |s| {
+            s.contains("image 2/2") && s.contains(review) != flagged_first
+        });
+        tmux.keys(&["Escape"]);
+        tmux.wait_for("Target area", wait);
+        tmux.keys(&["q"]);
+        tmux.wait_for("MARROW-EXIT=0", wait);
+    }
+}
+
+/// With NO_COLOR the image must still be drawn in its grey levels: NO_COLOR is about
+/// the colour of text, and half-blocks without their colours are a pattern of glyphs,
+/// not the radiograph.
+#[test]
+fn under_no_color_the_image_keeps_its_grey_levels() {
+    let s = study_with_images();
+    let (tmux, screen, raw) = images_under_term(&s, "xterm-256color", true);
+    let (image, text) = image_and_text_colours(&screen, &raw);
+    assert!(text.is_empty(), "NO_COLOR: coloured text {text:?}");
+    let mut shades: Vec<&str> = image.iter().map(|c| c.colour.as_str()).collect();
+    shades.sort_unstable();
+    shades.dedup();
+    assert!(shades.len() >= 2, "the image is drawn in {shades:?}\n{raw}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("MARROW-EXIT=0", Duration::from_secs(20));
 }

@@ -555,6 +555,10 @@ struct TerminalGuard;
 impl TerminalGuard {
     fn enter() -> std::io::Result<TerminalGuard> {
         install_panic_hook();
+        // NO_COLOR is honoured by the theme (text and borders carry no colour);
+        // crossterm would also drop the grey levels of a half-block radiograph,
+        // which are the image itself, not decoration.
+        crossterm::style::Colored::set_ansi_color_disabled(false);
         let _ = UI_THREAD.set(std::thread::current().id());
         enable_raw_mode()?;
         TERMINAL_TAKEN.store(true, Ordering::SeqCst);
