@@ -143,6 +143,13 @@ def main() -> None:
         back = decode(stream, bits)
         assert (back == img).all(), f"CharLS does not undo HP{kind} as written here"
         write(f"rgb8_hp{kind}", img, bits, stream)
+    # The list the tests read (src/dicom/jpegls/codec.rs, tests/dicom_decode.rs).
+    listed = [(name, bits, near) for name, bits, near, _ in cases]
+    listed += [(f"rgb8_hp{kind}", 8, 0) for kind in (1, 2, 3)]
+    (OUT / "fixtures.txt").write_text(
+        "# name bits NEAR (written by tests/conformance/make_jpegls_fixtures.py)\n"
+        + "".join(f"{n} {b} {near}\n" for n, b, near in listed)
+    )
 
 
 if __name__ == "__main__":

@@ -728,25 +728,28 @@ mod tests {
         }
     }
 
-    /// (name, bits, NEAR) of every colour fixture.
-    const FIXTURES: [(&str, u8, u16); 12] = [
-        ("rgb8_ilv0", 8, 0),
-        ("rgb8_ilv1", 8, 0),
-        ("rgb8_ilv2", 8, 0),
-        ("rgb8_ilv0_near2", 8, 2),
-        ("rgb8_ilv1_near3", 8, 3),
-        ("rgb8_ilv2_near3", 8, 3),
-        ("rgb12_ilv1", 12, 0),
-        ("rgb12_ilv2_near4", 12, 4),
-        ("rgb16_ilv2", 16, 0),
-        ("rgb8_hp1", 8, 0),
-        ("rgb8_hp2", 8, 0),
-        ("rgb8_hp3", 8, 0),
-    ];
+    /// (name, bits, NEAR) of every colour fixture, from fixtures/jpegls/fixtures.txt.
+    fn colour_fixtures() -> Vec<(String, u8, u16)> {
+        String::from_utf8(fixture("fixtures.txt"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (
+                    f[0].to_string(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect()
+    }
 
     #[test]
     fn every_colour_fixture_decodes_to_its_pixels() {
-        for (name, bits, near) in FIXTURES {
+        let fixtures = colour_fixtures();
+        assert_eq!(fixtures.len(), 12, "{fixtures:?}");
+        for (name, bits, near) in fixtures {
             let d = decode(&fixture(&format!("{name}.jls")), W, H, 3)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!((d.width, d.height, d.components), (W, H, 3), "{name}");
