@@ -11,18 +11,16 @@
 //! could never find anything fails the test instead of passing it.
 
 mod common;
+#[path = "common/driver.rs"]
+mod driver;
 use common::*;
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyModifiers};
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_object::{InMemDicomObject, meta::FileMetaTableBuilder};
-use marrow::tui::worker::Worker;
-use marrow::tui::{App, LoadState, Request, Response, Screen, Theme};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use driver::{Driver, Pace};
+use marrow::tui::{LoadState, Screen};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
 
 const DX_CLASS: &str = "1.2.840.10008.5.1.4.1.1.1.1";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -561,109 +559,47 @@ fn dump_database(db: &Path) -> (Vec<u8>, usize) {
     (all, values)
 }
 
-/// A guard against a hang, not a timing requirement.
-const PATIENCE: Duration = Duration::from_secs(240);
-
-/// The TUI, headless, on its real worker.
-struct Driver {
-    app: App,
-    worker: Worker,
-    rx: Receiver<Response>,
-}
-
-impl Driver {
-    fn open(db: &Path) -> Driver {
-        let (tx, rx) = mpsc::channel();
-        let (worker, session) = Worker::spawn(db.to_path_buf(), None, None, move |r| {
-            let _ = tx.send(r);
-        })
-        .expect("worker opens the study");
-        let mut app = App::new(session);
-        app.set_theme(Theme::plain());
-        let mut d = Driver { app, worker, rx };
-        let start = d.app.start();
-        d.send(start);
-        d
-    }
-
-    fn send(&mut self, requests: Vec<Request>) {
-        for r in requests {
-            assert!(self.worker.send(r), "the worker is gone");
-        }
-    }
-
-    fn key(&mut self, code: KeyCode) {
-        let requests = self.app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
-        self.send(requests);
-    }
-
-    fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !done(&self.app) {
-            assert!(
-                Instant::now() < deadline,
-                "gave up waiting for {what}; the screen:\n{}",
-                self.draw()
-            );
-            match self.rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(r) => {
-                    let requests = self.app.apply(r);
-                    self.send(requests);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => panic!("the worker hung up"),
-            }
-        }
-    }
-
-    fn draw(&self) -> String {
-        let mut t = Terminal::new(TestBackend::new(160, 50)).unwrap();
-        t.draw(|f| self.app.render(f)).unwrap();
-        t.backend().to_string()
-    }
-}
-
 /// Every screen the admin can reach with the patients' data on it, as text.
 fn tui_screens(db: &Path, patients: usize) -> Vec<(String, String)> {
-    let mut d = Driver::open(db);
+    let mut d = Driver::start_db(db, None, Pace::Free);
     let mut screens = Vec::new();
     d.until("the worklist", |a| *a.worklist_state() == LoadState::Loaded);
-    assert_eq!(d.app.visible_len(), patients, "{}", d.draw());
-    screens.push(("worklist".to_string(), d.draw()));
+    assert_eq!(d.app.visible_len(), patients, "{}", d.screen(160, 50));
+    screens.push(("worklist".to_string(), d.screen(160, 50)));
     for i in 0..patients {
         let sid = d.app.selected_patient().unwrap().study_id.clone();
-        d.key(KeyCode::Enter);
+        d.key(KeyCode::Enter, KeyModifiers::NONE);
         d.until("the patient", |a| {
             a.patient_detail()
                 .is_some_and(|p| p.summary.study_id == sid)
                 && a.patient_state() == Some(&LoadState::Loaded)
         });
         assert_eq!(d.app.screen(), Screen::Patient);
-        screens.push((format!("patient {sid}"), d.draw()));
-        d.key(KeyCode::Char('i'));
+        screens.push((format!("patient {sid}"), d.screen(160, 50)));
+        d.key(KeyCode::Char('i'), KeyModifiers::NONE);
         d.until("the images", |a| {
             a.images().is_some_and(|v| !v.rows().is_empty())
         });
         assert_eq!(d.app.screen(), Screen::Images);
-        let images = d.draw();
+        let images = d.screen(160, 50);
         assert!(images.contains("KNEE") || images.contains("DX"), "{images}");
         screens.push((format!("images {sid}"), images));
-        d.key(KeyCode::Esc);
-        d.key(KeyCode::Esc);
-        assert_eq!(d.app.screen(), Screen::Worklist, "{}", d.draw());
+        d.key(KeyCode::Esc, KeyModifiers::NONE);
+        d.key(KeyCode::Esc, KeyModifiers::NONE);
+        assert_eq!(d.app.screen(), Screen::Worklist, "{}", d.screen(160, 50));
         if i + 1 < patients {
-            d.key(KeyCode::Char('j'));
+            d.key(KeyCode::Char('j'), KeyModifiers::NONE);
         }
     }
-    d.key(KeyCode::Char('D'));
+    d.key(KeyCode::Char('D'), KeyModifiers::NONE);
     d.until("the dashboard", |a| {
         a.dashboard_view()
             .is_some_and(|v| *v.state() == LoadState::Loaded)
     });
-    screens.push(("dashboard".to_string(), d.draw()));
-    d.key(KeyCode::Esc);
-    d.key(KeyCode::Char('F'));
-    screens.push(("follow-up".to_string(), d.draw()));
+    screens.push(("dashboard".to_string(), d.screen(160, 50)));
+    d.key(KeyCode::Esc, KeyModifiers::NONE);
+    d.key(KeyCode::Char('F'), KeyModifiers::NONE);
+    screens.push(("follow-up".to_string(), d.screen(160, 50)));
     d.worker.stop();
     screens
 }

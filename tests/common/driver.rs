@@ -54,9 +54,14 @@ impl Driver {
     /// The app of `user` (`None`: as the worker resolves the account itself), plain
     /// theme, its start requests sent.
     pub fn start(s: &TempStudy, user: Option<&str>, pace: Pace) -> Driver {
+        Driver::start_db(&s.db, user, pace)
+    }
+
+    /// [`Driver::start`] on the database at `db`.
+    pub fn start_db(db: &std::path::Path, user: Option<&str>, pace: Pace) -> Driver {
         let (tx, rx) = mpsc::channel();
         let (worker, session) =
-            Worker::spawn(s.db.clone(), None, user.map(str::to_string), move |r| {
+            Worker::spawn(db.to_path_buf(), None, user.map(str::to_string), move |r| {
                 let _ = tx.send(r);
             })
             .expect("worker opens the study");
