@@ -208,3 +208,45 @@ fn the_fuzzing_findings_are_refused_without_allocating_their_lengths() {
         "the import allocated {peak} bytes at its peak"
     );
 }
+
+/// A deflated data set (Deflated Explicit VR Little Endian) is walked too: inflated
+/// with a cap, then checked like any other, so a declared length of gigabytes inside
+/// the compressed stream is refused before dicom-rs would reserve it.
+#[test]
+fn a_huge_length_inside_a_deflated_data_set_is_refused_without_allocating_it() {
+    use std::io::Write;
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut body = Vec::new();
+    element(&mut body, 0x0008, 0x0018, b"UI", b"1.2.3.4.5.6.7\0");
+    element(&mut body, 0x0028, 0x0010, b"US", &16u16.to_le_bytes());
+    element(&mut body, 0x0028, 0x0011, b"US", &16u16.to_le_bytes());
+    body.extend_from_slice(&0x0008u16.to_le_bytes());
+    body.extend_from_slice(&0x103Eu16.to_le_bytes());
+    body.extend_from_slice(b"UT\0\0");
+    body.extend_from_slice(&3_000_000_000u32.to_le_bytes());
+    body.extend_from_slice(&[b'x'; 64]);
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&body).unwrap();
+    let deflated = z.finish().unwrap();
+
+    let mut f = vec![0u8; 128];
+    f.extend_from_slice(b"DICM");
+    let mut meta = Vec::new();
+    element(&mut meta, 0x0002, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+    element(&mut meta, 0x0002, 0x0003, b"UI", b"1.2.3.4.5.6.7\0");
+    element(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1.99\0");
+    element(&mut f, 0x0002, 0x0000, b"UL", &(meta.len() as u32).to_le_bytes());
+    f.extend_from_slice(&meta);
+    f.extend_from_slice(&deflated);
+    let path = dir.path().join("deflated.dcm");
+    std::fs::write(&path, &f).unwrap();
+
+    let (result, peak) = peak_during(|| marrow::dicom::decode::load(&path));
+    let err = result.expect_err("a hostile length must be refused");
+    assert!(
+        err.reason.contains("(0008,103E)") && err.reason.contains("3000000000"),
+        "{err}"
+    );
+    assert!(peak < LIMIT, "loading allocated {peak} bytes at its peak");
+}

@@ -84,9 +84,48 @@ pub fn check_file(
         return Ok(Checked::Complete);
     };
     let Some(encoding) = encoding_of(&ts) else {
+        if ts.trim_end_matches(['\0', ' ']) == DEFLATED {
+            if (bytes.len() as u64) < file_len {
+                return Ok(Checked::NeedMore);
+            }
+            return check_deflated(&bytes[w.pos.min(bytes.len())..]);
+        }
         return Ok(Checked::Complete);
     };
     w.data_set(encoding, bytes.len(), 0)
+}
+
+const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+
+/// The most a deflated data set may inflate to (a decompression bomb is refused).
+const INFLATE_CAP: u64 = 512 << 20;
+
+/// A Deflated Explicit VR Little Endian data set: inflated (up to
+/// [`INFLATE_CAP`]) and walked like any other, since dicom-rs reserves each
+/// declared length as it reads the inflated stream.
+fn check_deflated(deflated: &[u8]) -> Result<Checked, String> {
+    use std::io::Read;
+    let mut inflated = Vec::new();
+    let read = flate2::read::DeflateDecoder::new(deflated)
+        .take(INFLATE_CAP + 1)
+        .read_to_end(&mut inflated);
+    if inflated.len() as u64 > INFLATE_CAP {
+        return Err(format!(
+            "the deflated data set inflates to more than {} MB",
+            INFLATE_CAP >> 20
+        ));
+    }
+    // What did inflate is checked first: a length past its end is the clearer
+    // reason.
+    check_data_set(&inflated, EXPLICIT_LE)
+        .map_err(|e| format!("in the inflated data set, {e}"))?;
+    match read {
+        Ok(_) => Ok(Checked::Complete),
+        Err(e) => Err(format!(
+            "the deflated data set is damaged after {} bytes: {e}",
+            inflated.len()
+        )),
+    }
 }
 
 /// Checks the meta group alone, of bytes that start with "DICM" (what
