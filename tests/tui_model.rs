@@ -518,3 +518,88 @@ fn a_reader_before_their_read_is_told_the_explanation_is_hidden_and_nothing_is_c
         Err(e) => assert!(!e.contains("hidden"), "{e}"),
     }
 }
+
+/// A worker of `user` on `s`, its answers on a channel (no app in between).
+fn raw_worker(
+    s: &TempStudy,
+    user: &str,
+) -> (
+    marrow::tui::worker::Worker,
+    std::sync::mpsc::Receiver<Response>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (w, _) =
+        marrow::tui::worker::Worker::spawn(s.db.clone(), None, Some(user.into()), move |r| {
+            let _ = tx.send(r);
+        })
+        .expect("worker opens the study");
+    (w, rx)
+}
+
+fn answer(rx: &std::sync::mpsc::Receiver<Response>) -> Response {
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("an answer (a guard against a hang)")
+}
+
+#[test]
+fn the_database_worker_answers_while_an_explanation_is_computed() {
+    let s = demo();
+    let (w, rx) = raw_worker(&s, "demo-adjudicator");
+    assert!(w.send(Request::LoadAdjudicationQueue));
+    let case = match answer(&rx) {
+        Response::AdjudicationQueue(Ok(q)) => q
+            .first()
+            .expect("a case to adjudicate")
+            .summary
+            .case
+            .clone(),
+        other => panic!("the queue: {other:?}"),
+    };
+    // The explanation's answer is held back until `hold` is dropped: if it were
+    // computed on the database worker, the case load sent after it would wait behind
+    // it (and the explanation would come first).
+    let hold = w.hold_explanations();
+    assert!(w.send(Request::ExplainCase { case: case.clone() }));
+    assert!(w.send(Request::LoadCase { case: case.clone() }));
+    match answer(&rx) {
+        Response::Case { case: c, result } => {
+            assert_eq!(c, case);
+            assert!(result.is_ok(), "{result:?}");
+        }
+        other => panic!("the case load is answered first: {other:?}"),
+    }
+    assert!(w.send(Request::LoadAdjudicationQueue));
+    assert!(
+        matches!(answer(&rx), Response::AdjudicationQueue(Ok(_))),
+        "the database worker keeps answering"
+    );
+    drop(hold);
+    match answer(&rx) {
+        Response::Explanation { case: c, result } => {
+            assert_eq!(c, case);
+            let e = result.expect("the adjudicator's explanation");
+            assert!(!e.0.images.is_empty());
+        }
+        other => panic!("then the explanation: {other:?}"),
+    }
+    w.stop();
+
+    // A reader before their read: the explanation thread's own connection refuses
+    // with why (the data layer's refusal, before anything is computed).
+    let (w, rx) = raw_worker(&s, "demo-reader-1");
+    assert!(w.send(Request::TakeNextCase));
+    let case = match answer(&rx) {
+        Response::TakenCase(Ok(Some(t))) => t.summary.case,
+        other => panic!("a case taken: {other:?}"),
+    };
+    assert!(w.send(Request::ExplainCase { case: case.clone() }));
+    match answer(&rx) {
+        Response::Explanation { case: c, result } => {
+            assert_eq!(c, case);
+            let err = result.expect_err("a reader is blinded to the model");
+            assert!(err.contains("hidden"), "{err}");
+        }
+        other => panic!("the refusal: {other:?}"),
+    }
+    w.stop();
+}

@@ -89,6 +89,27 @@ pub enum Confirmation {
     Quit { jobs: Vec<i64> },
 }
 
+/// What a key means to an open confirmation pop-up: the same for every one of them
+/// (the jobs keys, quitting while a job runs, submitting a read or an adjudication):
+/// y or Enter agrees, n or Esc goes back, anything else leaves it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Yes,
+    No,
+    /// Not an answer: the pop-up stays open (the caller may still act on the key).
+    Other,
+}
+
+impl Answer {
+    pub fn of(action: &Action) -> Answer {
+        match action {
+            Action::Confirm | Action::Save => Answer::Yes,
+            Action::Back => Answer::No,
+            _ => Answer::Other,
+        }
+    }
+}
+
 /// The figures of one task and cohort.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelFigures {
@@ -429,8 +450,8 @@ impl App {
         let Some(c) = self.jobs.confirm.clone() else {
             return Vec::new();
         };
-        match action {
-            Action::Confirm => {
+        match Answer::of(&action) {
+            Answer::Yes => {
                 self.jobs.confirm = None;
                 match c {
                     Confirmation::InferAll => self.start_job(true),
@@ -443,15 +464,15 @@ impl App {
                     Confirmation::Quit { .. } => self.begin_quit(),
                 }
             }
-            Action::Back => {
+            Answer::No => {
                 self.jobs.confirm = None;
                 if matches!(c, Confirmation::Quit { .. }) {
                     self.info("not quitting; the job keeps running");
                 }
                 Vec::new()
             }
-            Action::Quit => self.request_quit(),
-            _ => Vec::new(),
+            Answer::Other if matches!(action, Action::Quit) => self.request_quit(),
+            Answer::Other => Vec::new(),
         }
     }
 

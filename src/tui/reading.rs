@@ -7,6 +7,7 @@
 //! Every database call goes through the worker, like the other screens'.
 
 use super::app::{App, ImagesView, LoadState, Screen};
+use super::jobs::Answer;
 use super::keymap::Action;
 use super::worker::{
     AgreementFigures, ExplanationFigures, LoadedCase, Preview, Request, Response, SaveFailure,
@@ -889,8 +890,8 @@ impl App {
             return Vec::new();
         }
         if form.confirming {
-            match action {
-                Action::Confirm | Action::Save => {
+            match Answer::of(&action) {
+                Answer::Yes => {
                     form.confirming = false;
                     let loaded = cs.loaded.as_ref();
                     let case = cs.case.clone();
@@ -922,8 +923,8 @@ impl App {
                         Err(e) => form.error = Some(e),
                     }
                 }
-                Action::Back => form.confirming = false,
-                _ => {}
+                Answer::No => form.confirming = false,
+                Answer::Other => {}
             }
             return Vec::new();
         }

@@ -29,8 +29,8 @@ use crate::inference::explain::{self, GroupShapley, Heatmap};
 use crate::inference::jobs::{self as runner, InferOptions, JobReport};
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,7 @@ pub enum Request {
     /// The model's explanation of a case's prediction: Shapley values over the
     /// modality groups and the occlusion heatmap over each image the model reads
     /// (`case_explain::explain_case`, which refuses a user blinded to the model).
+    /// Computed on a thread and connection of its own, not the database worker's.
     ExplainCase {
         case: String,
     },
@@ -379,6 +380,43 @@ pub struct Worker {
     thread: Option<JoinHandle<()>>,
     render_thread: Option<JoinHandle<()>>,
     job_thread: Option<JoinHandle<()>>,
+    explanations: Option<Sender<String>>,
+    explain_thread: Option<JoinHandle<()>>,
+    explain_gate: Arc<Gate>,
+}
+
+/// A gate the explanation thread waits at before it answers (open unless a test holds
+/// it with [`Worker::hold_explanations`]).
+#[derive(Debug, Default)]
+struct Gate {
+    held: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn set(&self, held: bool) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
+        self.changed.notify_all();
+    }
+
+    fn wait_open(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        while *held {
+            held = self.changed.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Holds the answers of the model explanations back while it lives (they are still
+/// computed); dropping it lets them go. For tests that show the database worker
+/// answers meanwhile.
+#[must_use = "the explanations are held only while this lives"]
+pub struct ExplanationHold(Arc<Gate>);
+
+impl Drop for ExplanationHold {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 /// How long stopping waits for a job that is still running (it was asked to stop, or
@@ -408,9 +446,14 @@ impl Worker {
         let store_root = store::root_for(&db);
         let db_reply = reply.clone();
         let job_reply = reply.clone();
+        let explain_reply = reply.clone();
         // The job thread opens its own connection, as the same user, when its first
         // job comes: a job never holds up the database worker (nor the other way).
         let job_open = (db.clone(), key_file.clone(), as_user.clone());
+        // The model explanation (occlusion heatmap and Shapley contributions, 0.1 s
+        // to seconds) likewise runs on a thread and connection of its own, so the
+        // database worker answers the other requests meanwhile.
+        let explain_open = (db.clone(), key_file.clone(), as_user.clone());
         let thread = std::thread::Builder::new()
             .name("marrow-db".into())
             .spawn(move || {
@@ -462,6 +505,24 @@ impl Worker {
                 });
             })
             .map_err(|e| format!("cannot start the job thread: {e}"))?;
+        let (explain_tx, explain_rx) = mpsc::channel::<String>();
+        let explain_gate = Arc::new(Gate::default());
+        let gate = explain_gate.clone();
+        let explain_thread = std::thread::Builder::new()
+            .name("marrow-explain".into())
+            .spawn(move || {
+                let (db, key_file, as_user) = explain_open;
+                let notice = StopNotice(move |r| explain_reply(r));
+                serve_explanations(
+                    &db,
+                    key_file.as_deref(),
+                    as_user.as_deref(),
+                    explain_rx,
+                    &gate,
+                    &notice.0,
+                );
+            })
+            .map_err(|e| format!("cannot start the explanation thread: {e}"))?;
         Ok((
             Worker {
                 requests: Some(req_tx),
@@ -469,6 +530,9 @@ impl Worker {
                 thread: Some(thread),
                 render_thread: Some(render_thread),
                 job_thread: Some(job_thread),
+                explanations: Some(explain_tx),
+                explain_thread: Some(explain_thread),
+                explain_gate,
             },
             session,
         ))
@@ -480,8 +544,20 @@ impl Worker {
             Request::RenderImage(job) => {
                 self.renders.as_ref().is_some_and(|tx| tx.send(job).is_ok())
             }
+            Request::ExplainCase { case } => self
+                .explanations
+                .as_ref()
+                .is_some_and(|tx| tx.send(case).is_ok()),
             r => self.requests.as_ref().is_some_and(|tx| tx.send(r).is_ok()),
         }
+    }
+
+    /// Holds the answers of the model explanations back (they are still computed)
+    /// until the returned guard is dropped. For tests: what the database worker
+    /// answers meanwhile cannot be waiting behind an explanation.
+    pub fn hold_explanations(&self) -> ExplanationHold {
+        self.explain_gate.set(true);
+        ExplanationHold(self.explain_gate.clone())
     }
 
     /// Lets the worker finish what it is doing (a write is never cut short) and waits.
@@ -496,6 +572,11 @@ impl Worker {
             let _ = t.join();
         }
         if let Some(t) = self.render_thread.take() {
+            let _ = t.join();
+        }
+        self.explanations.take();
+        self.explain_gate.set(false);
+        if let Some(t) = self.explain_thread.take() {
             let _ = t.join();
         }
         // The database thread is gone, so the job thread's queue is closed: it ends
@@ -714,6 +795,57 @@ fn explanation(study: &Study, case: &str) -> Result<ExplanationFigures, String> 
     })))
 }
 
+/// The answer to `Request::ExplainCase`: `case_explain::explain_case` refuses a user
+/// blinded to the model (with why) before it computes anything.
+fn explain_response(study: &Study, case: String) -> Response {
+    let started = Instant::now();
+    let result = explanation(study, &case);
+    match &result {
+        Ok(e) => tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "tui: {case} explained ({} image(s), model {})",
+            e.0.images.len(),
+            e.0.model
+        ),
+        Err(e) => tracing::info!("tui: no explanation of {case}: {e}"),
+    }
+    Response::Explanation { case, result }
+}
+
+/// Explains the cases asked for, one after the other, on a connection of its own
+/// (as the same user), opened on the first request.
+fn serve_explanations(
+    db: &Path,
+    key_file: Option<&Path>,
+    as_user: Option<&str>,
+    cases: Receiver<String>,
+    gate: &Gate,
+    reply: &dyn Fn(Response),
+) {
+    let mut study: Option<Study> = None;
+    while let Ok(case) = cases.recv() {
+        if study.is_none() {
+            match Study::open(db, key_file, as_user) {
+                Ok(s) => study = Some(s),
+                Err(e) => {
+                    gate.wait_open();
+                    reply(Response::Explanation {
+                        case,
+                        result: Err(format!("the explanation thread cannot open the study: {e}")),
+                    });
+                    continue;
+                }
+            }
+        }
+        let Some(s) = study.as_ref() else {
+            continue;
+        };
+        let response = explain_response(s, case);
+        gate.wait_open();
+        reply(response);
+    }
+}
+
 /// An RGB overlay as a viewer frame, scaled down to `MAX_PREVIEW_PIXELS` a side.
 fn overlay_preview(w: usize, h: usize, rgb: Vec<u8>) -> Result<Preview, String> {
     let img = image::RgbImage::from_raw(w as u32, h as u32, rgb)
@@ -744,18 +876,9 @@ fn overlay_preview(w: usize, h: usize, rgb: Vec<u8>) -> Result<Preview, String> 
 
 fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
     match r {
-        Request::ExplainCase { case } => {
-            let result = explanation(study, &case);
-            match &result {
-                Ok(e) => tracing::info!(
-                    "tui: {case} explained ({} image(s), model {})",
-                    e.0.images.len(),
-                    e.0.model
-                ),
-                Err(e) => tracing::info!("tui: no explanation of {case}: {e}"),
-            }
-            Response::Explanation { case, result }
-        }
+        // Sent to the explanation thread by `Worker::send`; answered here too for
+        // whoever hands it to the database worker directly.
+        Request::ExplainCase { case } => explain_response(study, case),
         Request::LoadFollowup { scope } => {
             let today = crate::cli::export::today();
             let result = match &scope {

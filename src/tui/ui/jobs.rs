@@ -2,20 +2,21 @@
 //! of its progress, its rate and its last message; the selected job's details below;
 //! and the confirmation popup of the jobs keys (and of quitting while a job runs).
 
+use super::confirm;
 use super::images::block;
-use super::{ellipsize, footer_line, scroll_offset, wrap};
+use super::{ellipsize, scroll_offset, wrap};
 use crate::db::inference::{JobKind, JobRow, JobState};
 use crate::domain::user::Permission;
 use crate::tui::app::{App, LoadState};
 use crate::tui::jobs::{Confirmation, images_per_second, task_label};
-use crate::tui::keymap::{self, Action, Context, KEYMAP};
+use crate::tui::keymap::{Action, Context, KEYMAP};
 use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::style::Style;
 use ratatui::symbols;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, LineGauge, Paragraph};
+use ratatui::widgets::{Block, Borders, LineGauge, Paragraph};
 
 /// Rows a job takes in the list.
 const JOB_ROWS: u16 = 2;
@@ -297,8 +298,7 @@ pub fn render_confirm(app: &App, frame: &mut Frame, area: Rect) {
     let Some(c) = app.confirmation() else {
         return;
     };
-    let width = area.width.saturating_sub(8).min(70);
-    let inner_w = width.saturating_sub(4) as usize;
+    let inner_w = confirm::text_width(area);
     let (title, head, note) = match c {
         Confirmation::InferAll => (
             "Infer every image again?".to_string(),
@@ -341,20 +341,5 @@ pub fn render_confirm(app: &App, frame: &mut Frame, area: Rect) {
     for l in wrap(note, inner_w) {
         lines.push(Line::styled(l, t.muted()));
     }
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let rect = area.centered(Constraint::Length(width), Constraint::Length(height));
-    let hints = footer_line(
-        t,
-        &keymap::footer(&[Context::JobConfirm]),
-        width.saturating_sub(2) as usize,
-    );
-    let b = Block::default()
-        .borders(Borders::ALL)
-        .border_style(t.focused_border())
-        .title(Span::styled(format!(" {title} "), t.focused_title()))
-        .title_bottom(hints);
-    let inner = b.inner(rect).inner(Margin::new(1, 0));
-    frame.render_widget(Clear, rect);
-    frame.render_widget(b, rect);
-    frame.render_widget(Paragraph::new(lines), inner);
+    confirm::render(t, frame, area, &title, lines, Context::JobConfirm);
 }

@@ -1,6 +1,7 @@
 //! Drawing: pure functions of `&App` into a ratatui frame.
 
 mod agreement;
+mod confirm;
 mod dashboard;
 mod followup;
 mod help;

@@ -3,22 +3,23 @@
 //! the KL reference card, what the data layer lets the user see of the case (a
 //! hidden value shows why it is hidden), and the form.
 
+use super::confirm;
 use super::images::{block, render_image};
-use super::{ellipsize, footer_line, scroll_offset, wrap};
+use super::{ellipsize, scroll_offset, wrap};
 use crate::db::reading::{
     Blinded, CaseSummary, CaseView, FinalRecord, QueueItem, ReadRecord, describe_grade,
 };
 use crate::domain::reading::{KL_REFERENCE, OpImpression, Side, read_words};
 use crate::tui::app::{App, LoadState};
-use crate::tui::keymap::{self, Context};
+use crate::tui::keymap::Context;
 use crate::tui::reading::{
     CaseList, CaseScreen, ExplainState, FormField, FormMode, GradeChoice, GradeForm,
 };
 use crate::tui::theme::{FLAG_SYMBOL, Theme, Verdict};
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Margin, Position, Rect};
+use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
 /// "left knee (KL grade)", "patient (OP stage)".
 pub fn side_words(side: Side) -> String {
@@ -771,8 +772,7 @@ pub fn render_case(app: &App, frame: &mut Frame, area: Rect) {
 /// The confirmation before a read or an adjudication is submitted.
 fn render_confirm(app: &App, form: &GradeForm, v: &CaseView, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let width = area.width.saturating_sub(8).min(70);
-    let inner_w = width.saturating_sub(4) as usize;
+    let inner_w = confirm::text_width(area);
     let what = form.summary().unwrap_or_else(|e| format!("✗ {e}"));
     let mut lines: Vec<Line> = Vec::new();
     let (title, head, note) = match form.mode {
@@ -812,20 +812,5 @@ fn render_confirm(app: &App, form: &GradeForm, v: &CaseView, frame: &mut Frame, 
     for l in wrap(note, inner_w) {
         lines.push(Line::styled(l, t.muted()));
     }
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let rect = area.centered(Constraint::Length(width), Constraint::Length(height));
-    let hints = footer_line(
-        t,
-        &keymap::footer(&[Context::Confirm]),
-        width.saturating_sub(2) as usize,
-    );
-    let b = Block::default()
-        .borders(Borders::ALL)
-        .border_style(t.focused_border())
-        .title(Span::styled(format!(" {title} "), t.focused_title()))
-        .title_bottom(hints);
-    let inner = b.inner(rect).inner(Margin::new(1, 0));
-    frame.render_widget(Clear, rect);
-    frame.render_widget(b, rect);
-    frame.render_widget(Paragraph::new(lines), inner);
+    confirm::render(t, frame, area, title, lines, Context::Confirm);
 }
