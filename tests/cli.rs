@@ -554,3 +554,62 @@ fn demo_builds_a_study_whose_figures_agree_with_status() {
         stderr(&again)
     );
 }
+
+#[test]
+fn a_pi_refused_cases_refresh_is_told_pis_have_read_only_access() {
+    let s = TempStudy::init();
+    s.expect(&["users", "add", "pat", "--role", "pi"], 0);
+    let out = s.run(&["--as", "pat", "cases", "refresh"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("pat (role pi) may not create reading cases (PIs have read-only access)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Case (study ID, side) -> case ID, as `cases --json` lists them in a demo built in `dir`.
+fn demo_case_ids(s: &TempStudy, dir: &std::path::Path) -> Vec<(String, String, String)> {
+    let out = s
+        .cmd()
+        .args(["demo", "--no-tui", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marrow"))
+        .arg("--db")
+        .arg(dir.join("demo.db"))
+        .args(["cases", "--json"])
+        .env_remove("MARROW_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ids: Vec<(String, String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["study_id"].as_str().unwrap().to_string(),
+                c["side"].as_str().unwrap().to_string(),
+                c["case"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn two_demo_runs_give_the_same_case_ids_to_the_same_patients_and_knees() {
+    // Each study has its own key, so the keyed MRN hashes (and the order new patients'
+    // rows go in) differ between the two: case IDs must not follow them.
+    let s = TempStudy::empty();
+    let a = demo_case_ids(&s, &s.path("demo-a"));
+    let b = demo_case_ids(&s, &s.path("demo-b"));
+    assert!(a.len() > 100, "{}", a.len());
+    assert_eq!(a, b);
+}

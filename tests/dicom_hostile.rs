@@ -233,10 +233,28 @@ fn a_huge_length_inside_a_deflated_data_set_is_refused_without_allocating_it() {
     let mut f = vec![0u8; 128];
     f.extend_from_slice(b"DICM");
     let mut meta = Vec::new();
-    element(&mut meta, 0x0002, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+    element(
+        &mut meta,
+        0x0002,
+        0x0002,
+        b"UI",
+        b"1.2.840.10008.5.1.4.1.1.7\0",
+    );
     element(&mut meta, 0x0002, 0x0003, b"UI", b"1.2.3.4.5.6.7\0");
-    element(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1.99\0");
-    element(&mut f, 0x0002, 0x0000, b"UL", &(meta.len() as u32).to_le_bytes());
+    element(
+        &mut meta,
+        0x0002,
+        0x0010,
+        b"UI",
+        b"1.2.840.10008.1.2.1.99\0",
+    );
+    element(
+        &mut f,
+        0x0002,
+        0x0000,
+        b"UL",
+        &(meta.len() as u32).to_le_bytes(),
+    );
     f.extend_from_slice(&meta);
     f.extend_from_slice(&deflated);
     let path = dir.path().join("deflated.dcm");

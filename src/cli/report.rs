@@ -12,6 +12,8 @@ use crate::domain::roc;
 use crate::domain::status::StatusReport;
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::fmt::Write as _;
@@ -53,10 +55,58 @@ fn pe<E: std::fmt::Display>(e: E) -> anyhow::Error {
 const W: u32 = 1000;
 const H: u32 = 560;
 
+/// The font of axis labels, in every chart.
+const LABEL_FONT: (&str, u32) = ("sans-serif", 14);
+
+/// What frames a chart's plot: the caption (text and size), the margin around it all
+/// and the room for the labels of the x and y axes.
+struct Frame<'a> {
+    caption: &'a str,
+    caption_size: u32,
+    margin: u32,
+    x_label_area: u32,
+    y_label_area: u32,
+}
+
+/// A chart on a PNG, with axes `X` by `Y`.
+type Chart<'a, 'b, X, Y> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// The set-up every chart shares, on a [`canvas`]: the white background, the frame and
+/// the axes `x` by `y` (the caller draws the mesh, with [`LABEL_FONT`], and the series,
+/// then presents the area).
+fn chart_on<'a, 'b, X, Y>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    frame: Frame,
+    x: X,
+    y: Y,
+) -> Result<Chart<'a, 'b, X, Y>>
+where
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+{
+    root.fill(&WHITE).map_err(pe)?;
+    ChartBuilder::on(root)
+        .caption(frame.caption, ("sans-serif", frame.caption_size))
+        .margin(frame.margin)
+        .x_label_area_size(frame.x_label_area)
+        .y_label_area_size(frame.y_label_area)
+        .build_cartesian_2d(x, y)
+        .map_err(pe)
+}
+
+/// The white canvas of a chart at `path` (with the bundled font registered).
+fn canvas(path: &Path, size: (u32, u32)) -> DrawingArea<BitMapBackend<'_>, Shift> {
+    register_font();
+    BitMapBackend::new(path, size).into_drawing_area()
+}
+
 /// Eligible patients over time: the cumulative count by month of the index date, per
 /// site and in total.
 pub fn enrollment_chart(path: &Path, by_month: &[(String, String, u64)]) -> Result<()> {
-    register_font();
     let months = month_range(by_month.iter().map(|(m, _, _)| m.as_str()));
     let mut sites: Vec<String> = by_month.iter().map(|(_, s, _)| s.clone()).collect();
     sites.sort();
@@ -95,26 +145,24 @@ pub fn enrollment_chart(path: &Path, by_month: &[(String, String, u64)]) -> Resu
         .collect();
     let ymax = total.last().map(|x| x.1).unwrap_or(0).max(1);
     let xmax = (months.len() as i32 - 1).max(1);
-    let root = BitMapBackend::new(path, (W, H)).into_drawing_area();
-    root.fill(&WHITE).map_err(pe)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Eligible patients over time (cumulative, by month of the index imaging)",
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0i32..xmax, 0u64..(ymax + ymax / 10 + 1))
-        .map_err(pe)?;
     let label = |x: &i32| months.get(*x as usize).cloned().unwrap_or_default();
+    let frame = Frame {
+        caption: "Eligible patients over time (cumulative, by month of the index imaging)",
+        caption_size: 22,
+        margin: 16,
+        x_label_area: 44,
+        y_label_area: 64,
+    };
+    let y = 0u64..(ymax + ymax / 10 + 1);
+    let root = canvas(path, (W, H));
+    let mut chart = chart_on(&root, frame, 0i32..xmax, y)?;
     chart
         .configure_mesh()
         .x_labels(8)
         .x_label_formatter(&label)
         .y_desc("eligible patients")
         .x_desc("month of the index imaging")
-        .label_style(("sans-serif", 14))
+        .label_style(LABEL_FONT)
         .draw()
         .map_err(pe)?;
     if months.is_empty() {
@@ -158,7 +206,6 @@ pub fn enrollment_chart(path: &Path, by_month: &[(String, String, u64)]) -> Resu
 
 /// Eligible patients of every cohort (site x group x phase) against its target.
 pub fn targets_chart(path: &Path, status: &StatusReport) -> Result<()> {
-    register_font();
     let n = status.cohorts.len().max(1) as u32;
     let xmax = status
         .cohorts
@@ -169,18 +216,6 @@ pub fn targets_chart(path: &Path, status: &StatusReport) -> Result<()> {
         .max(1);
     let xmax = xmax + xmax / 4 + 1;
     let h = (90 + 34 * n).max(300);
-    let root = BitMapBackend::new(path, (W, h)).into_drawing_area();
-    root.fill(&WHITE).map_err(pe)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Enrollment against target (eligible patients per cohort)",
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(210)
-        .build_cartesian_2d(0u64..xmax, (0u32..n).into_segmented())
-        .map_err(pe)?;
     let labels: Vec<String> = status
         .cohorts
         .iter()
@@ -190,13 +225,23 @@ pub fn targets_chart(path: &Path, status: &StatusReport) -> Result<()> {
         SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
         _ => String::new(),
     };
+    let frame = Frame {
+        caption: "Enrollment against target (eligible patients per cohort)",
+        caption_size: 22,
+        margin: 16,
+        x_label_area: 40,
+        y_label_area: 210,
+    };
+    let y = (0u32..n).into_segmented();
+    let root = canvas(path, (W, h));
+    let mut chart = chart_on(&root, frame, 0u64..xmax, y)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(n as usize)
         .y_label_formatter(&ylabel)
         .x_desc("patients")
-        .label_style(("sans-serif", 14))
+        .label_style(LABEL_FONT)
         .draw()
         .map_err(pe)?;
     let target_style = RGBColor(205, 214, 224).filled();
@@ -271,7 +316,6 @@ pub fn roc_chart(
     pairs: &[(u8, Vec<f64>)],
     threshold: u8,
 ) -> Result<Option<f64>> {
-    register_font();
     let scores: Vec<f64> = pairs
         .iter()
         .map(|(_, p)| p.iter().skip(usize::from(threshold)).sum())
@@ -281,26 +325,26 @@ pub fn roc_chart(
         return Ok(None);
     };
     let auc = roc::auc(&scores, &truth);
-    let root = BitMapBackend::new(path, (720, 660)).into_drawing_area();
-    root.fill(&WHITE).map_err(pe)?;
     let note = format!(
         "AUC {}   (n = {}, {} positive)",
         auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()),
         pairs.len(),
         truth.iter().filter(|t| **t).count()
     );
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 17))
-        .margin(18)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-        .map_err(pe)?;
+    let frame = Frame {
+        caption: title,
+        caption_size: 17,
+        margin: 18,
+        x_label_area: 44,
+        y_label_area: 56,
+    };
+    let root = canvas(path, (720, 660));
+    let mut chart = chart_on(&root, frame, 0f64..1f64, 0f64..1f64)?;
     chart
         .configure_mesh()
         .x_desc("1 - specificity (false-positive rate)")
         .y_desc("sensitivity (true-positive rate)")
-        .label_style(("sans-serif", 14))
+        .label_style(LABEL_FONT)
         .draw()
         .map_err(pe)?;
     chart

@@ -135,6 +135,16 @@ impl ModelRow {
     }
 }
 
+/// Which images [`Study::image_targets`] returns.
+#[derive(Debug, Clone, Copy)]
+pub enum TargetsOf<'a> {
+    /// The images `model` would predict: every linked image the task uses (`all`), or
+    /// only those without a prediction of this model version.
+    Model { model: &'a ModelRow, all: bool },
+    /// The images of a labelled case (its patient's, on its side): what training uses.
+    Case(&'a LabelledCase),
+}
+
 /// An image to predict and the case it belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PredictTarget {
@@ -818,22 +828,37 @@ impl Study {
         Ok(())
     }
 
-    /// The images `model` would predict for `task`: every linked image the task uses
-    /// (`all`), or only those without a prediction of this model version.
-    pub fn predict_targets(
-        &self,
-        task: Task,
-        model: &ModelRow,
-        all: bool,
-    ) -> Result<Vec<PredictTarget>> {
-        let mut st = self.conn().prepare_cached(
+    /// The images of `task` to predict or train on, see [`TargetsOf`].
+    pub fn image_targets(&self, task: Task, of: TargetsOf) -> Result<Vec<PredictTarget>> {
+        let code = task.code();
+        let (model, version, all, case) = match of {
+            TargetsOf::Model { model, all } => (
+                Some(model.name.as_str()),
+                Some(model.version.as_str()),
+                all,
+                None,
+            ),
+            TargetsOf::Case(case) => (None, None, true, Some(case)),
+        };
+        let patient = case.map(|c| c.patient_id);
+        // A case's images are its patient's; the model's are all linked images.
+        let filter = if patient.is_some() {
+            "WHERE i.patient_id = ?4 "
+        } else {
+            ""
+        };
+        let mut st = self.conn().prepare_cached(&format!(
             "SELECT i.id, i.store_path, p.id, p.study_id, se.body_part, i.laterality, \
                EXISTS (SELECT 1 FROM predictions q WHERE q.instance_id = i.id AND q.task = ?1 \
                        AND q.model = ?2 AND q.model_version = ?3) \
              FROM image_instances i JOIN patients p ON p.id = i.patient_id \
-             JOIN image_series se ON se.id = i.series ORDER BY i.id",
-        )?;
-        let rows = st.query_map(params![task.code(), model.name, model.version], |r| {
+             JOIN image_series se ON se.id = i.series {filter}ORDER BY i.id"
+        ))?;
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&code, &model, &version];
+        if let Some(p) = &patient {
+            args.push(p);
+        }
+        let rows = st.query_map(args.as_slice(), |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -850,15 +875,19 @@ impl Study {
             if done && !all {
                 continue;
             }
-            if let Some(side) = side_for(task, part.as_deref(), lat.as_deref()) {
-                out.push(PredictTarget {
-                    instance_id,
-                    store_path,
-                    patient_id,
-                    study_id,
-                    side,
-                });
+            let Some(side) = side_for(task, part.as_deref(), lat.as_deref()) else {
+                continue;
+            };
+            if case.is_some_and(|c| c.side != side) {
+                continue;
             }
+            out.push(PredictTarget {
+                instance_id,
+                store_path,
+                patient_id,
+                study_id,
+                side,
+            });
         }
         Ok(out)
     }
@@ -1023,38 +1052,6 @@ impl Study {
                     side,
                     phase: phase_v,
                     label,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// The images of a labelled case the task uses.
-    pub fn case_targets(&self, task: Task, case: &LabelledCase) -> Result<Vec<PredictTarget>> {
-        let mut st = self.conn().prepare_cached(
-            "SELECT i.id, i.store_path, se.body_part, i.laterality FROM image_instances i \
-             JOIN image_series se ON se.id = i.series WHERE i.patient_id = ?1 ORDER BY i.id",
-        )?;
-        let rows = st.query_map([case.patient_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (instance_id, store_path, part, lat) = row?;
-            if side_for(task, part.as_deref(), lat.as_deref()).as_deref()
-                == Some(case.side.as_str())
-            {
-                out.push(PredictTarget {
-                    instance_id,
-                    store_path,
-                    patient_id: case.patient_id,
-                    study_id: case.study_id.clone(),
-                    side: case.side.clone(),
                 });
             }
         }

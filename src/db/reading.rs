@@ -532,7 +532,10 @@ fn refresh_in(tx: &Transaction, audit: &mut AuditWriter, actor: &str) -> Result<
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('reading_refresh_needed', '0')",
     )?
     .execute([])?;
-    let mut by_patient: BTreeMap<i64, (String, Group, Vec<ImageFacts>)> = BTreeMap::new();
+    // By study ID, not row id: new patients' rows are inserted in keyed-hash order, which
+    // differs between studies, while study IDs follow the export's order; so the same
+    // export gives the same case IDs in every study (the demo's among them).
+    let mut by_patient: BTreeMap<String, (i64, Group, Vec<ImageFacts>)> = BTreeMap::new();
     {
         let mut st = tx.prepare_cached(
             "SELECT p.id, p.study_id, p.grp, se.body_part, i.laterality \
@@ -551,8 +554,8 @@ fn refresh_in(tx: &Transaction, audit: &mut AuditWriter, actor: &str) -> Result<
         for row in rows {
             let (id, sid, grp, body_part, laterality) = row?;
             let e = by_patient
-                .entry(id)
-                .or_insert_with(|| (sid, grp.parse().unwrap_or(Group::Control), Vec::new()));
+                .entry(sid)
+                .or_insert_with(|| (id, grp.parse().unwrap_or(Group::Control), Vec::new()));
             e.2.push(ImageFacts {
                 body_part,
                 laterality,
@@ -566,7 +569,7 @@ fn refresh_in(tx: &Transaction, audit: &mut AuditWriter, actor: &str) -> Result<
     };
     let now = now_utc();
     let mut added = Vec::new();
-    for (pid, (sid, group, images)) in by_patient {
+    for (sid, (pid, group, images)) in by_patient {
         for side in reading::case_sides(group, &images) {
             if existing.contains(&(pid, side.code().to_string())) {
                 continue;
@@ -865,7 +868,11 @@ impl Study {
             return Err(DbError::NotAllowed {
                 user: self.actor().name.clone(),
                 role: role.to_string(),
-                what: "create reading cases".into(),
+                what: if role == Role::Pi {
+                    "create reading cases (PIs have read-only access)".into()
+                } else {
+                    "create reading cases".into()
+                },
             });
         }
         let actor = self.actor().clone();

@@ -117,8 +117,7 @@ fn check_deflated(deflated: &[u8]) -> Result<Checked, String> {
     }
     // What did inflate is checked first: a length past its end is the clearer
     // reason.
-    check_data_set(&inflated, EXPLICIT_LE)
-        .map_err(|e| format!("in the inflated data set, {e}"))?;
+    check_data_set(&inflated, EXPLICIT_LE).map_err(|e| format!("in the inflated data set, {e}"))?;
     match read {
         Ok(_) => Ok(Checked::Complete),
         Err(e) => Err(format!(

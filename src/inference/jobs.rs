@@ -9,7 +9,7 @@ use super::card::ModelCard;
 use super::train::{Progress, TrainConfig};
 use super::{Example, Image, Input, Task};
 use crate::db::Study;
-use crate::db::inference::{JobKind, JobState, ModelRow, NewPrediction, PredictTarget};
+use crate::db::inference::{JobKind, JobState, ModelRow, NewPrediction, PredictTarget, TargetsOf};
 use crate::domain::protocol::Phase;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -123,7 +123,13 @@ pub fn run_infer(
                 });
             }
         };
-        let targets = study.predict_targets(task, &row, opts.all)?;
+        let targets = study.image_targets(
+            task,
+            TargetsOf::Model {
+                model: &row,
+                all: opts.all,
+            },
+        )?;
         plan.push((task, row, model, targets));
     }
     let total: usize = plan.iter().map(|p| p.3.len()).sum();
@@ -302,7 +308,7 @@ pub fn train(
     let store = crate::dicom::store::root_for(study.path());
     let mut targets: Vec<(PredictTarget, u8)> = Vec::new();
     for c in &cases {
-        for t in study.case_targets(task, c)? {
+        for t in study.image_targets(task, TargetsOf::Case(c))? {
             targets.push((t, c.label));
         }
     }
