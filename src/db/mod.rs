@@ -217,8 +217,38 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
         Err(e) => return Err(e.into()),
     }
     set_pragmas(&conn)?;
+    if shared {
+        keep_wal_files(&conn);
+    }
     sharing::fit_wal_files(path);
     Ok(conn)
+}
+
+/// Asks SQLite to keep the -wal and -shm files when this connection is the last
+/// to close (SQLITE_FCNTL_PERSIST_WAL). In a study shared with a group they are
+/// made once with the group's mode and stay: removed and remade by the next
+/// member under its umask, a third member could find them 0600 for a moment and
+/// SQLite would open the -shm read-only, its writes then refused as "readonly
+/// database".
+fn keep_wal_files(conn: &Connection) {
+    let mut on: std::os::raw::c_int = 1;
+    // SAFETY: the handle is this open connection's; the argument is the int the
+    // file control reads and writes, alive for the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::os::raw::c_int).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::warn!("cannot keep the -wal and -shm files (SQLite code {rc})");
+    }
+    // A kept WAL is cut back to this size when the last member closes.
+    if let Err(e) = conn.execute_batch("PRAGMA journal_size_limit = 16777216") {
+        tracing::warn!("cannot limit the kept WAL: {e}");
+    }
 }
 
 /// Why the folder of `db` cannot be written by this process, if it cannot: a
