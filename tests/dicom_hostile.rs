@@ -72,9 +72,9 @@ fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8])
     out.extend_from_slice(value);
 }
 
-/// A DICOM file whose element (`group`,`elem`) of VR `vr` (a 4-byte-length
-/// VR) declares `len` bytes, followed by 64 bytes only.
-fn hostile(dir: &Path, name: &str, group: u16, elem: u16, vr: &[u8; 2], len: u32) -> PathBuf {
+/// A preamble, "DICM" and a meta group (with its group length) naming the
+/// transfer syntax `ts` (NUL-padded to an even length).
+fn preamble_and_meta(ts: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 128];
     f.extend_from_slice(b"DICM");
     let mut meta = Vec::new();
@@ -87,7 +87,7 @@ fn hostile(dir: &Path, name: &str, group: u16, elem: u16, vr: &[u8; 2], len: u32
         b"1.2.840.10008.5.1.4.1.1.7\0",
     );
     element(&mut meta, 0x0002, 0x0003, b"UI", b"1.2.3.4.5.6.7\0");
-    element(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0");
+    element(&mut meta, 0x0002, 0x0010, b"UI", ts);
     element(
         &mut f,
         0x0002,
@@ -96,6 +96,13 @@ fn hostile(dir: &Path, name: &str, group: u16, elem: u16, vr: &[u8; 2], len: u32
         &(meta.len() as u32).to_le_bytes(),
     );
     f.extend_from_slice(&meta);
+    f
+}
+
+/// A DICOM file whose element (`group`,`elem`) of VR `vr` (a 4-byte-length
+/// VR) declares `len` bytes, followed by 64 bytes only.
+fn hostile(dir: &Path, name: &str, group: u16, elem: u16, vr: &[u8; 2], len: u32) -> PathBuf {
+    let mut f = preamble_and_meta(b"1.2.840.10008.1.2.1\0");
     element(&mut f, 0x0008, 0x0018, b"UI", b"1.2.3.4.5.6.7\0");
     element(&mut f, 0x0010, 0x0010, b"PN", b"HOSTILE^LENGTH");
     element(&mut f, 0x0010, 0x0020, b"LO", b"MRN0001 ");
@@ -230,32 +237,7 @@ fn a_huge_length_inside_a_deflated_data_set_is_refused_without_allocating_it() {
     z.write_all(&body).unwrap();
     let deflated = z.finish().unwrap();
 
-    let mut f = vec![0u8; 128];
-    f.extend_from_slice(b"DICM");
-    let mut meta = Vec::new();
-    element(
-        &mut meta,
-        0x0002,
-        0x0002,
-        b"UI",
-        b"1.2.840.10008.5.1.4.1.1.7\0",
-    );
-    element(&mut meta, 0x0002, 0x0003, b"UI", b"1.2.3.4.5.6.7\0");
-    element(
-        &mut meta,
-        0x0002,
-        0x0010,
-        b"UI",
-        b"1.2.840.10008.1.2.1.99\0",
-    );
-    element(
-        &mut f,
-        0x0002,
-        0x0000,
-        b"UL",
-        &(meta.len() as u32).to_le_bytes(),
-    );
-    f.extend_from_slice(&meta);
+    let mut f = preamble_and_meta(b"1.2.840.10008.1.2.1.99\0");
     f.extend_from_slice(&deflated);
     let path = dir.path().join("deflated.dcm");
     std::fs::write(&path, &f).unwrap();
