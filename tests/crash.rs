@@ -487,6 +487,11 @@ fn kill_trials(name: &str, template: &Path, args: &[&str], salt: u64) {
             }
             child.kill().unwrap(); // SIGKILL
             let status = child.wait().unwrap();
+            if status.code().is_some() {
+                // It ended between the check and the kill: again, killed sooner.
+                delay /= 2;
+                continue;
+            }
             assert_eq!(status.signal(), Some(9), "{name} trial {trial}");
             break dir;
         };
