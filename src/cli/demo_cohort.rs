@@ -109,6 +109,7 @@ fn noisy(truth: u8, max: u8, seed: u64) -> u8 {
 
 struct Chosen {
     mrn: String,
+    site: String,
     group: String,
     date: NaiveDate,
     stage: u8,
@@ -128,9 +129,10 @@ pub fn build(
         .with_context(|| format!("cannot read {}", patients_csv.display()))?;
     let headers = reader.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(c_mrn), Some(c_group), Some(c_index)) = (col("mrn"), col("group"), col("index_date"))
+    let (Some(c_mrn), Some(c_site), Some(c_group), Some(c_index)) =
+        (col("mrn"), col("site"), col("group"), col("index_date"))
     else {
-        anyhow::bail!("{}: no mrn/group/index_date column", patients_csv.display());
+        anyhow::bail!("{}: no mrn/site/group/index_date column", patients_csv.display());
     };
     let mut wanted: HashMap<(String, Option<u8>), usize> = QUOTAS
         .iter()
@@ -144,6 +146,7 @@ pub fn build(
             continue;
         }
         let mrn = rec.get(c_mrn).unwrap_or("").to_string();
+        let site = rec.get(c_site).unwrap_or("").trim().to_ascii_uppercase();
         let Ok(date) = NaiveDate::parse_from_str(rec.get(c_index).unwrap_or(""), "%Y-%m-%d") else {
             continue;
         };
@@ -151,8 +154,8 @@ pub fn build(
         let row: Option<(String, Option<String>)> = study
             .conn()
             .query_row(
-                "SELECT decision, who_stage FROM patients WHERE mrn_hash = unhex(?1)",
-                [&hash],
+                "SELECT decision, who_stage FROM patients WHERE mrn_hash = unhex(?1) AND site = ?2",
+                [&hash, &site],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .ok();
@@ -173,6 +176,7 @@ pub fn build(
         let stage = who.unwrap_or(0);
         chosen.push(Chosen {
             mrn,
+            site,
             group,
             date,
             stage,
@@ -218,8 +222,8 @@ pub fn build(
     for c in &chosen {
         let hash = study.identifier_hash(&c.mrn);
         let sid: String = study.conn().query_row(
-            "SELECT study_id FROM patients WHERE mrn_hash = unhex(?1)",
-            [&hash],
+            "SELECT study_id FROM patients WHERE mrn_hash = unhex(?1) AND site = ?2",
+            [&hash, &c.site],
             |r| r.get(0),
         )?;
         if c.group != "OA" {

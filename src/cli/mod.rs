@@ -100,6 +100,9 @@ pub enum Command {
         /// The CSV file; for dicom, one or more folders (searched recursively; symbolic links are not followed).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        /// dxa, labs, followup: the site of rows without a `site` value (an MRN is unique within a site only); dicom: the site that sent the files, for instances without an IssuerOfPatientID.
+        #[arg(long)]
+        site: Option<String>,
     },
     /// Enrollment and eligibility figures per cohort.
     Status {
@@ -491,15 +494,26 @@ pub fn run(cli: Cli) -> Result<u8> {
             println!("{} is the study's admin", out.admin);
             Ok(0)
         }
-        Command::Import { kind, paths } => {
+        Command::Import { kind, paths, site } => {
             let kind = match kind {
+                ImportArg::Patients if site.is_some() => {
+                    return Err(anyhow!(
+                        "`marrow import patients` takes no --site: a patients export names the site of each row"
+                    ));
+                }
                 ImportArg::Patients => ImportKind::Patients,
                 ImportArg::Dxa => ImportKind::Dxa,
                 ImportArg::Labs => ImportKind::Labs,
                 ImportArg::Dicom => {
                     let mut study = open(&g)?;
                     study.require(crate::domain::user::Permission::Import)?;
-                    return import_dicom(&mut study, &paths, std::io::stderr().is_terminal());
+                    let site = import_site(&study, site.as_deref())?;
+                    return import_dicom(
+                        &mut study,
+                        &paths,
+                        site.as_deref(),
+                        std::io::stderr().is_terminal(),
+                    );
                 }
                 ImportArg::Followup => {
                     let [file] = paths.as_slice() else {
@@ -508,7 +522,8 @@ pub fn run(cli: Cli) -> Result<u8> {
                     check_text_export(file)?;
                     let mut study = open(&g)?;
                     study.require(crate::domain::user::Permission::Import)?;
-                    return followup::import(&mut study, file);
+                    let site = import_site(&study, site.as_deref())?;
+                    return followup::import(&mut study, file, site.as_deref());
                 }
             };
             let [file] = paths.as_slice() else {
@@ -521,7 +536,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             check_text_export(file)?;
             let mut study = open(&g)?;
             study.require(crate::domain::user::Permission::Import)?;
-            import_file(&mut study, kind, file, std::io::stderr().is_terminal())
+            let site = import_site(&study, site.as_deref())?;
+            import_file(
+                &mut study,
+                kind,
+                file,
+                site.as_deref(),
+                std::io::stderr().is_terminal(),
+            )
         }
         Command::Status { json } => {
             let study = open(&g)?;
@@ -738,8 +760,21 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Imports one file, printing progress, rejected rows and a summary.
-pub fn import_file(study: &mut Study, kind: ImportKind, file: &Path, progress: bool) -> Result<u8> {
+/// The `--site` of an import, checked against the protocol's sites.
+fn import_site(study: &Study, site: Option<&str>) -> Result<Option<String>> {
+    site.map(|s| study.protocol().parse_site(s).map_err(|e| anyhow!("--site: {e}")))
+        .transpose()
+}
+
+/// Imports one file, printing progress, rejected rows and a summary. Rows without a
+/// `site` value are from `site`, when given.
+pub fn import_file(
+    study: &mut Study,
+    kind: ImportKind,
+    file: &Path,
+    site: Option<&str>,
+    progress: bool,
+) -> Result<u8> {
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -751,7 +786,7 @@ pub fn import_file(study: &mut Study, kind: ImportKind, file: &Path, progress: b
         b.set_message(format!("importing {}", kind.name()));
         b
     });
-    let report = import::import_csv(study, kind, file, |done, total| {
+    let report = import::import_csv_at_site(study, kind, file, site, |done, total| {
         if let Some(b) = &bar {
             b.set_length(total);
             b.set_position(done);
@@ -824,6 +859,9 @@ fn waiting_images_table(waiting: &[crate::db::imaging::WaitingImage]) -> String 
             w.since,
             w.store_path
         );
+        if let Some(why) = &w.reason {
+            let _ = writeln!(s, "    held: {why}");
+        }
     }
     if waiting.len() > WAITING_SHOWN {
         let _ = writeln!(
@@ -837,7 +875,12 @@ fn waiting_images_table(waiting: &[crate::db::imaging::WaitingImage]) -> String 
 
 /// `marrow import dicom PATH...`: a progress bar on a terminal, the refused files
 /// with their reasons, and a summary.
-pub fn import_dicom(study: &mut Study, paths: &[PathBuf], progress: bool) -> Result<u8> {
+pub fn import_dicom(
+    study: &mut Study,
+    paths: &[PathBuf],
+    site: Option<&str>,
+    progress: bool,
+) -> Result<u8> {
     let started = std::time::Instant::now();
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(0);
@@ -849,7 +892,7 @@ pub fn import_dicom(study: &mut Study, paths: &[PathBuf], progress: bool) -> Res
         );
         b
     });
-    let report = crate::dicom::import_dicom(study, paths, |p| {
+    let report = crate::dicom::import_dicom_from(study, paths, site, |p| {
         if let Some(b) = &bar {
             b.set_length(p.bytes_total);
             b.set_position(p.bytes_done);
@@ -873,6 +916,9 @@ pub fn import_dicom(study: &mut Study, paths: &[PathBuf], progress: bool) -> Res
     })?;
     for r in &report.refused {
         println!("{}: {}", r.path.display(), r.reason);
+    }
+    for r in &report.held {
+        println!("{}: in quarantine: {}", r.path.display(), r.reason);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     println!(

@@ -147,8 +147,13 @@ pub enum AdjudicateCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ReadsCommand {
-    /// Import reads made before the study used marrow (CSV: reader, mrn or study_id, side, kl, op_impression, read_date).
-    Import { file: PathBuf },
+    /// Import reads made before the study used marrow (CSV: reader, mrn or study_id, side, kl, op_impression, read_date; site when an MRN is at both sites).
+    Import {
+        file: PathBuf,
+        /// The site of rows that name an MRN and have no `site` value (an MRN is unique within a site only).
+        #[arg(long)]
+        site: Option<String>,
+    },
     /// Write the final grades (consensus and adjudicated) to a CSV file: no MRNs, no staff names.
     Export {
         #[arg(long, value_name = "FILE.csv")]
@@ -547,7 +552,7 @@ pub fn adjudicate(g: &Global, action: AdjudicateCommand) -> Result<u8> {
 pub fn reads(g: &Global, action: ReadsCommand) -> Result<u8> {
     let mut study = open(g)?;
     match action {
-        ReadsCommand::Import { file } => import_reads(&mut study, &file),
+        ReadsCommand::Import { file, site } => import_reads(&mut study, &file, site.as_deref()),
         ReadsCommand::Export { out } => {
             let rows = study.final_grades()?;
             let file = std::fs::OpenOptions::new()
@@ -608,6 +613,8 @@ pub fn status_lines(r: &StatusReport) -> String {
 fn parse_row(
     columns: &HashMap<String, usize>,
     rec: &csv::StringRecord,
+    protocol: &crate::domain::protocol::Protocol,
+    default_site: Option<&str>,
 ) -> std::result::Result<ImportedRead, String> {
     let field = |name: &str| -> &str { columns.get(name).and_then(|i| rec.get(*i)).unwrap_or("") };
     let reader = field("reader").trim();
@@ -618,6 +625,11 @@ fn parse_row(
         (m, _) if !m.is_empty() => PatientKey::Mrn(m.to_string()),
         (_, s) if !s.is_empty() => PatientKey::StudyId(s.to_string()),
         _ => return Err("the row needs an mrn or a study_id".into()),
+    };
+    // The site of an MRN (a study ID names its site already).
+    let site = match field("site").trim() {
+        "" => default_site.map(str::to_string),
+        s => Some(protocol.parse_site(s).map_err(|e| format!("site: {e}"))?),
     };
     let side: Side = field("side").parse()?;
     let kl = match field("kl").trim().to_ascii_lowercase().as_str() {
@@ -653,6 +665,7 @@ fn parse_row(
     Ok(ImportedRead {
         reader: reader.to_string(),
         patient,
+        site,
         side,
         read: ReadInput {
             kl,
@@ -666,8 +679,13 @@ fn parse_row(
 
 /// `marrow reads import FILE.csv`: the same row checks, messages, rejected-rows
 /// file and exit status as the other CSV imports.
-fn import_reads(study: &mut Study, path: &Path) -> Result<u8> {
+fn import_reads(study: &mut Study, path: &Path, site: Option<&str>) -> Result<u8> {
     super::check_text_export(path)?;
+    let protocol = study.protocol().clone();
+    let site = site
+        .map(|s| protocol.parse_site(s).map_err(|e| anyhow!("--site: {e}")))
+        .transpose()?;
+    let site = site.as_deref();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut reader = csv::ReaderBuilder::new()
@@ -737,7 +755,7 @@ fn import_reads(study: &mut Study, path: &Path) -> Result<u8> {
             });
             continue;
         }
-        let parsed = match parse_row(&columns, &rec) {
+        let parsed = match parse_row(&columns, &rec, &protocol, site) {
             Ok(p) => p,
             Err(reason) => {
                 rejected.push(Rejection { line, reason });
@@ -748,7 +766,11 @@ fn import_reads(study: &mut Study, path: &Path) -> Result<u8> {
             "{}|{}|{}",
             parsed.reader.to_lowercase(),
             match &parsed.patient {
-                PatientKey::Mrn(m) => format!("mrn:{}", m.trim().to_uppercase()),
+                PatientKey::Mrn(m) => format!(
+                    "mrn:{}:{}",
+                    parsed.site.as_deref().unwrap_or(""),
+                    m.trim().to_uppercase()
+                ),
                 PatientKey::StudyId(s) => format!("sid:{}", s.trim().to_uppercase()),
             },
             parsed.side

@@ -51,6 +51,13 @@ pub struct NewImage {
     pub patient_hash: String,
     /// (patients.id, study ID); `None` puts the instance in quarantine.
     pub patient: Option<(i64, String)>,
+    /// In quarantine: the site the instance was sent for, when known (it then links
+    /// only to that site's patient).
+    pub site: Option<String>,
+    /// In quarantine: why the instance cannot be linked on its own, when that is so
+    /// (a PatientID that matches patients at two sites, an issuer naming no study
+    /// site); `None`: it links as soon as its patient is imported.
+    pub hold: Option<String>,
 }
 
 /// What recording an image did.
@@ -71,6 +78,8 @@ pub struct WaitingImage {
     pub modality: Option<String>,
     pub body_part: Option<String>,
     pub since: String,
+    /// Why it is not linked on its own, when it is not only waiting for its patient.
+    pub reason: Option<String>,
 }
 
 /// A quarantined instance whose patient now exists.
@@ -102,17 +111,51 @@ pub fn imported_source_hashes(conn: &Connection) -> Result<HashSet<[u8; 32]>> {
     Ok(out)
 }
 
-/// Every patient by the keyed hash of their MRN: (patients.id, study ID).
-pub fn patients_by_hash(conn: &Connection) -> Result<HashMap<[u8; 32], (i64, String)>> {
-    let mut st = conn.prepare("SELECT mrn_hash, id, study_id FROM patients")?;
-    let rows = st.query_map([], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
-    })?;
-    let mut out = HashMap::new();
+/// The keyed original-UID hashes of the instances in quarantine whose site is not
+/// known (a later import that knows it may give it them).
+pub fn unsited_quarantine(conn: &Connection) -> Result<HashSet<[u8; 32]>> {
+    let mut st = conn.prepare(
+        "SELECT i.source_uid_hash FROM image_quarantine q JOIN image_instances i ON i.id = q.instance_id \
+         WHERE q.site IS NULL",
+    )?;
+    let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = HashSet::new();
     for r in rows {
-        let (h, id, sid) = r?;
+        if let Ok(h) = <[u8; 32]>::try_from(r?.as_slice()) {
+            out.insert(h);
+        }
+    }
+    Ok(out)
+}
+
+/// A study patient as DICOM linkage sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedPatient {
+    pub id: i64,
+    pub study_id: String,
+    pub site: String,
+}
+
+/// Every patient by the keyed hash of their MRN; one MRN may be a patient at each
+/// site (by site).
+pub fn patients_by_hash(conn: &Connection) -> Result<HashMap<[u8; 32], Vec<HashedPatient>>> {
+    let mut st =
+        conn.prepare("SELECT mrn_hash, id, study_id, site FROM patients ORDER BY site, study_id")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            HashedPatient {
+                id: r.get(1)?,
+                study_id: r.get(2)?,
+                site: r.get(3)?,
+            },
+        ))
+    })?;
+    let mut out: HashMap<[u8; 32], Vec<HashedPatient>> = HashMap::new();
+    for r in rows {
+        let (h, p) = r?;
         if let Ok(h) = <[u8; 32]>::try_from(h.as_slice()) {
-            out.insert(h, (id, sid));
+            out.entry(h).or_default().push(p);
         }
     }
     Ok(out)
@@ -130,7 +173,7 @@ pub fn any_waiting(conn: &Connection) -> Result<bool> {
 /// The instances waiting for their patient, oldest first.
 pub fn waiting_images(conn: &Connection) -> Result<Vec<WaitingImage>> {
     let mut st = conn.prepare(
-        "SELECT i.sop_uid, i.store_path, st.study_date, se.modality, se.body_part, q.since \
+        "SELECT i.sop_uid, i.store_path, st.study_date, se.modality, se.body_part, q.since, q.reason \
          FROM image_quarantine q JOIN image_instances i ON i.id = q.instance_id \
          JOIN image_series se ON se.id = i.series JOIN image_studies st ON st.id = se.study \
          ORDER BY q.since, i.store_path",
@@ -143,17 +186,25 @@ pub fn waiting_images(conn: &Connection) -> Result<Vec<WaitingImage>> {
             modality: r.get(3)?,
             body_part: r.get(4)?,
             since: r.get(5)?,
+            reason: r.get(6)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Quarantined instances whose patient has been imported since.
+/// Quarantined instances whose patient has been imported since: the patient with
+/// that PatientID hash at the instance's site, or, when its site is not known, the
+/// only patient with that hash at any site. An instance held for a reason (two
+/// sites' patients, an issuer naming no study site) waits until it is given a site.
 pub fn pending_links(conn: &Connection) -> Result<Vec<PendingLink>> {
     let mut st = conn.prepare(
         "SELECT q.instance_id, i.sop_uid, i.store_path, p.id, p.study_id \
          FROM image_quarantine q JOIN patients p ON p.mrn_hash = q.patient_hash \
-         JOIN image_instances i ON i.id = q.instance_id ORDER BY q.instance_id",
+         JOIN image_instances i ON i.id = q.instance_id \
+         WHERE (q.site IS NOT NULL AND p.site = q.site) \
+            OR (q.site IS NULL AND q.reason IS NULL \
+                AND (SELECT count(*) FROM patients o WHERE o.mrn_hash = q.patient_hash) = 1) \
+         ORDER BY q.instance_id",
     )?;
     let rows = st.query_map([], |r| {
         Ok(PendingLink {
@@ -339,9 +390,10 @@ impl Batch<'_> {
                 }
                 self.tx
                     .prepare_cached(
-                        "INSERT INTO image_quarantine (instance_id, patient_hash, since) VALUES (?1, unhex(?2), ?3)",
+                        "INSERT INTO image_quarantine (instance_id, patient_hash, since, site, reason) \
+                         VALUES (?1, unhex(?2), ?3, ?4, ?5)",
                     )?
-                    .execute(params![instance_id, img.patient_hash, now])?;
+                    .execute(params![instance_id, img.patient_hash, now, img.site, img.hold])?;
                 Added::Quarantined
             }
         };
@@ -354,6 +406,17 @@ impl Batch<'_> {
                 serde_json::json!(added == Added::Quarantined),
             );
         }
+        let reason = match (added, &img.hold) {
+            (Added::Quarantined, Some(why)) => format!("dicom import; in quarantine: {why}"),
+            (Added::Quarantined, None) => match &img.site {
+                Some(site) => format!(
+                    "dicom import; no study patient at {site} has this PatientID yet: waiting in quarantine"
+                ),
+                None => "dicom import; no study patient has this PatientID yet: waiting in quarantine"
+                    .to_string(),
+            },
+            _ => "dicom import".to_string(),
+        };
         self.audit.append(
             &self.tx,
             &Change {
@@ -363,14 +426,46 @@ impl Batch<'_> {
                 patient: sid,
                 before: None,
                 after: Some(after.to_string()),
-                reason: Some(if added == Added::Quarantined {
-                    "dicom import; no study patient has this PatientID yet: waiting in quarantine"
-                } else {
-                    "dicom import"
-                }),
+                reason: Some(&reason),
             },
         )?;
         Ok(added)
+    }
+
+    /// Gives a quarantined instance whose site was not known the site a later import
+    /// learned (its IssuerOfPatientID, or `--site`), which lifts a hold for a
+    /// PatientID that matched two sites; it then links to that site's patient.
+    /// Returns false when it was not waiting without a site.
+    pub fn set_quarantine_site(&mut self, source_uid_hash: &str, site: &str) -> Result<bool> {
+        let row: Option<(i64, String, Option<String>)> = self
+            .tx
+            .prepare_cached(
+                "SELECT i.id, i.sop_uid, q.reason FROM image_quarantine q JOIN image_instances i ON i.id = q.instance_id \
+                 WHERE i.source_uid_hash = unhex(?1) AND q.site IS NULL",
+            )?
+            .query_row([source_uid_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((instance_id, sop_uid, reason)) = row else {
+            return Ok(false);
+        };
+        self.tx
+            .prepare_cached(
+                "UPDATE image_quarantine SET site = ?2, reason = NULL WHERE instance_id = ?1",
+            )?
+            .execute(params![instance_id, site])?;
+        self.audit.append(
+            &self.tx,
+            &Change {
+                action: "image.site",
+                entity: "image",
+                entity_id: &sop_uid,
+                patient: None,
+                before: Some(serde_json::json!({ "site": null, "hold": reason }).to_string()),
+                after: Some(serde_json::json!({ "site": site, "hold": null }).to_string()),
+                reason: Some("dicom import: the site of a waiting image"),
+            },
+        )?;
+        Ok(true)
     }
 
     /// Links a quarantined instance to its now-imported patient. Returns false when

@@ -285,6 +285,9 @@ pub enum PatientKey {
 pub struct ImportedRead {
     pub reader: String,
     pub patient: PatientKey,
+    /// The site of an MRN (its `site` column, else the import's `--site`); without
+    /// one the MRN must name one patient at one site.
+    pub site: Option<String>,
     pub side: Side,
     pub read: ReadInput,
     /// YYYY-MM-DD.
@@ -1560,10 +1563,13 @@ fn import_one(
         }
     }
     let patient: Option<(i64, String)> = match (&row.patient, mrn_hash) {
-        (_, Some(h)) => tx
-            .prepare_cached("SELECT id, study_id FROM patients WHERE mrn_hash = unhex(?1)")?
-            .query_row([h], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?,
+        (_, Some(h)) => {
+            let found = super::study::find_by_hash(tx, h, row.site.as_deref())?;
+            if let Some(reason) = found.refusal("mrn", row.site.as_deref()) {
+                return Ok(Err(reason));
+            }
+            found.one()
+        }
         (PatientKey::StudyId(s), None) => tx
             .prepare_cached("SELECT id, study_id FROM patients WHERE study_id = ?1")?
             .query_row([s.trim().to_ascii_uppercase()], |r| {

@@ -1012,6 +1012,88 @@ impl Drop for Checkpointer {
     }
 }
 
+/// The study patients an MRN (its keyed hash) may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatientMatch {
+    /// No patient has that MRN (at that site, when one was given).
+    None,
+    /// (patients.id, study ID).
+    One(i64, String),
+    /// No site was given and patients at several sites have that MRN: (study ID,
+    /// site) of each, by site.
+    Ambiguous(Vec<(String, String)>),
+}
+
+impl PatientMatch {
+    /// The patient, when exactly one matched.
+    pub fn one(self) -> Option<(i64, String)> {
+        match self {
+            PatientMatch::One(id, sid) => Some((id, sid)),
+            _ => None,
+        }
+    }
+
+    /// Why a row naming this MRN is refused, when it is: `what` names the
+    /// identifier ("mrn", "PatientID").
+    pub fn refusal(&self, what: &str, site: Option<&str>) -> Option<String> {
+        match self {
+            PatientMatch::One(..) => None,
+            PatientMatch::None => Some(match site {
+                Some(site) => {
+                    format!("{what} is not a known patient at {site} (import patients.csv first)")
+                }
+                None => format!("{what} is not a known patient (import patients.csv first)"),
+            }),
+            PatientMatch::Ambiguous(all) => Some(format!(
+                "{what} is ambiguous: it is {}; add a site column (or give --site)",
+                describe_sites(all)
+            )),
+        }
+    }
+}
+
+/// "PKUPH-OA-0003 at PKUPH and SYSMH-OP-0001 at SYSMH".
+pub fn describe_sites(all: &[(String, String)]) -> String {
+    let each: Vec<String> = all
+        .iter()
+        .map(|(sid, site)| format!("{sid} at {site}"))
+        .collect();
+    match each.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => each.join(""),
+    }
+}
+
+/// The patients with the keyed MRN hash `hash_hex`: the one at `site` when given,
+/// else the only one at any site (or all of them, when there are several).
+pub fn find_by_hash(conn: &Connection, hash_hex: &str, site: Option<&str>) -> Result<PatientMatch> {
+    if let Some(site) = site {
+        return Ok(conn
+            .prepare_cached(
+                "SELECT id, study_id FROM patients WHERE mrn_hash = unhex(?1) AND site = ?2",
+            )?
+            .query_row(params![hash_hex, site], |r| {
+                Ok(PatientMatch::One(r.get(0)?, r.get(1)?))
+            })
+            .optional()?
+            .unwrap_or(PatientMatch::None));
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT id, study_id, site FROM patients WHERE mrn_hash = unhex(?1) ORDER BY site, study_id",
+    )?;
+    let mut all: Vec<(i64, String, String)> = st
+        .query_map([hash_hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(match all.len() {
+        0 => PatientMatch::None,
+        1 => {
+            let (id, sid, _) = all.remove(0);
+            PatientMatch::One(id, sid)
+        }
+        _ => PatientMatch::Ambiguous(all.into_iter().map(|(_, sid, site)| (sid, site)).collect()),
+    })
+}
+
 /// A patient row ready to store: the MRN already hashed and the record already in
 /// JSON for the audit trail (an import does both on its row-checking thread).
 pub struct PatientRow {
@@ -1074,14 +1156,10 @@ impl Batch<'_> {
         Ok(next)
     }
 
-    /// The patient (id, study ID) an MRN links to, if imported.
-    pub fn find_patient(&self, mrn: &str) -> Result<Option<(i64, String)>> {
-        let hash = self.hasher.hash(mrn);
-        Ok(self
-            .tx
-            .prepare_cached("SELECT id, study_id FROM patients WHERE mrn_hash = unhex(?1)")?
-            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+    /// The patient an MRN links to: at `site` when the row names one, else the one
+    /// patient with that MRN at any site (two sites: ambiguous).
+    pub fn find_patient(&self, mrn: &str, site: Option<&str>) -> Result<PatientMatch> {
+        find_by_hash(&self.tx, &self.hasher.hash(mrn), site)
     }
 
     /// Inserts a new patient or updates a changed one; an identical row changes nothing.
@@ -1093,7 +1171,7 @@ impl Batch<'_> {
             .expect("one outcome per row"))
     }
 
-    /// Upserts many patients (MRNs distinct). Study IDs are handed out and the audit
+    /// Upserts many patients ((site, MRN) pairs distinct). Study IDs are handed out and the audit
     /// trail written in the rows' order; the table and its indexes are written in the
     /// order of the MRN hashes, which keeps a bulk import's index pages few and warm.
     pub fn upsert_patients(&mut self, rows: &[PatientRow]) -> Result<Vec<Upsert>> {
@@ -1103,12 +1181,14 @@ impl Batch<'_> {
 
         let mut existing: Vec<Option<(i64, String, PatientRecord)>> = vec![None; rows.len()];
         {
+            // A patient is one MRN at one site: the same MRN at the other site is
+            // another person.
             let mut st = self.tx.prepare_cached(&format!(
-                "SELECT id, study_id, {RECORD_COLS} FROM patients WHERE mrn_hash = unhex(?1)"
+                "SELECT id, study_id, {RECORD_COLS} FROM patients WHERE mrn_hash = unhex(?1) AND site = ?2"
             ))?;
             for &i in &by_hash {
                 existing[i] = st
-                    .query_row([hashes[i]], |r| {
+                    .query_row(params![hashes[i], rows[i].record.site], |r| {
                         Ok((r.get(0)?, r.get(1)?, read_record(r, 2)?))
                     })
                     .optional()?;

@@ -12,7 +12,7 @@
 
 use super::deid::{self, QUARANTINE_LABEL, UidMapper};
 use super::store::{NativePixels, Store, StoreError};
-use crate::db::imaging::{self, Added, ImageRecord, NewImage, PendingLink};
+use crate::db::imaging::{self, Added, HashedPatient, ImageRecord, NewImage, PendingLink};
 use crate::db::keys::IdentifierHasher;
 use crate::db::{DbError, Study};
 use dicom_core::Tag;
@@ -31,6 +31,7 @@ const BATCH: usize = 256;
 
 const SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0018);
 const PATIENT_ID: Tag = Tag(0x0010, 0x0020);
+const ISSUER_OF_PATIENT_ID: Tag = Tag(0x0010, 0x0021);
 const STUDY_INSTANCE_UID: Tag = Tag(0x0020, 0x000D);
 const SERIES_INSTANCE_UID: Tag = Tag(0x0020, 0x000E);
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
@@ -53,8 +54,13 @@ pub struct DicomReport {
     pub imported: u64,
     /// Of those, the ones waiting for their patient.
     pub quarantined: u64,
-    /// Instances that were already in the study (or a second copy in this run).
+    /// Instances that were already in the study (or a second, identical copy in this
+    /// run), whole: a copy cut short is refused as malformed, a whole copy with other
+    /// content as a conflict.
     pub skipped: u64,
+    /// Files put in quarantine that will not link on their own, and why (a PatientID
+    /// that matches patients at two sites, an issuer naming no study site).
+    pub held: Vec<Refusal>,
     /// Files that are not DICOM images, or are malformed.
     pub refused: Vec<Refusal>,
     /// Symbolic links seen and not followed.
@@ -94,6 +100,9 @@ pub enum DicomError {
 /// What happened to one file on a reader thread.
 enum Prepared {
     Skipped,
+    /// Already imported and waiting in quarantine without a site, which this run
+    /// knows: (keyed original UID hash, site).
+    SiteFor(String, String),
     Refused(String),
     Ready(Box<Ready>),
     /// The store cannot be written: the import stops.
@@ -102,6 +111,8 @@ enum Prepared {
 
 struct Ready {
     image: NewImage,
+    /// The file it was read from.
+    source: PathBuf,
     partial: PathBuf,
     /// The partial file, written but not yet synced.
     file: File,
@@ -112,9 +123,119 @@ struct Readers<'a> {
     uids: &'a UidMapper,
     hasher: &'a IdentifierHasher,
     imported: &'a HashSet<[u8; 32]>,
-    patients: &'a HashMap<[u8; 32], (i64, String)>,
-    /// Original instances claimed by a reader in this run: one copy each.
-    claimed: Mutex<HashSet<[u8; 32]>>,
+    /// Of those, the ones waiting in quarantine without a known site.
+    unsited: &'a HashSet<[u8; 32]>,
+    patients: &'a HashMap<[u8; 32], Vec<HashedPatient>>,
+    /// The protocol's sites, which IssuerOfPatientID is matched against.
+    sites: &'a [String],
+    /// The site that sent the files (`--site`), for instances without an issuer.
+    sending_site: Option<&'a str>,
+    /// Original instances claimed by a reader in this run, with the file that
+    /// claimed it: one copy each (a whole one; others are compared with it).
+    claimed: Mutex<HashMap<[u8; 32], PathBuf>>,
+}
+
+/// How an instance links to its patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Link {
+    /// (patients.id, study ID).
+    Patient(i64, String),
+    /// Quarantine: for the site given (if known), held for the reason given (if any).
+    Wait {
+        site: Option<String>,
+        hold: Option<String>,
+    },
+}
+
+/// The study site an IssuerOfPatientID names: the one it equals or contains
+/// (case-insensitive); none when it names no site, or several.
+pub fn issuer_site(issuer: &str, sites: &[String]) -> Option<String> {
+    let up = issuer.trim().to_ascii_uppercase();
+    if let Some(s) = sites.iter().find(|s| **s == up) {
+        return Some(s.clone());
+    }
+    let mut hits = sites.iter().filter(|s| up.contains(s.as_str()));
+    match (hits.next(), hits.next()) {
+        (Some(one), None) => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// Links an instance: by PatientID (its hash's `candidates`, one per site) at the
+/// site its IssuerOfPatientID names, else at the sending site, else to the only
+/// patient with that PatientID. Anything else waits in quarantine, with a reason
+/// when a later patients import will not settle it.
+fn link_for(
+    candidates: &[HashedPatient],
+    issuer: Option<&str>,
+    sending_site: Option<&str>,
+    sites: &[String],
+) -> Link {
+    let site = match issuer.map(str::trim).filter(|i| !i.is_empty()) {
+        Some(i) => match issuer_site(i, sites) {
+            Some(site) => Some(site),
+            None => {
+                return Link::Wait {
+                    site: None,
+                    hold: Some(format!(
+                        "its IssuerOfPatientID (0010,0021) names none of the study sites ({}), so its PatientID may be another hospital's",
+                        sites.join(", ")
+                    )),
+                };
+            }
+        },
+        None => sending_site.map(str::to_string),
+    };
+    match site {
+        Some(site) => match candidates.iter().find(|p| p.site == site) {
+            Some(p) => Link::Patient(p.id, p.study_id.clone()),
+            None => Link::Wait {
+                site: Some(site),
+                hold: None,
+            },
+        },
+        None => match candidates {
+            [] => Link::Wait {
+                site: None,
+                hold: None,
+            },
+            [p] => Link::Patient(p.id, p.study_id.clone()),
+            all => {
+                let each: Vec<(String, String)> = all
+                    .iter()
+                    .map(|p| (p.study_id.clone(), p.site.clone()))
+                    .collect();
+                Link::Wait {
+                    site: None,
+                    hold: Some(format!(
+                        "PatientID matches patients at {} sites ({}); it has no IssuerOfPatientID: import it with --site SITE",
+                        if all.len() == 2 { "two".to_string() } else { all.len().to_string() },
+                        crate::db::study::describe_sites(&each)
+                    )),
+                }
+            }
+        },
+    }
+}
+
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
+        return Ok(false);
+    }
+    let (mut fa, mut fb) = (BufReader::new(File::open(a)?), BufReader::new(File::open(b)?));
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(fb.read(&mut bb[..1])? == 0);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 /// A reading error in words: its chain of causes, and a plain hint for a file that
@@ -261,29 +382,58 @@ impl Readers<'_> {
         let source_uid_hash = self.hasher.hash(&source_uid);
         let key = hash32(&source_uid_hash);
         if self.imported.contains(&key) {
-            return Prepared::Skipped;
-        }
-        if !self
-            .claimed
-            .lock()
-            .map(|mut c| c.insert(key))
-            .unwrap_or(false)
-        {
-            return Prepared::Skipped; // another copy of the same instance in this run
+            // Already in the study: skipped when this copy is whole (native Pixel
+            // Data that ends the file, or a file that reads to its end); a copy cut
+            // short is malformed, not "already imported".
+            let skipped = match self.site_now(&header, key) {
+                Some(site) => Prepared::SiteFor(source_uid_hash, site),
+                None => Prepared::Skipped,
+            };
+            if native.is_some() {
+                return skipped;
+            }
+            drop(header);
+            drop(reader);
+            return match read_whole(path) {
+                Ok(_) => skipped,
+                Err(why) => Prepared::Refused(format!(
+                    "{why} (an instance with this SOP Instance UID is already in the study)"
+                )),
+            };
         }
         let out = match native {
             Some(pixels) => {
+                // The Pixel Data ends the file where its length says: the copy is whole.
+                if let Some(dup) = self.claim(key, path) {
+                    return dup;
+                }
                 let file = reader.into_inner();
                 self.finish(path, header, source_uid_hash, Some((&file, pixels)))
             }
             None => {
                 drop(header);
                 drop(reader);
-                self.prepare_new(path, source_uid_hash)
+                let obj = match read_whole(path) {
+                    Ok(o) => o,
+                    Err(why) => return Prepared::Refused(why),
+                };
+                if [PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA]
+                    .iter()
+                    .all(|t| obj.get(*t).is_none())
+                {
+                    return Prepared::Refused(format!(
+                        "not an image: it has no Pixel Data (SOP class {})",
+                        deid::text(&obj, Tag(0x0008, 0x0016)).unwrap_or_else(|| "unknown".into())
+                    ));
+                }
+                if let Some(dup) = self.claim(key, path) {
+                    return dup;
+                }
+                self.finish(path, obj, source_uid_hash, None)
             }
         };
         if matches!(out, Prepared::Refused(_)) {
-            // A good copy elsewhere in the folders may still be imported.
+            // Another whole copy elsewhere in the folders may still be imported.
             if let Ok(mut c) = self.claimed.lock() {
                 c.remove(&key);
             }
@@ -291,37 +441,56 @@ impl Readers<'_> {
         out
     }
 
-    fn prepare_new(&self, path: &Path, source_uid_hash: String) -> Prepared {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => return Prepared::Refused(format!("cannot read it: {e}")),
-        };
-        if let Err(e) = super::guard::check_file(&bytes, bytes.len() as u64, false) {
-            return Prepared::Refused(format!("malformed DICOM: {e}"));
+    /// The site of an instance already waiting in quarantine without one, when this
+    /// run knows it (its IssuerOfPatientID, or `--site`).
+    fn site_now(&self, header: &FileDicomObject<InMemDicomObject>, key: [u8; 32]) -> Option<String> {
+        if !self.unsited.contains(&key) {
+            return None;
         }
-        let skip = if bytes.get(128..132) == Some(b"DICM") {
-            128
-        } else {
-            0
-        };
-        let obj = match OpenFileOptions::new()
-            .read_preamble(dicom_object::file::ReadPreamble::Never)
-            .from_reader(&bytes[skip..])
-        {
-            Ok(o) => o,
-            Err(e) => return Prepared::Refused(malformed(&e)),
-        };
-        drop(bytes);
-        if [PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA]
-            .iter()
-            .all(|t| obj.get(*t).is_none())
-        {
-            return Prepared::Refused(format!(
-                "not an image: it has no Pixel Data (SOP class {})",
-                deid::text(&obj, Tag(0x0008, 0x0016)).unwrap_or_else(|| "unknown".into())
-            ));
+        let patient_hash = self.hasher.hash(&deid::text(header, PATIENT_ID)?);
+        let candidates = self
+            .patients
+            .get(&hash32(&patient_hash))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let issuer = deid::text(header, ISSUER_OF_PATIENT_ID);
+        match link_for(candidates, issuer.as_deref(), self.sending_site, self.sites) {
+            Link::Patient(id, _) => candidates
+                .iter()
+                .find(|p| p.id == id)
+                .filter(|_| issuer.is_some() || self.sending_site.is_some())
+                .map(|p| p.site.clone()),
+            Link::Wait { site, .. } => site,
         }
-        self.finish(path, obj, source_uid_hash, None)
+    }
+
+    /// Claims an original instance (known whole) for `path`. `None`: this file is
+    /// the one imported. Otherwise another file claimed it first: an identical copy
+    /// is skipped, one with other content is refused as a conflict naming both.
+    fn claim(&self, key: [u8; 32], path: &Path) -> Option<Prepared> {
+        let first = {
+            let Ok(mut claimed) = self.claimed.lock() else {
+                return Some(Prepared::Fatal("a reader thread panicked".into()));
+            };
+            match claimed.get(&key) {
+                Some(first) => first.clone(),
+                None => {
+                    claimed.insert(key, path.to_path_buf());
+                    return None;
+                }
+            }
+        };
+        Some(match same_bytes(path, &first) {
+            Ok(true) => Prepared::Skipped,
+            Ok(false) => Prepared::Refused(format!(
+                "conflict: it has the SOP Instance UID of {}, but other content; only that one is imported (check which is right)",
+                first.display()
+            )),
+            Err(e) => Prepared::Refused(format!(
+                "cannot compare it with {}, which has the same SOP Instance UID: {e}",
+                first.display()
+            )),
+        })
     }
 
     /// Checks, de-identifies and writes the copy of a new instance: `obj` is the
@@ -349,7 +518,19 @@ impl Readers<'_> {
         };
         let patient_hash = self.hasher.hash(&patient_id);
         drop(patient_id);
-        let patient = self.patients.get(&hash32(&patient_hash)).cloned();
+        let link = link_for(
+            self.patients
+                .get(&hash32(&patient_hash))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+            deid::text(&obj, ISSUER_OF_PATIENT_ID).as_deref(),
+            self.sending_site,
+            self.sites,
+        );
+        let (patient, site, hold) = match link {
+            Link::Patient(id, sid) => (Some((id, sid)), None, None),
+            Link::Wait { site, hold } => (None, site, hold),
+        };
         let review = deid::burned_in_reason(&obj);
         let label = patient
             .as_ref()
@@ -384,16 +565,36 @@ impl Readers<'_> {
             }
         };
         Prepared::Ready(Box::new(Ready {
+            source: path.to_path_buf(),
             image: NewImage {
                 record,
                 source_uid_hash,
                 patient_hash,
                 patient,
+                site,
+                hold,
             },
             partial,
             file,
         }))
     }
+}
+
+/// Reads and parses a whole file (checked first, so a declared length past its end
+/// is refused before dicom-rs reserves it): a file cut short is malformed.
+fn read_whole(path: &Path) -> Result<FileDicomObject<InMemDicomObject>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    super::guard::check_file(&bytes, bytes.len() as u64, false)
+        .map_err(|e| format!("malformed DICOM: {e}"))?;
+    let skip = if bytes.get(128..132) == Some(b"DICM") {
+        128
+    } else {
+        0
+    };
+    OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Never)
+        .from_reader(&bytes[skip..])
+        .map_err(|e| malformed(&e))
 }
 
 /// Lists the regular files under the roots (symbolic links not followed, the store
@@ -457,9 +658,24 @@ fn recover(study: &Study, store: &Store) -> Result<(u64, u64), DicomError> {
 pub fn import_dicom(
     study: &mut Study,
     roots: &[PathBuf],
+    on_progress: impl FnMut(Progress),
+) -> Result<DicomReport, DicomError> {
+    import_dicom_from(study, roots, None, on_progress)
+}
+
+/// [`import_dicom`] of files sent by `site` (`marrow import dicom --site SITE`): an
+/// instance without an IssuerOfPatientID links to that site's patient.
+pub fn import_dicom_from(
+    study: &mut Study,
+    roots: &[PathBuf],
+    sending_site: Option<&str>,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<DicomReport, DicomError> {
     study.require(crate::domain::user::Permission::Import)?;
+    let sending_site = sending_site
+        .map(|s| study.protocol().parse_site(s))
+        .transpose()
+        .map_err(|e| DicomError::Input(format!("--site: {e}")))?;
     for r in roots {
         if !r.exists() {
             return Err(DicomError::Input(format!(
@@ -493,13 +709,18 @@ pub fn import_dicom(
     let uids = UidMapper::new(study);
     let imported = imaging::imported_source_hashes(study.conn())?;
     let patients = imaging::patients_by_hash(study.conn())?;
+    let unsited = imaging::unsited_quarantine(study.conn())?;
+    let sites = study.protocol().sites.clone();
     let readers = Readers {
         store: &store,
         uids: &uids,
         hasher: &hasher,
         imported: &imported,
+        unsited: &unsited,
         patients: &patients,
-        claimed: Mutex::new(HashSet::new()),
+        sites: &sites,
+        sending_site: sending_site.as_deref(),
+        claimed: Mutex::new(HashMap::new()),
     };
 
     let (to_writer, from_readers) = mpsc::sync_channel::<(usize, Prepared)>(64);
@@ -536,6 +757,7 @@ pub fn import_dicom(
     report.linked_from_quarantine += link_pending(study, &store)?;
     report.waiting = imaging::counts(study.conn())?.1;
     report.refused.sort_by(|a, b| a.path.cmp(&b.path));
+    report.held.sort_by(|a, b| a.path.cmp(&b.path));
     tracing::info!(
         files = report.files,
         imported = report.imported,
@@ -558,6 +780,8 @@ fn write_all(
     progress: &mut Progress,
     on_progress: &mut impl FnMut(Progress),
 ) -> Result<(), DicomError> {
+    // Instances waiting without a site that this run gives one: (hash, site).
+    let mut sited: Vec<(String, String)> = Vec::new();
     // Counts a file as done; hands back what still needs the database.
     let mut take = |(i, prepared): (usize, Prepared),
                     report: &mut DicomReport|
@@ -569,6 +793,10 @@ fn write_all(
         on_progress(*progress);
         match prepared {
             Prepared::Skipped => report.skipped += 1,
+            Prepared::SiteFor(hash, site) => {
+                report.skipped += 1;
+                sited.push((hash, site));
+            }
             Prepared::Refused(reason) => report.refused.push(Refusal {
                 path: path.clone(),
                 reason,
@@ -604,6 +832,12 @@ fn write_all(
                     report.imported += 1;
                     if added == Added::Quarantined {
                         report.quarantined += 1;
+                        if let Some(why) = &ready.image.hold {
+                            report.held.push(Refusal {
+                                path: ready.source.clone(),
+                                reason: why.clone(),
+                            });
+                        }
                     }
                     publish.push((ready.partial, ready.image.record.store_path));
                     files.push(ready.file);
@@ -641,10 +875,17 @@ fn write_all(
         }
         store.sync_dirs(publish.iter().map(|(_, r)| r.as_str()));
     }
-    match fatal {
-        Some(why) => Err(DicomError::StoreIo(why)),
-        None => Ok(()),
+    if let Some(why) = fatal {
+        return Err(DicomError::StoreIo(why));
     }
+    if !sited.is_empty() {
+        let mut batch = study.batch()?;
+        for (hash, site) in &sited {
+            batch.set_quarantine_site(hash, site)?;
+        }
+        batch.commit()?;
+    }
+    Ok(())
 }
 
 /// Rewrites a stored copy's PatientName and PatientID (to the study ID, when the

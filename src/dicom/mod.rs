@@ -11,4 +11,6 @@ pub mod palette;
 pub mod store;
 pub mod synth;
 
-pub use import::{DicomError, DicomReport, LinkOutcome, import_dicom, link_waiting};
+pub use import::{
+    DicomError, DicomReport, LinkOutcome, import_dicom, import_dicom_from, link_waiting,
+};

@@ -18,6 +18,17 @@ const CHUNK: usize = 5_000;
 
 /// Imports a follow-up export.
 pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, ImportError> {
+    import_followup_at_site(study, path, None)
+}
+
+/// [`import_followup`] of an export whose rows without a `site` value are from
+/// `site` (`marrow import followup FILE --site SITE`).
+pub fn import_followup_at_site(
+    study: &mut Study,
+    path: &Path,
+    site: Option<&str>,
+) -> Result<ImportReport, ImportError> {
+    let protocol = study.protocol().clone();
     let bytes = super::read_export(path)?;
     let body = super::strip_bom(&bytes);
     let mut reader = super::csv_reader(body);
@@ -30,9 +41,9 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
     };
     let mut rejected: Vec<Rejection> = Vec::new();
     let mut row_starts: Vec<(u64, u64)> = Vec::new();
-    // (normalised MRN, month) -> (first line, values)
-    let mut seen: HashMap<(String, u32), (u64, VisitInput)> = HashMap::new();
-    let mut staged: Vec<(u64, String, u32, VisitInput)> = Vec::new();
+    // (site, normalised MRN, month) -> (first line, values)
+    let mut seen: HashMap<(Option<String>, String, u32), (u64, VisitInput)> = HashMap::new();
+    let mut staged: Vec<(u64, String, Option<String>, u32, VisitInput)> = Vec::new();
     let mut record = csv::ByteRecord::new();
     while let Some(line) = super::next_row(
         &mut reader,
@@ -42,19 +53,21 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
         &mut rejected,
     ) {
         let row = super::Row::new(&columns, &record);
-        let parsed = parse_visit_row(&row);
+        let parsed = parse_visit_row(&row).and_then(|(mrn, month, visit)| {
+            super::row_site(&row, &protocol, site).map(|site| (mrn, site, month, visit))
+        });
         let parsed = match row.unreadable(&headers) {
             Some(reason) => Err(reason),
             None => parsed,
         };
-        let (mrn, month, visit) = match parsed {
+        let (mrn, row_site, month, visit) = match parsed {
             Ok(p) => p,
             Err(reason) => {
                 rejected.push(Rejection { line, reason });
                 continue;
             }
         };
-        let key = (mrn.trim().to_uppercase(), month);
+        let key = (row_site.clone(), mrn.trim().to_uppercase(), month);
         if let Some((first, earlier)) = seen.get(&key) {
             if *earlier != visit {
                 rejected.push(Rejection {
@@ -67,7 +80,7 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
             continue;
         }
         seen.insert(key, (line, visit.clone()));
-        staged.push((line, mrn, month, visit));
+        staged.push((line, mrn, row_site, month, visit));
     }
     report.rows = row_starts.len() as u64;
     let db_err = |error| ImportError::Database {
@@ -76,12 +89,16 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
     };
     for chunk in staged.chunks(CHUNK) {
         let mut batch = study.batch().map_err(db_err)?;
-        for (line, mrn, month, visit) in chunk {
-            let Some((id, sid)) = batch.find_patient(mrn).map_err(db_err)? else {
+        for (line, mrn, site, month, visit) in chunk {
+            let found = batch.find_patient(mrn, site.as_deref()).map_err(db_err)?;
+            if let Some(reason) = found.refusal("mrn", site.as_deref()) {
                 rejected.push(Rejection {
                     line: *line,
-                    reason: "mrn is not a known patient (import patients.csv first)".into(),
+                    reason,
                 });
+                continue;
+            }
+            let Some((id, sid)) = found.one() else {
                 continue;
             };
             match batch

@@ -6,7 +6,7 @@
 //! identifiers), by [`write_rejected_rows`], which `marrow reads import` uses too.
 
 pub mod followup;
-use crate::db::study::{PatientRow, Upsert};
+use crate::db::study::{PatientMatch, PatientRow, Upsert};
 use crate::db::{DbError, Study};
 use crate::domain::records::{
     self, DXA_COLUMNS, DxaRecord, LAB_COLUMNS, LabRecord, PATIENT_COLUMNS, PatientRecord, RowFields,
@@ -155,13 +155,15 @@ impl Parsed {
         }
     }
 
-    /// The key that identifies the row's record within one file.
-    fn identity(&self) -> String {
+    /// The key that identifies the row's record within one file: a patient is an
+    /// MRN at a site (`site` of a result row: the site it names, if any).
+    fn identity(&self, site: Option<&str>) -> String {
         let mrn = self.mrn().trim().to_uppercase();
+        let site = site.unwrap_or("");
         match self {
-            Parsed::Patient(..) => mrn,
-            Parsed::Dxa(_, r) => format!("{mrn}|{}|{}", r.scan_date, r.region),
-            Parsed::Lab(_, r) => format!("{mrn}|{}|{}", r.date, r.analyte),
+            Parsed::Patient(_, r) => format!("{}|{mrn}", r.site),
+            Parsed::Dxa(_, r) => format!("{site}|{mrn}|{}|{}", r.scan_date, r.region),
+            Parsed::Lab(_, r) => format!("{site}|{mrn}|{}|{}", r.date, r.analyte),
         }
     }
 
@@ -177,11 +179,30 @@ impl Parsed {
 }
 
 /// A checked row on its way to the writer; a patient row comes with its MRN hashed,
-/// its JSON and its screening as a new patient, so the writer only writes.
+/// its JSON and its screening as a new patient, so the writer only writes. A result
+/// row carries its MRN and the site it names (its `site` column, else the import's
+/// `--site`), if any.
 enum Staged {
     Patient(PatientRow),
-    Dxa(String, DxaRecord),
-    Lab(String, LabRecord),
+    Dxa(String, Option<String>, DxaRecord),
+    Lab(String, Option<String>, LabRecord),
+}
+
+/// The site a result row (DXA, lab, follow-up visit, read) names: its `site` column
+/// when it has a value (a study site, or the row is refused), else `default` (the
+/// import's `--site`), else none: the MRN must then name one patient at one site.
+pub(crate) fn row_site(
+    row: &impl RowFields,
+    protocol: &crate::domain::protocol::Protocol,
+    default: Option<&str>,
+) -> Result<Option<String>, String> {
+    match row.field("site").map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => protocol
+            .parse_site(s)
+            .map(Some)
+            .map_err(|e| format!("site: {e}")),
+        None => Ok(default.map(str::to_string)),
+    }
 }
 
 /// The path rejected rows of `input` go to: `patients.csv` gives `patients.rejected.csv`.
@@ -200,7 +221,19 @@ pub fn import_csv(
     path: &Path,
     on_progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport, ImportError> {
-    import_csv_in_chunks(study, kind, path, CHUNK, on_progress)
+    import_rows(study, kind, path, CHUNK, None, on_progress)
+}
+
+/// [`import_csv`] of a DXA or labs export whose rows without a `site` value are from
+/// `site` (`marrow import dxa FILE --site SITE`); `None` is [`import_csv`].
+pub fn import_csv_at_site(
+    study: &mut Study,
+    kind: ImportKind,
+    path: &Path,
+    site: Option<&str>,
+    on_progress: impl FnMut(u64, u64),
+) -> Result<ImportReport, ImportError> {
+    import_rows(study, kind, path, CHUNK, site, on_progress)
 }
 
 /// [`import_csv`] with `chunk` rows per transaction (tests use small chunks).
@@ -209,6 +242,17 @@ pub fn import_csv_in_chunks(
     kind: ImportKind,
     path: &Path,
     chunk_rows: usize,
+    on_progress: impl FnMut(u64, u64),
+) -> Result<ImportReport, ImportError> {
+    import_rows(study, kind, path, chunk_rows, None, on_progress)
+}
+
+fn import_rows(
+    study: &mut Study,
+    kind: ImportKind,
+    path: &Path,
+    chunk_rows: usize,
+    default_site: Option<&str>,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport, ImportError> {
     let chunk_rows = chunk_rows.max(1);
@@ -255,18 +299,22 @@ pub fn import_csv_in_chunks(
                 ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
                 ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
             };
+            let result = result.and_then(|p| match p {
+                Parsed::Patient(..) => Ok((p, None)),
+                _ => row_site(&row, protocol, default_site).map(|site| (p, site)),
+            });
             let result = match row.unreadable(headers) {
                 Some(reason) => Err(reason),
                 None => result,
             };
-            let p = match result {
+            let (p, site) = match result {
                 Err(reason) => {
                     rejected.push(Rejection { line, reason });
                     continue;
                 }
                 Ok(p) => p,
             };
-            match seen.entry(p.identity()) {
+            match seen.entry(p.identity(site.as_deref())) {
                 Entry::Occupied(e) => {
                     let (first, earlier) = e.get();
                     if !earlier.same_values(&p) {
@@ -287,8 +335,8 @@ pub fn import_csv_in_chunks(
                 Parsed::Patient(mrn, rec) => {
                     Staged::Patient(PatientRow::new(&hasher, protocol, &mrn, rec))
                 }
-                Parsed::Dxa(mrn, rec) => Staged::Dxa(mrn, rec),
-                Parsed::Lab(mrn, rec) => Staged::Lab(mrn, rec),
+                Parsed::Dxa(mrn, rec) => Staged::Dxa(mrn, site, rec),
+                Parsed::Lab(mrn, rec) => Staged::Lab(mrn, site, rec),
             };
             chunk.push((line, staged));
             if chunk.len() == chunk_rows && to_writer.send(std::mem::take(&mut chunk)).is_err() {
@@ -335,33 +383,34 @@ pub fn import_csv_in_chunks(
                     .into_iter();
                 for (line, staged) in &others {
                     let outcome = match staged {
-                        None => patient_outcomes.next(),
-                        Some(Staged::Dxa(mrn, rec)) => {
-                            match batch.find_patient(mrn).map_err(db_err)? {
-                                Some((id, sid)) => {
-                                    Some(batch.upsert_dxa((id, &sid), rec).map_err(db_err)?)
+                        None => patient_outcomes.next().map(Ok),
+                        Some(Staged::Dxa(mrn, site, rec)) => {
+                            match batch.find_patient(mrn, site.as_deref()).map_err(db_err)? {
+                                PatientMatch::One(id, sid) => {
+                                    Some(Ok(batch.upsert_dxa((id, &sid), rec).map_err(db_err)?))
                                 }
-                                None => None,
+                                other => other.refusal("mrn", site.as_deref()).map(Err),
                             }
                         }
-                        Some(Staged::Lab(mrn, rec)) => {
-                            match batch.find_patient(mrn).map_err(db_err)? {
-                                Some((id, sid)) => {
-                                    Some(batch.upsert_lab((id, &sid), rec).map_err(db_err)?)
+                        Some(Staged::Lab(mrn, site, rec)) => {
+                            match batch.find_patient(mrn, site.as_deref()).map_err(db_err)? {
+                                PatientMatch::One(id, sid) => {
+                                    Some(Ok(batch.upsert_lab((id, &sid), rec).map_err(db_err)?))
                                 }
-                                None => None,
+                                other => other.refusal("mrn", site.as_deref()).map(Err),
                             }
                         }
                         Some(Staged::Patient(_)) => unreachable!("patients were taken out above"),
                     };
                     match outcome {
-                        Some(Upsert::Inserted(_)) => report.inserted += 1,
-                        Some(Upsert::Updated(_)) => report.updated += 1,
-                        Some(Upsert::Unchanged(_)) => report.unchanged += 1,
-                        None => rejected.push(Rejection {
+                        Some(Ok(Upsert::Inserted(_))) => report.inserted += 1,
+                        Some(Ok(Upsert::Updated(_))) => report.updated += 1,
+                        Some(Ok(Upsert::Unchanged(_))) => report.unchanged += 1,
+                        Some(Err(reason)) => rejected.push(Rejection {
                             line: *line,
-                            reason: "mrn is not a known patient (import patients.csv first)".into(),
+                            reason,
                         }),
+                        None => {} // one outcome per patient row: never short
                     }
                 }
                 batch.commit().map_err(db_err)?;
