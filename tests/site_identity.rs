@@ -67,7 +67,10 @@ fn the_same_mrn_at_two_sites_is_two_patients() {
     assert_eq!(sys["study_id"], "SYSMH-OP-0001");
     // Both in one file are two patients too, and a re-import changes nothing.
     let out = import(&s, "patients", "both.csv", TWO_SITES, &[], 0);
-    assert!(out.contains("2 rows: 0 added, 0 updated, 2 unchanged"), "{out}");
+    assert!(
+        out.contains("2 rows: 0 added, 0 updated, 2 unchanged"),
+        "{out}"
+    );
     s.expect(&["audit", "verify"], 0);
 }
 
@@ -149,7 +152,11 @@ fn a_result_row_of_an_ambiguous_mrn_is_refused_naming_both_and_a_site_links_it()
         "MGH",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--site: unknown site 'MGH'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--site: unknown site 'MGH'"),
+        "{}",
+        stderr(&out)
+    );
 
     // Follow-up visits: the same rule.
     let out = import(
@@ -178,10 +185,7 @@ fn a_result_row_of_an_ambiguous_mrn_is_refused_naming_both_and_a_site_links_it()
 
     // Reads made before marrow: the same rule (the patient is looked up after the reader).
     s.expect(&["users", "add", "r1", "--role", "reader"], 0);
-    let p = s.write(
-        "reads.csv",
-        "reader,mrn,side,kl\nr1,777001,left,2\n",
-    );
+    let p = s.write("reads.csv", "reader,mrn,side,kl\nr1,777001,left,2\n");
     let out = s.expect(&["reads", "import", p.to_str().unwrap()], 3);
     assert!(
         out.contains(&format!("line 2: mrn is ambiguous: it is {both}")),
@@ -281,7 +285,10 @@ fn an_ambiguous_patient_id_waits_in_quarantine_and_an_issuer_or_the_sending_site
         )),
         "{out}"
     );
-    assert!(out.contains("1 imported (1 waiting for their patient)"), "{out}");
+    assert!(
+        out.contains("1 imported (1 waiting for their patient)"),
+        "{out}"
+    );
     assert!(linked_to(&s).is_empty());
     // A patients import does not settle it: it still matches both.
     import(&s, "patients", "p2.csv", TWO_SITES, &[], 0);
@@ -289,7 +296,10 @@ fn an_ambiguous_patient_id_waits_in_quarantine_and_an_issuer_or_the_sending_site
     let flags: serde_json::Value =
         serde_json::from_str(&s.expect(&["flags", "--json"], 0)).unwrap();
     let waiting = flags["images_waiting_for_patient"].to_string();
-    assert!(waiting.contains("matches patients at two sites"), "{waiting}");
+    assert!(
+        waiting.contains("matches patients at two sites"),
+        "{waiting}"
+    );
 
     // IssuerOfPatientID names the site (equal to, or containing, its code).
     let issued = folder(&s, "issued");
@@ -313,7 +323,10 @@ fn an_ambiguous_patient_id_waits_in_quarantine_and_an_issuer_or_the_sending_site
         Some("CITY CLINIC"),
     );
     let out = s.expect(&["import", "dicom", issued.to_str().unwrap()], 0);
-    assert!(out.contains("3 imported (1 waiting for their patient)"), "{out}");
+    assert!(
+        out.contains("3 imported (1 waiting for their patient)"),
+        "{out}"
+    );
     assert!(
         out.contains(&format!(
             "{}: in quarantine: its IssuerOfPatientID (0010,0021) names none of the study sites (PKUPH, SYSMH)",
@@ -326,7 +339,13 @@ fn an_ambiguous_patient_id_waits_in_quarantine_and_an_issuer_or_the_sending_site
     // The sending site links a file without an issuer; re-importing the ambiguous
     // one from SYSMH gives it its site and links it.
     let out = s.expect(
-        &["import", "dicom", plain.to_str().unwrap(), "--site", "SYSMH"],
+        &[
+            "import",
+            "dicom",
+            plain.to_str().unwrap(),
+            "--site",
+            "SYSMH",
+        ],
         0,
     );
     assert!(out.contains("1 already imported"), "{out}");
@@ -350,7 +369,12 @@ fn an_ambiguous_patient_id_waits_in_quarantine_and_an_issuer_or_the_sending_site
     );
     assert_eq!(
         linked_to(&s),
-        ["PKUPH-OA-0001", "PKUPH-OA-0001", "SYSMH-OP-0001", "SYSMH-OP-0001"]
+        [
+            "PKUPH-OA-0001",
+            "PKUPH-OA-0001",
+            "SYSMH-OP-0001",
+            "SYSMH-OP-0001"
+        ]
     );
     let log = s.expect(&["audit", "log", "--json"], 0);
     assert!(log.contains("\"image.site\""), "{log}");
@@ -363,7 +387,12 @@ fn a_truncated_copy_of_an_instance_is_malformed_not_already_imported() {
     import(&s, "patients", "p.csv", TWO_SITES, &[], 0);
     let src = folder(&s, "export");
     let whole = src.join("a-whole.dcm");
-    write_dicom(&whole, "777001", "1.2.826.0.1.3680043.9.7791.1", Some("PKUPH"));
+    write_dicom(
+        &whole,
+        "777001",
+        "1.2.826.0.1.3680043.9.7791.1",
+        Some("PKUPH"),
+    );
     let bytes = std::fs::read(&whole).unwrap();
     let cut = src.join("b-cut.dcm");
     std::fs::write(&cut, &bytes[..bytes.len() - 60]).unwrap();
@@ -395,11 +424,24 @@ fn a_truncated_copy_of_an_instance_is_malformed_not_already_imported() {
     let clash = folder(&s, "clash");
     let one = clash.join("one.dcm");
     let two = clash.join("two.dcm");
-    write_dicom(&one, "777001", "1.2.826.0.1.3680043.9.7791.2", Some("PKUPH"));
-    write_dicom(&two, "777001", "1.2.826.0.1.3680043.9.7791.2", Some("SYSMH"));
+    write_dicom(
+        &one,
+        "777001",
+        "1.2.826.0.1.3680043.9.7791.2",
+        Some("PKUPH"),
+    );
+    write_dicom(
+        &two,
+        "777001",
+        "1.2.826.0.1.3680043.9.7791.2",
+        Some("SYSMH"),
+    );
     let out = s.expect(&["import", "dicom", clash.to_str().unwrap()], 3);
     assert!(out.contains("2 files: 1 imported"), "{out}");
-    let conflict = out.lines().find(|l| l.contains("conflict")).unwrap_or_default();
+    let conflict = out
+        .lines()
+        .find(|l| l.contains("conflict"))
+        .unwrap_or_default();
     let (loser, winner) = if conflict.starts_with(&one.display().to_string()) {
         (&one, &two)
     } else {
@@ -445,8 +487,18 @@ fn a_study_made_at_schema_6_keeps_every_link_when_it_migrates() {
         0,
     );
     let src = folder(&s, "export");
-    write_dicom(&src.join("1.dcm"), "777001", "1.2.826.0.1.3680043.9.7792.1", None);
-    write_dicom(&src.join("2.dcm"), "999999", "1.2.826.0.1.3680043.9.7792.2", None);
+    write_dicom(
+        &src.join("1.dcm"),
+        "777001",
+        "1.2.826.0.1.3680043.9.7792.1",
+        None,
+    );
+    write_dicom(
+        &src.join("2.dcm"),
+        "999999",
+        "1.2.826.0.1.3680043.9.7792.2",
+        None,
+    );
     s.expect(&["import", "dicom", src.to_str().unwrap()], 0);
     let snapshot = |s: &TempStudy| {
         study_ids_of(
@@ -497,7 +549,10 @@ fn a_study_made_at_schema_6_keeps_every_link_when_it_migrates() {
         marrow::db::migrate::latest_version()
     );
     assert_eq!(snapshot(&s), before);
-    assert_eq!(count(&s, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM pragma_foreign_key_check"),
+        0
+    );
     let ok: String = raw_connection(&s.db)
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();

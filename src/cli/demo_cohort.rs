@@ -132,7 +132,10 @@ pub fn build(
     let (Some(c_mrn), Some(c_site), Some(c_group), Some(c_index)) =
         (col("mrn"), col("site"), col("group"), col("index_date"))
     else {
-        anyhow::bail!("{}: no mrn/site/group/index_date column", patients_csv.display());
+        anyhow::bail!(
+            "{}: no mrn/site/group/index_date column",
+            patients_csv.display()
+        );
     };
     let mut wanted: HashMap<(String, Option<u8>), usize> = QUOTAS
         .iter()

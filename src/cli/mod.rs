@@ -762,8 +762,13 @@ pub fn run(cli: Cli) -> Result<u8> {
 
 /// The `--site` of an import, checked against the protocol's sites.
 fn import_site(study: &Study, site: Option<&str>) -> Result<Option<String>> {
-    site.map(|s| study.protocol().parse_site(s).map_err(|e| anyhow!("--site: {e}")))
-        .transpose()
+    site.map(|s| {
+        study
+            .protocol()
+            .parse_site(s)
+            .map_err(|e| anyhow!("--site: {e}"))
+    })
+    .transpose()
 }
 
 /// Imports one file, printing progress, rejected rows and a summary. Rows without a

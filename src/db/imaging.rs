@@ -412,8 +412,10 @@ impl Batch<'_> {
                 Some(site) => format!(
                     "dicom import; no study patient at {site} has this PatientID yet: waiting in quarantine"
                 ),
-                None => "dicom import; no study patient has this PatientID yet: waiting in quarantine"
-                    .to_string(),
+                None => {
+                    "dicom import; no study patient has this PatientID yet: waiting in quarantine"
+                        .to_string()
+                }
             },
             _ => "dicom import".to_string(),
         };

@@ -209,7 +209,11 @@ fn link_for(
                     site: None,
                     hold: Some(format!(
                         "PatientID matches patients at {} sites ({}); it has no IssuerOfPatientID: import it with --site SITE",
-                        if all.len() == 2 { "two".to_string() } else { all.len().to_string() },
+                        if all.len() == 2 {
+                            "two".to_string()
+                        } else {
+                            all.len().to_string()
+                        },
                         crate::db::study::describe_sites(&each)
                     )),
                 }
@@ -224,7 +228,10 @@ fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
     if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
         return Ok(false);
     }
-    let (mut fa, mut fb) = (BufReader::new(File::open(a)?), BufReader::new(File::open(b)?));
+    let (mut fa, mut fb) = (
+        BufReader::new(File::open(a)?),
+        BufReader::new(File::open(b)?),
+    );
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let n = fa.read(&mut ba)?;
@@ -443,7 +450,11 @@ impl Readers<'_> {
 
     /// The site of an instance already waiting in quarantine without one, when this
     /// run knows it (its IssuerOfPatientID, or `--site`).
-    fn site_now(&self, header: &FileDicomObject<InMemDicomObject>, key: [u8; 32]) -> Option<String> {
+    fn site_now(
+        &self,
+        header: &FileDicomObject<InMemDicomObject>,
+        key: [u8; 32],
+    ) -> Option<String> {
         if !self.unsited.contains(&key) {
             return None;
         }

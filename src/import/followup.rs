@@ -4,7 +4,8 @@
 //! ignored, each row stored whole or rejected with its line and reason (and written to
 //! `NAME.rejected.csv`), a repeat of the same visit with other values in one file
 //! rejected, re-importing a file changes nothing. The MRN is hashed like the patients
-//! import and never stored.
+//! import and never stored. An optional `site` column (or `--site`) names the site
+//! of the MRN, which is unique within a site only (see [`super::row_site`]).
 
 use super::{ImportError, ImportReport, Rejection, rejected_path};
 use crate::db::Study;
