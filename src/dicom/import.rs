@@ -401,7 +401,7 @@ impl Readers<'_> {
             }
             drop(header);
             drop(reader);
-            return match read_whole(path) {
+            return match read_whole(path).and_then(has_pixels) {
                 Ok(_) => skipped,
                 Err(why) => Prepared::Refused(format!(
                     "{why} (an instance with this SOP Instance UID is already in the study)"
@@ -420,19 +420,10 @@ impl Readers<'_> {
             None => {
                 drop(header);
                 drop(reader);
-                let obj = match read_whole(path) {
+                let obj = match read_whole(path).and_then(has_pixels) {
                     Ok(o) => o,
                     Err(why) => return Prepared::Refused(why),
                 };
-                if [PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA]
-                    .iter()
-                    .all(|t| obj.get(*t).is_none())
-                {
-                    return Prepared::Refused(format!(
-                        "not an image: it has no Pixel Data (SOP class {})",
-                        deid::text(&obj, Tag(0x0008, 0x0016)).unwrap_or_else(|| "unknown".into())
-                    ));
-                }
                 if let Some(dup) = self.claim(key, path) {
                     return dup;
                 }
@@ -606,6 +597,23 @@ fn read_whole(path: &Path) -> Result<FileDicomObject<InMemDicomObject>, String> 
         .read_preamble(dicom_object::file::ReadPreamble::Never)
         .from_reader(&bytes[skip..])
         .map_err(|e| malformed(&e))
+}
+
+/// The object, when it has Pixel Data: a file without is not an image (or a copy
+/// cut short before it).
+fn has_pixels(
+    obj: FileDicomObject<InMemDicomObject>,
+) -> Result<FileDicomObject<InMemDicomObject>, String> {
+    if [PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA]
+        .iter()
+        .all(|t| obj.get(*t).is_none())
+    {
+        return Err(format!(
+            "not an image: it has no Pixel Data (SOP class {})",
+            deid::text(&obj, Tag(0x0008, 0x0016)).unwrap_or_else(|| "unknown".into())
+        ));
+    }
+    Ok(obj)
 }
 
 /// Lists the regular files under the roots (symbolic links not followed, the store
