@@ -384,7 +384,8 @@ fn an_ambiguous_patient_id_waits_in_quarantine_and_an_issuer_or_the_sending_site
 #[test]
 fn a_truncated_copy_of_an_instance_is_malformed_not_already_imported() {
     let s = TempStudy::init();
-    import(&s, "patients", "p.csv", TWO_SITES, &[], 0);
+    let (one_site, _) = TWO_SITES.split_once("777001,SYSMH").unwrap();
+    import(&s, "patients", "p.csv", one_site, &[], 0);
     let src = folder(&s, "export");
     let whole = src.join("a-whole.dcm");
     write_dicom(
@@ -394,17 +395,28 @@ fn a_truncated_copy_of_an_instance_is_malformed_not_already_imported() {
         Some("PKUPH"),
     );
     let bytes = std::fs::read(&whole).unwrap();
-    let cut = src.join("b-cut.dcm");
-    std::fs::write(&cut, &bytes[..bytes.len() - 60]).unwrap();
+    // Several copies cut short at different points in the Pixel Data, so that
+    // some are read after the whole one has been taken (before the fix those were
+    // counted "already imported").
+    let cuts: Vec<PathBuf> = [20, 40, 60, 80, 100, 120]
+        .iter()
+        .map(|n| {
+            let cut = src.join(format!("b-cut-{n}.dcm"));
+            std::fs::write(&cut, &bytes[..bytes.len() - n]).unwrap();
+            cut
+        })
+        .collect();
     let out = s.expect(&["import", "dicom", src.to_str().unwrap()], 3);
-    assert!(out.contains("2 files: 1 imported"), "{out}");
+    assert!(out.contains("7 files: 1 imported"), "{out}");
     assert!(out.contains("0 already imported"), "{out}");
-    assert!(out.contains("1 not DICOM or malformed"), "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(&cut.display().to_string()))
-        .unwrap_or_default();
-    assert!(line.contains("malformed"), "{out}");
+    assert!(out.contains("6 not DICOM or malformed"), "{out}");
+    for cut in &cuts {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{}:", cut.display())))
+            .unwrap_or_default();
+        assert!(line.contains("malformed"), "{out}");
+    }
     assert_eq!(linked_to(&s), ["PKUPH-OA-0001"]);
 
     // In a later run too: the cut copy is malformed; a whole copy is already imported.
