@@ -22,6 +22,7 @@ use super::agreement::{
     ConfidenceInterval, ConfusionMatrix, Estimate, Weights, percentile_interval,
 };
 use super::roc::{self, RocPoint};
+pub use super::stats::Proportion;
 use super::stats::{self, DelongAuc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -113,24 +114,6 @@ pub struct Evaluation {
     pub sensitivity_wilson: Proportion,
     pub specificity_wilson: Proportion,
     pub accuracy_wilson: Proportion,
-}
-
-/// A proportion with its Wilson score 95% interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Proportion {
-    pub successes: u64,
-    pub n: u64,
-    pub ci95: Option<ConfidenceInterval>,
-}
-
-impl Proportion {
-    pub fn new(successes: u64, n: u64) -> Self {
-        Proportion {
-            successes,
-            n,
-            ci95: stats::wilson(successes, n),
-        }
-    }
 }
 
 /// Why there is no evaluation.

@@ -53,6 +53,24 @@ pub fn wilson_z(successes: u64, n: u64, z: f64) -> Option<ConfidenceInterval> {
     })
 }
 
+/// A proportion with the counts behind it and its Wilson score 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Proportion {
+    pub successes: u64,
+    pub n: u64,
+    pub ci95: Option<ConfidenceInterval>,
+}
+
+impl Proportion {
+    pub fn new(successes: u64, n: u64) -> Self {
+        Proportion {
+            successes,
+            n,
+            ci95: wilson(successes, n),
+        }
+    }
+}
+
 /// An AUC with DeLong's standard error and the 95% interval `auc ± 1.96 se`
 /// (clipped to [0, 1]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
