@@ -289,6 +289,27 @@ fn evaluate_scores_the_predictions_against_the_final_grades_with_intervals() {
         let hi = out[k]["ci95"]["upper"].as_f64().unwrap();
         assert!(lo <= v && v <= hi, "{k}: {v} not in {lo}-{hi}");
     }
+    // Per-knee figures resample patients, and say so.
+    assert_eq!(out["resampling_unit"], "patient", "{out}");
+    let patients = count(
+        &study,
+        "SELECT count(DISTINCT c.patient_id) FROM case_finals f JOIN reading_cases c ON c.id = f.case_id \
+         WHERE c.side IN ('left', 'right') AND f.kl IS NOT NULL",
+    );
+    assert_eq!(out["clusters"].as_i64(), Some(patients), "{out}");
+    assert!(
+        patients < finals,
+        "both knees of some patients: {patients} of {finals}"
+    );
+    // DeLong's interval of the same AUC, and Wilson intervals whose counts add up.
+    assert_eq!(out["auc_binary_delong"]["auc"], out["auc_binary"]["value"]);
+    let acc = &out["accuracy_wilson"];
+    assert_eq!(acc["n"].as_i64(), Some(finals), "{out}");
+    let correct = (0..5)
+        .map(|c| out["confusion"][c][c].as_i64().unwrap())
+        .sum::<i64>();
+    assert_eq!(acc["successes"].as_i64(), Some(correct), "{out}");
+    assert!(acc["ci95"]["lower"].as_f64().unwrap() < acc["ci95"]["upper"].as_f64().unwrap());
     // The phantom-trained model reads the demo's phantoms well.
     assert!(out["auc_binary"]["value"].as_f64().unwrap() > 0.8, "{out}");
     assert!(!out["published"].as_array().unwrap().is_empty());
@@ -301,6 +322,12 @@ fn evaluate_scores_the_predictions_against_the_final_grades_with_intervals() {
         "{text}"
     );
     assert!(text.contains("Hsieh 2021"), "{text}");
+    assert!(
+        text.contains("bootstrap over patients")
+            && text.contains("AUC, DeLong")
+            && text.contains("sensitivity, Wilson"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -781,6 +781,7 @@ fn agreement_app() -> App {
                     },
                 )
             }),
+            final_by: f.map(|_| "adjudicator".to_string()),
         })
         .collect();
     let mut app = app_of(Role::Pi, "boss");

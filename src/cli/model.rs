@@ -575,8 +575,10 @@ pub fn evaluation_report(
         ));
     }
     let labels: Vec<u8> = pairs.iter().map(|(c, _)| c.label).collect();
+    // Both knees of a patient are resampled together.
+    let patients: Vec<u64> = pairs.iter().map(|(c, _)| c.patient_id as u64).collect();
     let probs: Vec<Vec<f64>> = pairs.into_iter().map(|(_, p)| p).collect();
-    let e = evaluation::evaluate(
+    let e = evaluation::evaluate_clustered(
         &EvalOptions {
             k: task.num_classes(),
             positive_from: task.positive_from(),
@@ -586,6 +588,7 @@ pub fn evaluation_report(
         },
         &labels,
         &probs,
+        &patients,
     )?;
     Ok(EvaluationReport {
         task,
@@ -606,6 +609,20 @@ fn est(e: &Estimate) -> String {
     }
 }
 
+fn proportion(p: &evaluation::Proportion) -> String {
+    match p.ci95 {
+        Some(ci) => format!(
+            "{}/{} = {:.3} ({:.3}-{:.3})",
+            p.successes,
+            p.n,
+            p.successes as f64 / p.n as f64,
+            ci.lower,
+            ci.upper
+        ),
+        None => "-".to_string(),
+    }
+}
+
 /// The text form of the outcome table.
 pub fn evaluation_text(r: &EvaluationReport) -> String {
     let e = &r.evaluation;
@@ -613,7 +630,7 @@ pub fn evaluation_text(r: &EvaluationReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} model {} against the final grades{}: {} cases. 95% CIs: bootstrap, {} resamples.",
+        "{} model {} against the final grades{}: {} cases of {} patients. 95% CIs: bootstrap over {}s, {} resamples.",
         r.task.code().to_uppercase(),
         r.model,
         r.cohort
@@ -621,6 +638,8 @@ pub fn evaluation_text(r: &EvaluationReport) -> String {
             .map(|c| format!(" of the {c} cohort"))
             .unwrap_or_default(),
         e.n,
+        e.clusters,
+        e.resampling_unit,
         r.resamples
     );
     let _ = writeln!(
@@ -666,6 +685,21 @@ pub fn evaluation_text(r: &EvaluationReport) -> String {
     );
     for (c, a) in classes.iter().zip(&e.auc_per_class) {
         let _ = writeln!(out, "  {:<34} {}", format!("AUC {c} vs rest"), est(a));
+    }
+    let _ = writeln!(out, "\n  {:<34} estimate (95% CI)", "analytic intervals");
+    if let Some(d) = &e.auc_binary_delong {
+        let _ = writeln!(
+            out,
+            "  {:<34} {:.3} ({:.3}-{:.3}), SE {:.3}",
+            "AUC, DeLong", d.auc, d.ci.lower, d.ci.upper, d.se
+        );
+    }
+    for (name, p) in [
+        ("sensitivity, Wilson", &e.sensitivity_wilson),
+        ("specificity, Wilson", &e.specificity_wilson),
+        ("accuracy, Wilson", &e.accuracy_wilson),
+    ] {
+        let _ = writeln!(out, "  {:<34} {}", name, proportion(p));
     }
     if let Some(t) = e.youden_threshold {
         let _ = writeln!(

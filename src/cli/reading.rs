@@ -946,6 +946,7 @@ pub fn agreement_text(s: &crate::db::agreement::AgreementSummary) -> String {
                 spec
             );
         }
+        let _ = writeln!(out, "  {}", scale.reference_note());
         if let Some(p) = &scale.readers_pooled {
             let _ = writeln!(
                 out,

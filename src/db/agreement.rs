@@ -1,15 +1,23 @@
 //! Agreement between readers, and of each reader with the final grade, from the
-//! current reads of every case (issue 4, item 7). The statistics themselves are
-//! in [`crate::domain::agreement`]; this gathers the pairs.
+//! current reads of every case. The statistics themselves are in
+//! [`crate::domain::agreement`] and [`crate::domain::stats`]; this gathers the pairs.
+//!
+//! No figure compares a reader with a reference built from that reader's own read
+//! (incorporation bias): a reader is compared with an adjudicated final decided by
+//! someone else, and where the final is the readers' consensus (or was decided by
+//! this reader) with the median of the *other* readers' reads of the case (leave
+//! this reader out). Inter-reader agreement is given per reader pair and, over all
+//! readers, as Fleiss' kappa on the cases with the usual number of reads.
 //!
 //! Only unblinded users (adjudicators, PIs, admins) may ask: the pairs carry
 //! every reader's grades.
 
 use super::Result;
-use super::reading::CaseReads;
+use super::reading::{CaseReads, FinalMethod};
 use super::study::Study;
 use crate::domain::agreement::{AgreementReport, ReportOptions};
-use crate::domain::reading::{FinalGrade, OpImpression, ReadInput};
+use crate::domain::reading::{FinalGrade, OpImpression, ReadInput, median};
+use crate::domain::stats::fleiss_kappa;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -40,8 +48,39 @@ pub struct Scale {
     pub readers_pooled: Option<Comparison>,
     /// Each pair of readers over the cases both read.
     pub reader_vs_reader: Vec<Comparison>,
-    /// Each reader against the final grade, over the cases that have one.
+    /// Each reader against the final grade without that reader's read, over the
+    /// cases that have one (see [`READER_REFERENCE`]).
     pub reader_vs_final: Vec<Comparison>,
+    /// What `reader_vs_final` compares each reader with.
+    pub reader_reference: &'static str,
+    /// Fleiss' kappa over all readers.
+    pub fleiss: Option<Fleiss>,
+}
+
+impl Scale {
+    /// What "final" means for a reader, and Fleiss' kappa over all readers, in words.
+    pub fn reference_note(&self) -> String {
+        let fleiss = match &self.fleiss {
+            Some(f) => format!(
+                "Fleiss' kappa over all readers: {:.2} ({} cases with {} reads each).",
+                f.kappa, f.cases, f.raters
+            ),
+            None => "Fleiss' kappa over all readers: — (too few cases with reads).".into(),
+        };
+        format!("\"vs final\": {}. {fleiss}", self.reader_reference)
+    }
+}
+
+/// What a reader's grades are compared with in `reader_vs_final`.
+pub const READER_REFERENCE: &str = "the adjudicated final where someone else decided it, else the median of the other readers' reads (never a reference that includes the reader's own read)";
+
+/// Fleiss' kappa over the cases read by the usual number of readers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fleiss {
+    pub kappa: f64,
+    /// Cases in the figure: those with exactly `raters` graded reads.
+    pub cases: usize,
+    pub raters: usize,
 }
 
 /// The agreement screen's and `marrow agreement`'s figures.
@@ -90,6 +129,7 @@ fn scale(
     let mut pooled = Vec::new();
     let mut by_pair: BTreeMap<(String, String), Vec<(u8, u8)>> = BTreeMap::new();
     let mut by_reader: BTreeMap<String, Vec<(u8, u8)>> = BTreeMap::new();
+    let mut fleiss_rows: Vec<Vec<u64>> = Vec::new();
     for case in cases {
         let mut graded: Vec<(&String, u8)> = case
             .reads
@@ -108,15 +148,58 @@ fn scale(
                     .push((*a, *b));
             }
         }
-        if let Some(f) = case.final_grade.as_ref().and_then(|(_, g)| fin(g)) {
-            for (reader, g) in &graded {
+        // A final decided by someone who did not read the case stands for everyone;
+        // otherwise each reader meets the median of the others.
+        let independent = match (&case.final_grade, &case.final_by) {
+            (Some((FinalMethod::Adjudicated, g)), Some(by)) => fin(g).map(|f| (by.as_str(), f)),
+            _ => None,
+        };
+        for (reader, g) in &graded {
+            let reference = match independent {
+                Some((by, f)) if by != reader.as_str() => Some(f),
+                _ if case.final_grade.is_some() => median(
+                    graded
+                        .iter()
+                        .filter(|(other, _)| other != reader)
+                        .map(|(_, o)| *o)
+                        .collect(),
+                ),
+                _ => None,
+            };
+            if let Some(f) = reference {
                 by_reader
                     .entry((*reader).clone())
                     .or_default()
                     .push((*g, f));
             }
         }
+        if graded.len() >= 2 {
+            let mut row = vec![0u64; k];
+            for (_, g) in &graded {
+                row[usize::from(*g)] += 1;
+            }
+            fleiss_rows.push(row);
+        }
     }
+    // The usual number of graded reads per case (ties: the larger).
+    let mut raters_count: BTreeMap<u64, usize> = BTreeMap::new();
+    for row in &fleiss_rows {
+        *raters_count.entry(row.iter().sum()).or_default() += 1;
+    }
+    let fleiss = raters_count
+        .iter()
+        .max_by_key(|(r, n)| (**n, **r))
+        .and_then(|(&raters, _)| {
+            let rows: Vec<Vec<u64>> = fleiss_rows
+                .into_iter()
+                .filter(|r| r.iter().sum::<u64>() == raters)
+                .collect();
+            fleiss_kappa(&rows).map(|kappa| Fleiss {
+                kappa,
+                cases: rows.len(),
+                raters: raters as usize,
+            })
+        });
     Scale {
         scale: name.to_string(),
         categories: k,
@@ -141,6 +224,8 @@ fn scale(
                 report: report(&pairs),
             })
             .collect(),
+        reader_reference: READER_REFERENCE,
+        fleiss,
     }
 }
 
@@ -191,5 +276,105 @@ impl Study {
     pub fn agreement(&self, resamples: usize) -> Result<AgreementSummary> {
         let cases = self.case_reads()?;
         Ok(summarise(&cases, resamples))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::reading::{Grade, Oarsi, Side};
+
+    fn read(kl: u8) -> ReadInput {
+        ReadInput {
+            kl: Some(Grade::Value(kl)),
+            oarsi: Oarsi::default(),
+            op_impression: None,
+            confidence: Some(3),
+        }
+    }
+
+    fn case(reads: &[(&str, u8)], fin: Option<(FinalMethod, &str, u8)>) -> CaseReads {
+        CaseReads {
+            case: "C00001".into(),
+            side: Side::Left,
+            reads: reads
+                .iter()
+                .map(|(r, k)| (r.to_string(), read(*k)))
+                .collect(),
+            final_grade: fin.map(|(m, _, k)| {
+                (
+                    m,
+                    FinalGrade {
+                        kl: Some(Grade::Value(k)),
+                        op_stage: None,
+                    },
+                )
+            }),
+            final_by: fin.map(|(_, by, _)| by.to_string()),
+        }
+    }
+
+    fn pairs_of(s: &AgreementSummary, reader: &str) -> Vec<(u8, u8)> {
+        let c =
+            s.kl.reader_vs_final
+                .iter()
+                .find(|c| c.first == reader)
+                .unwrap();
+        let m = c.report.confusion_matrix.counts();
+        let mut out = Vec::new();
+        for (a, row) in m.iter().enumerate() {
+            for (b, n) in row.iter().enumerate() {
+                out.extend(std::iter::repeat_n((a as u8, b as u8), *n as usize));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_reader_is_never_compared_with_a_final_that_holds_their_own_read() {
+        let cases = vec![
+            // Consensus of li 2 and wang 3 (final 3, the upper median): li meets
+            // wang's 3, wang meets li's 2, not the 3 that wang's own read made.
+            case(
+                &[("li", 2), ("wang", 3)],
+                Some((FinalMethod::Consensus, "consensus", 3)),
+            ),
+            // Adjudicated by chen, who read nothing: both meet chen's 1.
+            case(
+                &[("li", 0), ("wang", 2)],
+                Some((FinalMethod::Adjudicated, "chen", 1)),
+            ),
+            // Adjudicated by wang (before adjudicators were kept off their own cases):
+            // wang meets li's read, li meets wang's final.
+            case(
+                &[("li", 4), ("wang", 3)],
+                Some((FinalMethod::Adjudicated, "wang", 4)),
+            ),
+            // No final: no reader-vs-final pair.
+            case(&[("li", 1), ("wang", 1)], None),
+        ];
+        let s = summarise(&cases, 0);
+        assert_eq!(pairs_of(&s, "li"), vec![(0, 1), (2, 3), (4, 4)]);
+        assert_eq!(pairs_of(&s, "wang"), vec![(2, 1), (3, 2), (3, 4)]);
+        assert!(s.kl.reader_reference.contains("other readers"));
+    }
+
+    #[test]
+    fn fleiss_kappa_over_all_readers_uses_the_cases_with_the_usual_number_of_reads() {
+        // Three readers on four cases, one case with two reads only (left out):
+        // counts per category [KL0..KL4] for the three-read cases:
+        // [3,0,0,0,0], [0,2,1,0,0], [0,0,0,3,0]; statsmodels' fleiss_kappa on that
+        // table gives 0.689655172413793 = 40/58.
+        let cases = vec![
+            case(&[("a", 0), ("b", 0), ("c", 0)], None),
+            case(&[("a", 1), ("b", 1), ("c", 2)], None),
+            case(&[("a", 3), ("b", 3), ("c", 3)], None),
+            case(&[("a", 4), ("b", 0)], None),
+        ];
+        let f = summarise(&cases, 0).kl.fleiss.unwrap();
+        assert_eq!((f.cases, f.raters), (3, 3));
+        // By hand: P_i = 1, 1/3, 1 -> P̄ = 7/9; category shares 3/9, 2/9, 1/9, 3/9
+        // -> Pe = (9 + 4 + 1 + 9)/81 = 23/81; kappa = (7/9 - 23/81)/(1 - 23/81) = 40/58.
+        assert!((f.kappa - 40.0 / 58.0).abs() < 1e-12, "{}", f.kappa);
     }
 }

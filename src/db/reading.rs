@@ -271,6 +271,8 @@ pub struct CaseReads {
     /// The current read of each reader.
     pub reads: Vec<(String, ReadInput)>,
     pub final_grade: Option<(FinalMethod, FinalGrade)>,
+    /// Who decided the final grade (the adjudicator; "consensus" for a consensus).
+    pub final_by: Option<String>,
 }
 
 /// How an imported read names its patient.
@@ -1477,11 +1479,13 @@ impl Study {
                 .into_iter()
                 .map(|x| (x.reader, x.read))
                 .collect();
+            let fin = load_final(self.conn(), id)?;
             out.push(CaseReads {
                 case: case_ref(id),
                 side: side.parse().unwrap_or(Side::Patient),
                 reads,
-                final_grade: load_final(self.conn(), id)?.map(|f| (f.method, f.grade)),
+                final_by: fin.as_ref().map(|f| f.decided_by.clone()),
+                final_grade: fin.map(|f| (f.method, f.grade)),
             });
         }
         Ok(out)

@@ -31,6 +31,7 @@
 //! All counts are kept as integers and each statistic is formed from integer
 //! sums with a single final division, so the "undefined" tests are exact.
 
+use super::stats::Proportion;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -458,6 +459,9 @@ pub struct BinaryReport {
     pub counts: BinaryStats,
     pub sensitivity: Estimate,
     pub specificity: Estimate,
+    /// The same proportions with Wilson score 95% intervals.
+    pub sensitivity_wilson: Proportion,
+    pub specificity_wilson: Proportion,
 }
 
 /// Everything `marrow agreement` shows for one pair of raters (reader vs
@@ -470,6 +474,8 @@ pub struct AgreementReport {
     pub n: u64,
     /// Proportion of exact agreement, in `[0, 1]`.
     pub percent_agreement: Estimate,
+    /// The same with its counts and Wilson score 95% interval.
+    pub percent_agreement_wilson: Proportion,
     /// Cohen's kappa (unweighted).
     pub cohen_kappa: Estimate,
     /// Quadratic-weighted kappa.
@@ -533,12 +539,21 @@ impl AgreementReport {
         Ok(Self {
             n: matrix.n(),
             percent_agreement: estimates[0],
+            percent_agreement_wilson: Proportion::new(matrix.agreements(), matrix.n()),
             cohen_kappa: estimates[1],
             quadratic_weighted_kappa: estimates[2],
             binary: binary_counts.map(|counts| BinaryReport {
                 counts,
                 sensitivity: estimates[3],
                 specificity: estimates[4],
+                sensitivity_wilson: Proportion::new(
+                    counts.true_positive,
+                    counts.true_positive + counts.false_negative,
+                ),
+                specificity_wilson: Proportion::new(
+                    counts.true_negative,
+                    counts.true_negative + counts.false_positive,
+                ),
             }),
             confusion_matrix: matrix,
         })
@@ -1109,6 +1124,37 @@ mod tests {
         assert_eq!(json["confusion_matrix"]["k"], 5);
         let text = serde_json::to_string(&report).unwrap();
         assert!(!text.contains("NaN") && !text.contains("inf"));
+    }
+
+    #[test]
+    fn a_perfect_sample_gets_a_wilson_interval_not_one_to_one() {
+        // 10 knees, all KL 3 by both: the bootstrap can only give [1, 1]; Wilson gives
+        // statsmodels' proportion_confint(10, 10, method="wilson") = [0.72247, 1].
+        let report = AgreementReport::compute(5, &[(3, 3); 10], &oa_options()).unwrap();
+        let w = report.percent_agreement_wilson;
+        assert_eq!((w.successes, w.n), (10, 10));
+        let ci = w.ci95.unwrap();
+        assert!((ci.lower - 0.722_467_200_137_110_6).abs() < 1e-12, "{ci:?}");
+        let b = report.binary.unwrap();
+        assert_eq!(
+            (b.sensitivity_wilson.successes, b.sensitivity_wilson.n),
+            (10, 10)
+        );
+        assert_eq!(b.specificity_wilson.n, 0);
+        assert!(b.specificity_wilson.ci95.is_none());
+        // 7 of 10 agree, 3 disagree: proportion_confint(7, 10, method="wilson").
+        let mut pairs = vec![(1u8, 1u8); 7];
+        pairs.extend([(1, 2), (2, 1), (0, 2)]);
+        let ci = AgreementReport::compute(5, &pairs, &oa_options())
+            .unwrap()
+            .percent_agreement_wilson
+            .ci95
+            .unwrap();
+        assert!(
+            (ci.lower - 0.396_778_147_461_145_37).abs() < 1e-12,
+            "{ci:?}"
+        );
+        assert!((ci.upper - 0.892_208_732_593_698_9).abs() < 1e-12, "{ci:?}");
     }
 
     #[test]

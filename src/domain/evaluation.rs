@@ -2,8 +2,13 @@
 //! with the reference standard (the final, adjudicated grades).
 //!
 //! Pure: labels and probabilities in, figures out. Every figure comes with a
-//! percentile bootstrap 95% interval over cases (the same resamples for all of
-//! them, drawn from a seeded generator: the same input gives the same table).
+//! percentile bootstrap 95% interval (the same resamples for all of them, drawn from
+//! a seeded generator: the same input gives the same table). The resampling unit is
+//! the cluster each case belongs to ([`evaluate_clustered`]: a patient with both
+//! knees is drawn whole), or the case itself ([`evaluate`]); the table says which.
+//! Beside the bootstrap: DeLong's interval of the binary AUC and Wilson score
+//! intervals of sensitivity, specificity and accuracy (which, unlike a percentile
+//! bootstrap, do not collapse to [1, 1] at 10 of 10).
 //!
 //! - AUC one-vs-rest per class, and the binary AUC of the study's outcome
 //!   (OA = KL >= 2; osteoporosis = stage 2), scored by the summed probability of the
@@ -17,6 +22,8 @@ use super::agreement::{
     ConfidenceInterval, ConfusionMatrix, Estimate, Weights, percentile_interval,
 };
 use super::roc::{self, RocPoint};
+pub use super::stats::Proportion;
+use super::stats::{self, DelongAuc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -97,6 +104,16 @@ pub struct Evaluation {
     /// The threshold with the largest Youden index on this sample (a suggestion for
     /// the operating point; choosing it here and reporting here is optimistic).
     pub youden_threshold: Option<f64>,
+    /// What the bootstrap resampled: `"case"` or `"patient"`.
+    pub resampling_unit: &'static str,
+    /// Clusters (patients) behind the `n` cases.
+    pub clusters: usize,
+    /// The binary AUC with DeLong's standard error and interval (cases independent).
+    pub auc_binary_delong: Option<DelongAuc>,
+    /// Counts and Wilson score 95% intervals of the proportions.
+    pub sensitivity_wilson: Proportion,
+    pub specificity_wilson: Proportion,
+    pub accuracy_wilson: Proportion,
 }
 
 /// Why there is no evaluation.
@@ -173,14 +190,30 @@ fn point(opts: &EvalOptions, labels: &[u8], probs: &[&[f64]]) -> Point {
     }
 }
 
-/// Evaluates `probs` (one row of `k` probabilities per case) against `labels`.
+/// Evaluates `probs` (one row of `k` probabilities per case) against `labels`, each
+/// case resampled on its own.
 pub fn evaluate(
     opts: &EvalOptions,
     labels: &[u8],
     probs: &[Vec<f64>],
 ) -> Result<Evaluation, EvalError> {
+    let clusters: Vec<u64> = (0..labels.len() as u64).collect();
+    let mut e = evaluate_clustered(opts, labels, probs, &clusters)?;
+    e.resampling_unit = "case";
+    Ok(e)
+}
+
+/// [`evaluate`] with the bootstrap drawing whole clusters: `clusters[i]` names the
+/// patient of case `i` (both knees of a patient share one), so the intervals of
+/// per-knee figures account for the two knees of one person being alike.
+pub fn evaluate_clustered(
+    opts: &EvalOptions,
+    labels: &[u8],
+    probs: &[Vec<f64>],
+    clusters: &[u64],
+) -> Result<Evaluation, EvalError> {
     let k = opts.k;
-    if labels.is_empty() || labels.len() != probs.len() {
+    if labels.is_empty() || labels.len() != probs.len() || clusters.len() != labels.len() {
         return Err(EvalError::Empty);
     }
     for (index, (&label, p)) in labels.iter().zip(probs).enumerate() {
@@ -197,8 +230,22 @@ pub fn evaluate(
     }
     let rows: Vec<&[f64]> = probs.iter().map(Vec::as_slice).collect();
     let whole = point(opts, labels, &rows);
-    // The same resamples for every figure.
+    // The cases of each cluster, clusters in order of first appearance.
     let n = labels.len();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    {
+        let mut index: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for (i, c) in clusters.iter().enumerate() {
+            let slot = *index.entry(*c).or_insert_with(|| {
+                members.push(Vec::new());
+                members.len() - 1
+            });
+            members[slot].push(i);
+        }
+    }
+    // The same resamples for every figure; with one case per cluster these are the
+    // draws of a case bootstrap.
+    let m = members.len();
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut draws: Vec<Point> = Vec::with_capacity(opts.resamples);
     let mut l = Vec::with_capacity(n);
@@ -206,10 +253,11 @@ pub fn evaluate(
     for _ in 0..opts.resamples {
         l.clear();
         p.clear();
-        for _ in 0..n {
-            let i = rng.random_range(0..n);
-            l.push(labels[i]);
-            p.push(rows[i]);
+        for _ in 0..m {
+            for &i in &members[rng.random_range(0..m)] {
+                l.push(labels[i]);
+                p.push(rows[i]);
+            }
         }
         draws.push(point(opts, &l, &p));
     }
@@ -241,6 +289,17 @@ pub fn evaluate(
     let truth: Vec<bool> = labels.iter().map(|&l| l >= opts.positive_from).collect();
     let curve = roc::roc_curve(&scores, &truth).unwrap_or_default();
     let youden_threshold = roc::youden_point(&curve).map(|p| p.threshold);
+    let (mut tp, mut pos, mut tn, mut neg) = (0u64, 0u64, 0u64, 0u64);
+    for (s, &t) in scores.iter().zip(&truth) {
+        if t {
+            pos += 1;
+            tp += u64::from(*s >= opts.threshold);
+        } else {
+            neg += 1;
+            tn += u64::from(*s < opts.threshold);
+        }
+    }
+    let correct: u64 = (0..k).map(|c| confusion[c][c]).sum();
     Ok(Evaluation {
         n,
         class_counts,
@@ -254,6 +313,12 @@ pub fn evaluate(
         confusion,
         roc: curve,
         youden_threshold,
+        resampling_unit: "patient",
+        clusters: m,
+        auc_binary_delong: stats::delong(&scores, &truth),
+        sensitivity_wilson: Proportion::new(tp, pos),
+        specificity_wilson: Proportion::new(tn, neg),
+        accuracy_wilson: Proportion::new(correct, n as u64),
     })
 }
 
@@ -363,5 +428,103 @@ mod tests {
             evaluate(&opts(3, 2), &[1], &[vec![0.5, 0.5]]),
             Err(EvalError::BadProbs { got: 2, .. })
         ));
+    }
+
+    #[test]
+    fn proportions_carry_wilson_intervals_and_the_auc_delong() {
+        // 10 positives all found, 10 negatives of which 8 are called negative.
+        let mut labels = vec![1u8; 10];
+        labels.extend([0u8; 10]);
+        let mut probs: Vec<Vec<f64>> = (0..10).map(|i| vec![0.1, 0.6 + 0.03 * i as f64]).collect();
+        probs.extend((0..10).map(|i| {
+            let p = if i < 2 { 0.7 } else { 0.05 * i as f64 };
+            vec![1.0 - p, p]
+        }));
+        let e = evaluate(&opts(2, 1), &labels, &probs).unwrap();
+        assert_eq!(
+            (e.sensitivity_wilson.successes, e.sensitivity_wilson.n),
+            (10, 10)
+        );
+        // statsmodels proportion_confint(10, 10, method="wilson")
+        let ci = e.sensitivity_wilson.ci95.unwrap();
+        assert!((ci.lower - 0.722_467_200_137_110_6).abs() < 1e-12, "{ci:?}");
+        assert_eq!(ci.upper, 1.0);
+        assert_eq!(
+            (e.specificity_wilson.successes, e.specificity_wilson.n),
+            (8, 10)
+        );
+        assert_eq!((e.accuracy_wilson.successes, e.accuracy_wilson.n), (18, 20));
+        // By hand: the 4 positives below 0.7 lose to the 2 negatives at 0.7, so 8 of
+        // the 100 pairs are wrong: AUC 0.92 (the Mann-Whitney and DeLong forms agree).
+        let d = e.auc_binary_delong.unwrap();
+        assert!((d.auc - 0.92).abs() < 1e-12);
+        assert!((e.auc_binary.value.unwrap() - 0.92).abs() < 1e-12);
+        assert!(d.ci.lower < 0.92 && d.ci.upper <= 1.0);
+        assert_eq!(e.resampling_unit, "case");
+        assert_eq!(e.clusters, 20);
+    }
+
+    #[test]
+    fn one_case_per_cluster_is_the_case_bootstrap() {
+        let labels: Vec<u8> = (0..30).map(|i| (i % 3) as u8).collect();
+        let probs: Vec<Vec<f64>> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| one_hot(3, (usize::from(l) + i % 4 / 3) % 3, 0.7))
+            .collect();
+        let ids: Vec<u64> = (100..130).collect();
+        let a = evaluate(&opts(3, 2), &labels, &probs).unwrap();
+        let mut b = evaluate_clustered(&opts(3, 2), &labels, &probs, &ids).unwrap();
+        assert_eq!(b.resampling_unit, "patient");
+        b.resampling_unit = "case";
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn resampling_patients_widens_intervals_when_both_knees_agree() {
+        // 40 patients, both knees with the same grade and prediction: a knee bootstrap
+        // counts 80 independent knees, a patient bootstrap 40.
+        let mut labels = Vec::new();
+        let mut probs = Vec::new();
+        let mut ids = Vec::new();
+        for p in 0..40u64 {
+            let l = (p % 2) as u8;
+            let right = p % 5 != 0;
+            let guess = if right { l } else { 1 - l };
+            for _ in 0..2 {
+                labels.push(l);
+                probs.push(one_hot(2, guess.into(), 0.8));
+                ids.push(p);
+            }
+        }
+        let mut o = opts(2, 1);
+        o.resamples = 1000;
+        let by_knee = evaluate(&o, &labels, &probs).unwrap();
+        let by_patient = evaluate_clustered(&o, &labels, &probs, &ids).unwrap();
+        assert_eq!(by_patient.clusters, 40);
+        let width = |e: &Evaluation| {
+            let ci = e.accuracy.ci95.unwrap();
+            ci.upper - ci.lower
+        };
+        assert_eq!(by_knee.accuracy.value, by_patient.accuracy.value);
+        assert!(
+            width(&by_patient) > 1.2 * width(&by_knee),
+            "{} vs {}",
+            width(&by_patient),
+            width(&by_knee)
+        );
+    }
+
+    #[test]
+    fn clusters_must_match_the_cases() {
+        assert_eq!(
+            evaluate_clustered(
+                &opts(2, 1),
+                &[0, 1],
+                &[vec![0.5, 0.5], vec![0.5, 0.5]],
+                &[1]
+            ),
+            Err(EvalError::Empty)
+        );
     }
 }

@@ -10,6 +10,8 @@ pub mod protocol;
 pub mod reading;
 pub mod records;
 pub mod roc;
+pub mod stats;
 pub mod status;
 pub mod summary;
+pub mod survival;
 pub mod user;

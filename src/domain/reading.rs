@@ -379,7 +379,7 @@ pub enum Outcome {
 
 /// The middle value (the higher of the two middles for an even count: with two
 /// reads the more severe grade, when the rules let a difference through).
-fn median<T: Ord + Copy>(mut v: Vec<T>) -> Option<T> {
+pub(crate) fn median<T: Ord + Copy>(mut v: Vec<T>) -> Option<T> {
     if v.is_empty() {
         return None;
     }

@@ -157,6 +157,9 @@ pub fn agreement_lines(
         ),
         t.muted(),
     ));
+    for l in wrap(&scale.reference_note(), width) {
+        out.push(Line::styled(l, t.muted()));
+    }
     if let Some(p) = &scale.readers_pooled {
         out.push(Line::raw(""));
         out.push(Line::styled(
