@@ -30,6 +30,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_followup.sql",
         include_str!("../../migrations/0006_followup.sql"),
     ),
+    (
+        "0008_lab_units.sql",
+        include_str!("../../migrations/0008_lab_units.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -233,6 +233,7 @@ pub fn import_csv_in_chunks(
     let headers = &raw_headers;
     let protocol = &protocol;
     let hasher = study.identifier_hasher().clone();
+    let today = crate::domain::clock::today_local();
     let check_rows = move || -> (Vec<(u64, u64)>, Vec<Rejection>) {
         // Where each row starts (line, byte offset), to copy rejected rows out verbatim later.
         let mut row_starts: Vec<(u64, u64)> = Vec::new();
@@ -250,10 +251,14 @@ pub fn import_csv_in_chunks(
             let row = Row::new(columns, &record);
             let result = match kind {
                 ImportKind::Patients => {
-                    records::parse_patient(&row, protocol).map(|(m, r)| Parsed::Patient(m, r))
+                    records::parse_patient(&row, protocol, today).map(|(m, r)| Parsed::Patient(m, r))
                 }
-                ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
-                ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
+                ImportKind::Dxa => {
+                    records::parse_dxa(&row, today).map(|(m, r)| Parsed::Dxa(m, r))
+                }
+                ImportKind::Labs => {
+                    records::parse_lab(&row, today).map(|(m, r)| Parsed::Lab(m, r))
+                }
             };
             let result = match row.unreadable(headers) {
                 Some(reason) => Err(reason),
