@@ -119,7 +119,7 @@ fn protocol_file_overrides_targets_window_and_sites() {
     // a 30-day window: a DXA 40 days away does not count
     s.write(
         "p.csv",
-        "mrn,site,phase,group,birth_date,index_date\nX1,XH,prospective,OP,1950-01-01,2024-05-01\n",
+        "mrn,site,phase,group,birth_date,index_date\nX1,XH,retrospective,OP,1950-01-01,2024-05-01\n",
     );
     s.write(
         "d.csv",
@@ -634,7 +634,11 @@ fn dates_in_the_future_and_index_dates_outside_their_period_are_refused_with_lin
                F5,PKUPH,prospective,OA,F,1960-01-01,2026-12-04\n\
                F6,PKUPH,prospective,OA,F,1960-01-01,2026-12-05\n";
     let f = s.write("patients.csv", csv);
-    let out = run_on(&s, "2026-12-04", &["import", "patients", f.to_str().unwrap()]);
+    let out = run_on(
+        &s,
+        "2026-12-04",
+        &["import", "patients", f.to_str().unwrap()],
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(3), "{text}{}", stderr(&out));
     assert!(
@@ -653,10 +657,17 @@ fn dates_in_the_future_and_index_dates_outside_their_period_are_refused_with_lin
         ),
         "{text}"
     );
-    assert!(text.contains("line 7: index_date 2026-12-05 is in the future"), "{text}");
+    assert!(
+        text.contains("line 7: index_date 2026-12-05 is in the future"),
+        "{text}"
+    );
     assert!(text.contains("2 added"), "{text}");
     let rejected = std::fs::read_to_string(s.path("patients.rejected.csv")).unwrap();
-    assert!(rejected.lines().any(|l| l.starts_with("F1,") && l.contains("in the future")));
+    assert!(
+        rejected
+            .lines()
+            .any(|l| l.starts_with("F1,") && l.contains("in the future"))
+    );
 
     let d = s.write(
         "dxa.csv",
@@ -720,7 +731,10 @@ fn lab_units_are_checked_converted_to_the_canonical_unit_and_the_original_kept()
     let get = |a: &str| detail.labs.iter().find(|l| l.analyte == a).unwrap().clone();
     let ca = get("calcium");
     assert_eq!((ca.value, ca.unit.as_str()), (2.295, "mmol/L"));
-    assert_eq!((ca.original_value, ca.original_unit.as_str()), (9.2, "mg/dL"));
+    assert_eq!(
+        (ca.original_value, ca.original_unit.as_str()),
+        (9.2, "mg/dL")
+    );
     let vd = get("vitamin_d_25oh");
     assert_eq!((vd.value, vd.unit.as_str()), (45.926, "nmol/L"));
     assert_eq!(get("alp").unit, "U/L");

@@ -464,10 +464,17 @@ mod tests {
         };
         assert!(v("2026-12-04").check(Some(d("2026-01-15")), today).is_ok());
         assert_eq!(
-            v("2026-12-05").check(Some(d("2026-01-15")), today).unwrap_err(),
+            v("2026-12-05")
+                .check(Some(d("2026-01-15")), today)
+                .unwrap_err(),
             "visit_date 2026-12-05 is in the future (today at the site is 2026-12-04); a visit is recorded once it took place"
         );
-        assert!(v("2030-01-01").check(None, today).unwrap_err().contains("in the future"));
+        assert!(
+            v("2030-01-01")
+                .check(None, today)
+                .unwrap_err()
+                .contains("in the future")
+        );
         // dated outside its window (a 36-month visit six months after the index
         // date): accepted, the window check flags it
         let early = v("2026-07-15");

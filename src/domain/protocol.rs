@@ -437,7 +437,11 @@ mod tests {
             check(pro, "2026-12-05").unwrap_err(),
             "index_date 2026-12-05 is in the future (today at the site is 2026-12-04)"
         );
-        assert!(check(retro, "2030-01-01").unwrap_err().contains("in the future"));
+        assert!(
+            check(retro, "2030-01-01")
+                .unwrap_err()
+                .contains("in the future")
+        );
         // configurable, and a protocol stored before the periods gets the defaults
         let p = Protocol::from_override_toml(
             "[periods]\nretrospective_from = \"2010-01-01\"\nprospective_from = \"2026-01-01\"\n",

@@ -418,13 +418,8 @@ impl AnalyteUnits {
     /// `value unit` in the canonical unit (unchanged when already canonical, else
     /// rounded to 3 decimals); `None` for a unit this analyte does not accept.
     pub fn to_canonical(&self, value: f64, unit: &str) -> Option<f64> {
-        self.factor(unit).map(|(_, f)| {
-            if f == 1.0 {
-                value
-            } else {
-                round3(value * f)
-            }
-        })
+        self.factor(unit)
+            .map(|(_, f)| if f == 1.0 { value } else { round3(value * f) })
     }
 
     /// A canonical value in another accepted unit (e.g. for a model trained in it).
@@ -460,8 +455,13 @@ pub struct LabRecord {
 /// Checks a lab value in the unit it was reported in: the unit must be one the
 /// analyte accepts and the value, converted to the canonical unit, plausible.
 /// Returns (canonical value, canonical unit).
-pub fn check_lab_value(analyte: &str, value: f64, unit: &str) -> Result<(f64, &'static str), String> {
-    let units = analyte_units(analyte).ok_or_else(|| format!("analyte '{analyte}' has no units table"))?;
+pub fn check_lab_value(
+    analyte: &str,
+    value: f64,
+    unit: &str,
+) -> Result<(f64, &'static str), String> {
+    let units =
+        analyte_units(analyte).ok_or_else(|| format!("analyte '{analyte}' has no units table"))?;
     let canonical = units.to_canonical(value, unit).ok_or_else(|| {
         format!(
             "unit '{}' is not a unit of {analyte} (accepted: {})",
@@ -472,7 +472,11 @@ pub fn check_lab_value(analyte: &str, value: f64, unit: &str) -> Result<(f64, &'
     let (lo, hi) = units.plausible;
     if !(lo..=hi).contains(&canonical) {
         let shown = if units.factor(unit).is_some_and(|(_, f)| f != 1.0) {
-            format!("value {value} {} ({canonical} {})", unit.trim(), units.canonical)
+            format!(
+                "value {value} {} ({canonical} {})",
+                unit.trim(),
+                units.canonical
+            )
         } else {
             format!("value {value} {}", units.canonical)
         };
@@ -633,7 +637,14 @@ mod tests {
             reject(&[("index_date", "2005-10-31")]),
             "index_date 2005-10-31 is outside the retrospective period (2005-11-01 to 2025-11-30)"
         );
-        assert!(parse_patient(&patient(&[("index_date", "2005-11-01")]), &Protocol::default(), today()).is_ok());
+        assert!(
+            parse_patient(
+                &patient(&[("index_date", "2005-11-01")]),
+                &Protocol::default(),
+                today()
+            )
+            .is_ok()
+        );
         assert!(
             reject(&[("phase", "prospective"), ("index_date", "2025-11-30")])
                 .contains("before prospective recruitment began (2025-12-01)")
@@ -641,9 +652,18 @@ mod tests {
         let ok = |extra: &[(&'static str, &'static str)]| {
             parse_patient(&patient(extra), &Protocol::default(), today()).is_ok()
         };
-        assert!(ok(&[("phase", "prospective"), ("index_date", "2026-12-04")]));
-        assert!(!ok(&[("phase", "prospective"), ("index_date", "2026-12-05")]));
-        assert!(reject(&[("radio_chemo_last", "2027-01-01")]).contains("radio_chemo_last 2027-01-01 is in the future"));
+        assert!(ok(&[
+            ("phase", "prospective"),
+            ("index_date", "2026-12-04")
+        ]));
+        assert!(!ok(&[
+            ("phase", "prospective"),
+            ("index_date", "2026-12-05")
+        ]));
+        assert!(
+            reject(&[("radio_chemo_last", "2027-01-01")])
+                .contains("radio_chemo_last 2027-01-01 is in the future")
+        );
         // a birth date after the index date keeps its own message
         assert!(reject(&[("birth_date", "2030-01-01")]).contains("after index_date"));
         assert!(
@@ -668,9 +688,11 @@ mod tests {
             dxa("2099-01-01").unwrap_err(),
             "scan_date 2099-01-01 is in the future (today at the site is 2026-12-04)"
         );
-        assert!(lab("2026-12-05", "calcium", "2.3", "mmol/L")
-            .unwrap_err()
-            .contains("date 2026-12-05 is in the future"));
+        assert!(
+            lab("2026-12-05", "calcium", "2.3", "mmol/L")
+                .unwrap_err()
+                .contains("date 2026-12-05 is in the future")
+        );
     }
 
     fn lab(
@@ -702,14 +724,31 @@ mod tests {
         let l = lab("2024-01-02", "calcium", "2.31", "MMOL/l").unwrap();
         assert_eq!((l.value, l.unit.as_str()), (2.31, "mmol/L"));
         assert_eq!(l.original_unit, "MMOL/l");
-        assert_eq!(lab("2024-01-02", "phosphorus", "3.5", "mg/dl").unwrap().value, 1.13);
-        assert_eq!(lab("2024-01-02", "25(OH)D", "18.4", "ng/mL").unwrap().value, 45.926);
-        assert_eq!(lab("2024-01-02", "PTH", "45", "pg/mL").unwrap().value, 4.772);
+        assert_eq!(
+            lab("2024-01-02", "phosphorus", "3.5", "mg/dl")
+                .unwrap()
+                .value,
+            1.13
+        );
+        assert_eq!(
+            lab("2024-01-02", "25(OH)D", "18.4", "ng/mL").unwrap().value,
+            45.926
+        );
+        assert_eq!(
+            lab("2024-01-02", "PTH", "45", "pg/mL").unwrap().value,
+            4.772
+        );
         assert_eq!(lab("2024-01-02", "PTH", "45", "ng/L").unwrap().value, 4.772);
         assert_eq!(lab("2024-01-02", "P1NP", "48", "µg/L").unwrap().value, 48.0);
         assert_eq!(lab("2024-01-02", "P1NP", "48", "μg/L").unwrap().value, 48.0);
-        assert_eq!(lab("2024-01-02", "P1NP", "48", "mcg/L").unwrap().value, 48.0);
-        assert_eq!(lab("2024-01-02", "β-CTX", "420", "pg/mL").unwrap().value, 0.42);
+        assert_eq!(
+            lab("2024-01-02", "P1NP", "48", "mcg/L").unwrap().value,
+            48.0
+        );
+        assert_eq!(
+            lab("2024-01-02", "β-CTX", "420", "pg/mL").unwrap().value,
+            0.42
+        );
         assert_eq!(lab("2024-01-02", "ALP", "80", "IU/L").unwrap().unit, "U/L");
     }
 

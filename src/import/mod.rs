@@ -250,15 +250,10 @@ pub fn import_csv_in_chunks(
         ) {
             let row = Row::new(columns, &record);
             let result = match kind {
-                ImportKind::Patients => {
-                    records::parse_patient(&row, protocol, today).map(|(m, r)| Parsed::Patient(m, r))
-                }
-                ImportKind::Dxa => {
-                    records::parse_dxa(&row, today).map(|(m, r)| Parsed::Dxa(m, r))
-                }
-                ImportKind::Labs => {
-                    records::parse_lab(&row, today).map(|(m, r)| Parsed::Lab(m, r))
-                }
+                ImportKind::Patients => records::parse_patient(&row, protocol, today)
+                    .map(|(m, r)| Parsed::Patient(m, r)),
+                ImportKind::Dxa => records::parse_dxa(&row, today).map(|(m, r)| Parsed::Dxa(m, r)),
+                ImportKind::Labs => records::parse_lab(&row, today).map(|(m, r)| Parsed::Lab(m, r)),
             };
             let result = match row.unreadable(headers) {
                 Some(reason) => Err(reason),
