@@ -393,6 +393,13 @@ pub fn write_exports(dir: &Path, n: usize, seed: u64) -> std::io::Result<Written
             } else {
                 rng.random_range(-120..=120)
             };
+            // No scan after the last day of recruitment: the exports are taken after
+            // it, and a date in the future is refused on import.
+            let offset = if index + offset > pro_end {
+                -offset
+            } else {
+                offset
+            };
             // Sometimes also an older scan, 1 to 3 years earlier, with a better T-score.
             let older = rng
                 .random_bool(0.1)
@@ -583,6 +590,7 @@ mod tests {
     #[test]
     fn every_row_is_valid_for_the_importer() {
         let protocol = Protocol::default();
+        let today = crate::domain::clock::today_local();
         let (dir, _) = generate(3_000, 42);
         let (cols, patients) = read(&dir.path().join("patients.csv"));
         let mut mrns = HashSet::new();
@@ -597,7 +605,7 @@ mod tests {
                 columns: &cols,
                 record: rec,
             };
-            let (mrn, _) = records::parse_patient(&row, &protocol)
+            let (mrn, _) = records::parse_patient(&row, &protocol, today)
                 .unwrap_or_else(|e| panic!("patients row {}: {e}: {rec:?}", i + 2));
             mrns.insert(mrn);
         }
@@ -608,7 +616,7 @@ mod tests {
                 columns: &cols,
                 record: rec,
             };
-            let (mrn, d) = records::parse_dxa(&row)
+            let (mrn, d) = records::parse_dxa(&row, today)
                 .unwrap_or_else(|e| panic!("dxa row {}: {e}: {rec:?}", i + 2));
             assert!(mrns.contains(&mrn), "dxa row {}: unknown mrn {mrn}", i + 2);
             assert!(
@@ -624,7 +632,7 @@ mod tests {
                 columns: &cols,
                 record: rec,
             };
-            let (mrn, l) = records::parse_lab(&row)
+            let (mrn, l) = records::parse_lab(&row, today)
                 .unwrap_or_else(|e| panic!("labs row {}: {e}: {rec:?}", i + 2));
             assert!(mrns.contains(&mrn), "labs row {}: unknown mrn {mrn}", i + 2);
             assert!(
@@ -638,6 +646,7 @@ mod tests {
     #[test]
     fn the_mix_looks_like_the_study() {
         let protocol = Protocol::default();
+        let today = crate::domain::clock::today_local();
         let n = 6_000;
         let (dir, _) = generate(n, 2026);
         let (cols, patients) = read(&dir.path().join("patients.csv"));
@@ -656,7 +665,7 @@ mod tests {
                 columns: &cols,
                 record: rec,
             };
-            let (mrn, p) = records::parse_patient(&row, &protocol).unwrap();
+            let (mrn, p) = records::parse_patient(&row, &protocol, today).unwrap();
             *cohorts
                 .entry((p.site.clone(), p.group, p.phase))
                 .or_insert(0) += 1;

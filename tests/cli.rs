@@ -119,7 +119,7 @@ fn protocol_file_overrides_targets_window_and_sites() {
     // a 30-day window: a DXA 40 days away does not count
     s.write(
         "p.csv",
-        "mrn,site,phase,group,birth_date,index_date\nX1,XH,prospective,OP,1950-01-01,2024-05-01\n",
+        "mrn,site,phase,group,birth_date,index_date\nX1,XH,retrospective,OP,1950-01-01,2024-05-01\n",
     );
     s.write(
         "d.csv",
@@ -612,4 +612,144 @@ fn two_demo_runs_give_the_same_case_ids_to_the_same_patients_and_knees() {
     let b = demo_case_ids(&s, &s.path("demo-b"));
     assert!(a.len() > 100, "{}", a.len());
     assert_eq!(a, b);
+}
+
+/// Runs `marrow` on the sites' day `today` (the `MARROW_TODAY` override).
+fn run_on(s: &TempStudy, today: &str, args: &[&str]) -> std::process::Output {
+    s.cmd()
+        .env("MARROW_TODAY", today)
+        .args(args)
+        .output()
+        .expect("run marrow")
+}
+
+#[test]
+fn dates_in_the_future_and_index_dates_outside_their_period_are_refused_with_line_and_column() {
+    let s = TempStudy::init();
+    let csv = "mrn,site,phase,group,sex,birth_date,index_date\n\
+               F1,PKUPH,retrospective,OA,F,1960-01-01,2030-01-01\n\
+               F2,PKUPH,retrospective,OA,F,1960-01-01,2005-10-31\n\
+               F3,PKUPH,retrospective,OA,F,1960-01-01,2005-11-01\n\
+               F4,PKUPH,prospective,OA,F,1960-01-01,2025-11-30\n\
+               F5,PKUPH,prospective,OA,F,1960-01-01,2026-12-04\n\
+               F6,PKUPH,prospective,OA,F,1960-01-01,2026-12-05\n";
+    let f = s.write("patients.csv", csv);
+    let out = run_on(
+        &s,
+        "2026-12-04",
+        &["import", "patients", f.to_str().unwrap()],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(
+            "line 2: index_date 2030-01-01 is in the future (today at the site is 2026-12-04)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 3: index_date 2005-10-31 is outside the retrospective period (2005-11-01 to 2025-11-30)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "line 5: index_date 2025-11-30 is before prospective recruitment began (2025-12-01)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 7: index_date 2026-12-05 is in the future"),
+        "{text}"
+    );
+    assert!(text.contains("2 added"), "{text}");
+    let rejected = std::fs::read_to_string(s.path("patients.rejected.csv")).unwrap();
+    assert!(
+        rejected
+            .lines()
+            .any(|l| l.starts_with("F1,") && l.contains("in the future"))
+    );
+
+    let d = s.write(
+        "dxa.csv",
+        "mrn,scan_date,region,t_score\nF3,2099-01-01,total_hip,-2.6\nF3,2024-01-01,total_hip,-2.6\n",
+    );
+    let out = run_on(&s, "2026-12-04", &["import", "dxa", d.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(
+            "line 2: scan_date 2099-01-01 is in the future (today at the site is 2026-12-04)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("1 added"), "{text}");
+    let l = s.write(
+        "labs.csv",
+        "mrn,date,analyte,value,unit\nF3,2027-01-01,calcium,2.3,mmol/L\n",
+    );
+    let out = run_on(&s, "2026-12-04", &["import", "labs", l.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("line 2: date 2027-01-01 is in the future"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn lab_units_are_checked_converted_to_the_canonical_unit_and_the_original_kept() {
+    let s = TempStudy::init();
+    let p = s.write("patients.csv", PATIENTS);
+    s.expect(&["import", "patients", p.to_str().unwrap()], 0);
+    let l = s.write(
+        "labs.csv",
+        "mrn,date,analyte,value,unit\n\
+         MRN002,2024-04-02,PTH,45,mmol/L\n\
+         MRN002,2024-04-02,P1NP,48,kg\n\
+         MRN002,2024-04-02,Calcium,9.2,mg/dL\n\
+         MRN002,2024-04-02,25(OH)D,18.4,ng/mL\n\
+         MRN002,2024-04-02,ALP,80,IU/L\n\
+         MRN002,2024-04-03,Calcium,23,mmol/L\n\
+         MRN002,2024-04-02,β-CTX,0.5,µg/L\n",
+    );
+    let out = s.expect(&["import", "labs", l.to_str().unwrap()], 3);
+    assert!(
+        out.contains("line 2: unit 'mmol/L' is not a unit of pth (accepted: pmol/L, pg/mL, ng/L)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("line 3: unit 'kg' is not a unit of p1np (accepted: ng/mL, ug/L)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "line 7: value 23 mmol/L is outside the plausible range of calcium (0.5 to 5 mmol/L)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("4 added"), "{out}");
+    let detail = s.open().patient("PKUPH-OP-0001").unwrap();
+    let get = |a: &str| detail.labs.iter().find(|l| l.analyte == a).unwrap().clone();
+    let ca = get("calcium");
+    assert_eq!((ca.value, ca.unit.as_str()), (2.295, "mmol/L"));
+    assert_eq!(
+        (ca.original_value, ca.original_unit.as_str()),
+        (9.2, "mg/dL")
+    );
+    let vd = get("vitamin_d_25oh");
+    assert_eq!((vd.value, vd.unit.as_str()), (45.926, "nmol/L"));
+    assert_eq!(get("alp").unit, "U/L");
+    assert_eq!(get("beta_ctx").original_unit, "µg/L");
+    // the stored row holds both, and the export reads the canonical value
+    let conn = raw_connection(&s.db);
+    let row: (f64, String, f64, String) = conn
+        .query_row(
+            "SELECT value, unit, original_value, original_unit FROM labs WHERE analyte = 'calcium'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(row, (2.295, "mmol/L".into(), 9.2, "mg/dL".into()));
+    // the same file again changes nothing
+    let out = s.expect(&["import", "labs", l.to_str().unwrap()], 3);
+    assert!(out.contains("0 added, 0 updated, 4 unchanged"), "{out}");
 }

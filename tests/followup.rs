@@ -10,8 +10,9 @@ use common::{TempStudy, stdout};
 use marrow::db::DbError;
 use marrow::domain::followup::{VisitInput, VisitState};
 
+/// Today at the sites (UTC+8), as marrow sees it.
 fn today() -> NaiveDate {
-    chrono::Utc::now().date_naive()
+    marrow::domain::clock::today_local()
 }
 
 fn months_ago(m: u32) -> NaiveDate {
@@ -338,4 +339,103 @@ fn readers_are_refused_follow_up_by_the_data_layer_and_the_command_line() {
     // The PI still sees them (read-only).
     let shown = s.expect(&["--as", "pat", "followup", "show", "PKUPH-OA-0001"], 0);
     assert!(shown.contains("PKUPH-OA-0001"), "{shown}");
+}
+
+#[test]
+fn a_visit_without_outcome_is_refused_alike_by_the_import_and_the_command_line() {
+    let s = study();
+    let visit = months_ago(6) + chrono::Duration::days(3);
+    let p = s.write(
+        "followup.csv",
+        &format!("mrn,visit_month,visit_date,vas,oks,new_fragility_fracture\nFU1,6,{visit},,,\n"),
+    );
+    let out = s.expect(&["import", "followup", p.to_str().unwrap()], 3);
+    let why = marrow::domain::followup::NO_OUTCOME;
+    assert!(out.contains(&format!("line 2: {why}")), "{out}");
+    let out = s.run(&[
+        "followup",
+        "record",
+        "PKUPH-OA-0001",
+        "--month",
+        "6",
+        "--date",
+        &visit.to_string(),
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        common::stderr(&out).contains(why),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(!stdout(&out).contains("saved"), "{}", stdout(&out));
+    // nothing was stored by either
+    let visits = s.open().patient_visits("PKUPH-OA-0001", today()).unwrap();
+    assert!(visits.iter().all(|v| v.recorded.is_none()), "{visits:?}");
+}
+
+#[test]
+fn a_visit_in_the_future_is_refused_and_one_outside_its_window_is_kept_flagged() {
+    let s = study();
+    let tomorrow = today() + chrono::Duration::days(1);
+    let later = today().checked_add_months(Months::new(48)).unwrap();
+    let p = s.write(
+        "followup.csv",
+        &format!(
+            "mrn,visit_month,visit_date,vas\nFU1,6,{tomorrow},3\nFU1,12,{later},3\nFU1,24,{},3\n",
+            today()
+        ),
+    );
+    let out = s.expect(&["import", "followup", p.to_str().unwrap()], 3);
+    assert!(
+        out.contains(&format!(
+            "line 2: visit_date {tomorrow} is in the future (today at the site is {})",
+            today()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("line 3: visit_date {later} is in the future")),
+        "{out}"
+    );
+    assert!(out.contains("1 added"), "{out}");
+    // the command line refuses it too, and never shows it done
+    let out = s.run(&[
+        "followup",
+        "record",
+        "PKUPH-OA-0001",
+        "--month",
+        "36",
+        "--date",
+        &later.to_string(),
+        "--vas",
+        "2",
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        common::stderr(&out).contains(&format!("visit_date {later} is in the future")),
+        "{}",
+        common::stderr(&out)
+    );
+    let visits = s.open().patient_visits("PKUPH-OA-0001", today()).unwrap();
+    let v36 = visits.iter().find(|v| v.window.month == 36).unwrap();
+    assert_ne!(v36.state, VisitState::Done);
+    // a 36-month visit dated six months after the index date: kept, out of window
+    let out = s.expect(
+        &[
+            "followup",
+            "record",
+            "PKUPH-OA-0001",
+            "--month",
+            "36",
+            "--date",
+            &months_ago(0).to_string(),
+            "--vas",
+            "2",
+        ],
+        0,
+    );
+    assert!(out.contains("(out of window:"), "{out}");
+    let visits = s.open().patient_visits("PKUPH-OA-0001", today()).unwrap();
+    let v36 = visits.iter().find(|v| v.window.month == 36).unwrap();
+    assert_eq!((v36.state, v36.in_window), (VisitState::Done, Some(false)));
 }

@@ -96,8 +96,10 @@ fn rich_patient() -> FixturePatient {
     p.labs = vec![LabRecord {
         date: chrono::NaiveDate::from_ymd_opt(2024, 5, 21).unwrap(),
         analyte: "vitamin_d_25oh".into(),
-        value: 18.5,
-        unit: "ng/mL".into(),
+        value: 46.176,
+        unit: "nmol/L".into(),
+        original_value: 18.5,
+        original_unit: "ng/mL".into(),
     }];
     p.manual = vec![manual(
         Criterion::E3,

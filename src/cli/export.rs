@@ -106,8 +106,9 @@ pub fn consort_title(study: &crate::db::Study) -> String {
     )
 }
 
+/// Today at the sites (UTC+8; `MARROW_TODAY=YYYY-MM-DD` overrides it): `domain::clock`.
 pub fn today() -> chrono::NaiveDate {
-    chrono::Utc::now().date_naive()
+    crate::domain::clock::today_local()
 }
 
 pub fn export(g: &Global, what: ExportCommand) -> Result<u8> {

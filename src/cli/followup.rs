@@ -1,6 +1,7 @@
 //! `marrow followup`: the coordinator's list of follow-up visits due soon, one
 //! patient's visits, and entering or correcting a visit by hand; `marrow import
-//! followup FILE.csv` is in `import::followup`.
+//! followup FILE.csv` is in `import::followup`. A visit entered here passes the
+//! import's own check (`VisitInput::check`, called by `Study::record_visit`).
 
 use super::export::today;
 use super::{EXIT_SOME_REJECTED, Global, open};
@@ -158,8 +159,22 @@ pub fn run(g: &Global, a: FollowupArgs) -> Result<u8> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&row)?);
             } else {
+                // A visit dated outside its window is kept, and said so (as the
+                // follow-up screen and the export flag it).
+                let outside = study
+                    .patient_visits(&row.study_id, today())
+                    .ok()
+                    .and_then(|v| v.into_iter().find(|p| p.window.month == row.visit_month))
+                    .filter(|p| p.in_window == Some(false))
+                    .map(|p| {
+                        format!(
+                            " (out of window: {} to {})",
+                            p.window.opens, p.window.closes
+                        )
+                    })
+                    .unwrap_or_default();
                 println!(
-                    "saved the {}-month visit of {} (version {})",
+                    "saved the {}-month visit of {} (version {}){outside}",
                     row.visit_month, row.study_id, row.version
                 );
             }

@@ -492,19 +492,24 @@ pub fn analysis_columns(reads: usize, sites: &[String]) -> Vec<Column> {
         ),
     ];
     for a in LAB_ANALYTES {
+        let canonical = crate::domain::records::analyte_units(a).map_or("", |u| u.canonical);
         c.push(col(
             a.to_string(),
             "number",
             "see unit column",
             "",
-            format!("{a}: the result closest to the index date"),
+            format!(
+                "{a}: the result closest to the index date, converted to {canonical} on import"
+            ),
         ));
         c.push(col(
             format!("{a}_unit"),
             "string",
             "",
             "",
-            format!("Unit of {a} as reported by the laboratory"),
+            format!(
+                "Unit of {a}: {canonical} (a result stored before unit conversion, in a unit {a} does not accept, keeps its own)"
+            ),
         ));
         c.push(col(
             format!("{a}_days_from_index"),

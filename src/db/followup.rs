@@ -6,6 +6,7 @@
 use super::audit::{AuditWriter, Change};
 use super::study::{Batch, Study, Upsert};
 use super::{DbError, Result, now_utc};
+use crate::domain::clock;
 use crate::domain::followup::{
     self, FollowUpCounts, FollowUpRules, VisitInput, VisitState, VisitWindow,
 };
@@ -181,8 +182,9 @@ fn index_date_of(conn: &Connection, patient_id: i64) -> Result<Option<NaiveDate>
 
 impl Batch<'_> {
     /// Adds or updates the visit of a known patient from an import; an identical row
-    /// changes nothing. A visit before the patient's index date is refused (`Err`
-    /// with the reason, for the rejected-rows list).
+    /// changes nothing. A visit the one visit check refuses (`VisitInput::check`: no
+    /// outcome, a date in the future of the sites' today or before the patient's
+    /// index date) is not written (`Err` with the reason, for the rejected-rows list).
     pub fn upsert_visit(
         &mut self,
         patient: (i64, &str),
@@ -190,7 +192,7 @@ impl Batch<'_> {
         v: &VisitInput,
     ) -> Result<std::result::Result<Upsert, String>> {
         let index = index_date_of(&self.tx, patient.0)?;
-        if let Err(why) = v.check(index) {
+        if let Err(why) = v.check(index, clock::today_local()) {
             return Ok(Err(why));
         }
         let actor = self.actor.to_string();
@@ -333,7 +335,8 @@ impl Study {
     /// Records (or corrects) one follow-up visit by hand. `expected_version`: the
     /// version of the visit the screen showed (`None` for a visit not recorded yet);
     /// when someone changed it since, nothing is written (`Conflict`). A correction
-    /// needs a reason; both go into the audit trail.
+    /// needs a reason; both go into the audit trail. The visit passes the import's
+    /// own check first (`VisitInput::check`), whichever front end sent it.
     pub fn record_visit(
         &mut self,
         study_id: &str,
@@ -354,7 +357,8 @@ impl Study {
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let index = index_date_of(&tx, pid)?;
-        v.check(index).map_err(DbError::Invalid)?;
+        v.check(index, clock::today_local())
+            .map_err(DbError::Invalid)?;
         let existing = load_visit(&tx, pid, month)?;
         match (&existing, expected_version) {
             (Some(e), Some(x)) if e.version != x => {

@@ -9,6 +9,7 @@
 use super::audit::{AuditWriter, Change};
 use super::{DbError, Result, Study, now_utc};
 use crate::domain::protocol::Phase;
+use crate::domain::records::analyte_units;
 use crate::domain::user::{Permission, Role};
 use crate::inference::{Clinical, Task};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -899,7 +900,8 @@ impl Study {
         let conn = self.conn();
         let mut p = conn.prepare_cached("SELECT age, sex, bmi FROM patients WHERE id = ?1")?;
         let mut l = conn.prepare_cached(
-            "SELECT analyte, value FROM labs WHERE patient_id = ?1 ORDER BY date",
+            "SELECT analyte, value, unit, original_value, original_unit FROM labs \
+             WHERE patient_id = ?1 ORDER BY date",
         )?;
         for &id in patient_ids {
             if out.contains_key(&id) {
@@ -923,18 +925,44 @@ impl Study {
                 bmi,
                 ..Clinical::default()
             };
-            let labs = l.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+            let labs = l.query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, f64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<f64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })?;
             for lab in labs {
-                let (analyte, v) = lab?;
-                let slot = match analyte.as_str() {
-                    "p1np" => &mut c.p1np,
-                    "beta_ctx" => &mut c.beta_ctx,
-                    "calcium" => &mut c.calcium,
-                    "phosphorus" => &mut c.phosphorus,
-                    "vitamin_d_25oh" => &mut c.vitamin_d,
-                    "pth" => &mut c.pth,
-                    "alp" => &mut c.alp,
+                let (analyte, v, unit, original_value, original_unit) = lab?;
+                // The models' units (`inference::Feature`): the stored canonical
+                // value converted back where the model was built on another unit.
+                let (slot, model_unit) = match analyte.as_str() {
+                    "p1np" => (&mut c.p1np, "ng/mL"),
+                    "beta_ctx" => (&mut c.beta_ctx, "ng/mL"),
+                    "calcium" => (&mut c.calcium, "mmol/L"),
+                    "phosphorus" => (&mut c.phosphorus, "mmol/L"),
+                    "vitamin_d_25oh" => (&mut c.vitamin_d, "ng/mL"),
+                    "pth" => (&mut c.pth, "pg/mL"),
+                    "alp" => (&mut c.alp, "U/L"),
                     _ => continue,
+                };
+                // Reported in the model's unit: that value as it is. A row stored
+                // before migration 0008 in a unit the analyte does not accept is left
+                // out rather than read as if it were canonical.
+                let Some(units) = analyte_units(&analyte) else {
+                    continue;
+                };
+                let spelling = |u: &str| units.factor(u).map(|(s, _)| s);
+                let v = match (original_value, original_unit.as_deref()) {
+                    (Some(ov), Some(ou)) if spelling(ou) == spelling(model_unit) => Some(ov),
+                    _ => units
+                        .to_canonical(v, &unit)
+                        .and_then(|c| units.from_canonical(c, model_unit)),
+                };
+                let Some(v) = v else {
+                    continue;
                 };
                 *slot = Some(v);
             }

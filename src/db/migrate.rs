@@ -34,6 +34,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_patient_site_identity.sql",
         include_str!("../../migrations/0007_patient_site_identity.sql"),
     ),
+    (
+        "0008_lab_units.sql",
+        include_str!("../../migrations/0008_lab_units.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
@@ -97,4 +101,70 @@ fn apply(conn: &mut Connection, current: i64) -> Result<(), DbError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::analyte_units;
+    use rusqlite::params;
+
+    #[test]
+    fn migration_0008_converts_stored_labs_as_the_import_does_and_keeps_the_original() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        let at = MIGRATIONS
+            .iter()
+            .position(|(n, _)| n.starts_with("0008_"))
+            .unwrap();
+        for (_, sql) in &MIGRATIONS[..at] {
+            conn.execute_batch(sql).unwrap();
+        }
+        let rows = [
+            ("calcium", 9.2, "mg/dL"),
+            ("calcium", 2.31, "mmol/L"),
+            ("phosphorus", 3.5, "MG/DL"),
+            ("vitamin_d_25oh", 18.4, "ng/mL"),
+            ("pth", 45.0, "pg/mL"),
+            ("beta_ctx", 420.0, "pg/mL"),
+            ("p1np", 48.0, "µg/L"),
+            ("p1np", 50.0, "mcg/L"),
+            ("alp", 80.0, "IU/L"),
+            ("pth", 45.0, "mmol/L"),
+            ("p1np", 48.0, "kg"),
+        ];
+        for (i, (a, v, u)) in rows.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO labs (patient_id, date, analyte, value, unit) VALUES (1, ?1, ?2, ?3, ?4)",
+                params![format!("2024-01-{:02}", i + 1), a, v, u],
+            )
+            .unwrap();
+        }
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(MIGRATIONS[at].1).unwrap();
+        tx.commit().unwrap();
+        let mut st = conn
+            .prepare("SELECT value, unit, original_value, original_unit FROM labs ORDER BY date")
+            .unwrap();
+        let got: Vec<(f64, String, Option<f64>, Option<String>)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(got.len(), rows.len());
+        for ((a, v, u), g) in rows.iter().zip(got) {
+            let units = analyte_units(a).unwrap();
+            let want = match units.to_canonical(*v, u) {
+                Some(c) => (
+                    c,
+                    units.canonical.to_string(),
+                    Some(*v),
+                    Some(u.to_string()),
+                ),
+                // a unit the analyte does not accept: left as it was
+                None => (*v, u.to_string(), None, None),
+            };
+            assert_eq!(g, want, "{a} {v} {u}");
+        }
+    }
 }

@@ -743,15 +743,19 @@ impl Study {
         )?;
         let (record, screening, dxa, manual) = screen_stored(&self.conn, &self.protocol, id)?;
         let mut st = self.conn.prepare_cached(
-            "SELECT date, analyte, value, unit FROM labs WHERE patient_id = ?1 ORDER BY date, analyte",
+            "SELECT date, analyte, value, unit, original_value, original_unit FROM labs \
+             WHERE patient_id = ?1 ORDER BY date, analyte",
         )?;
         let labs = st
             .query_map([id], |r| {
+                let (value, unit): (f64, String) = (r.get(2)?, r.get(3)?);
                 Ok(LabRecord {
                     date: date_col(Some(r.get(0)?)).unwrap_or_default(),
                     analyte: r.get(1)?,
-                    value: r.get(2)?,
-                    unit: r.get(3)?,
+                    original_value: r.get::<_, Option<f64>>(4)?.unwrap_or(value),
+                    original_unit: r.get::<_, Option<String>>(5)?.unwrap_or(unit.clone()),
+                    value,
+                    unit,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1345,33 +1349,53 @@ impl Batch<'_> {
         self.audit_import(("dxa", "dxa_scan"), entity_id, sid, before, json(rec))
     }
 
-    /// Adds or updates one lab result of a known patient.
+    /// Adds or updates one lab result of a known patient: the canonical value and
+    /// unit, and the value and unit as reported (migration 0008).
     pub fn upsert_lab(&mut self, patient: (i64, &str), rec: &LabRecord) -> Result<Upsert> {
         let (pid, sid) = patient;
         let date = rec.date.to_string();
-        let existing: Option<(f64, String)> = self
+        type Stored = (f64, String, Option<f64>, Option<String>);
+        let existing: Option<Stored> = self
             .tx
             .prepare_cached(
-                "SELECT value, unit FROM labs WHERE patient_id = ?1 AND date = ?2 AND analyte = ?3",
+                "SELECT value, unit, original_value, original_unit FROM labs \
+                 WHERE patient_id = ?1 AND date = ?2 AND analyte = ?3",
             )?
             .query_row(params![pid, date, rec.analyte], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
         let entity_id = format!("{sid}/{date}/{}", rec.analyte);
-        if existing
-            .as_ref()
-            .is_some_and(|(v, u)| *v == rec.value && *u == rec.unit)
-        {
+        if existing.as_ref().is_some_and(|(v, u, ov, ou)| {
+            *v == rec.value
+                && *u == rec.unit
+                && *ov == Some(rec.original_value)
+                && ou.as_deref() == Some(rec.original_unit.as_str())
+        }) {
             return Ok(Upsert::Unchanged(entity_id));
         }
         self.tx
             .prepare_cached(
-                "INSERT INTO labs (patient_id, date, analyte, value, unit) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (patient_id, date, analyte) DO UPDATE SET value = excluded.value, unit = excluded.unit",
+                "INSERT INTO labs (patient_id, date, analyte, value, unit, original_value, original_unit) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (patient_id, date, analyte) DO UPDATE SET value = excluded.value, \
+                 unit = excluded.unit, original_value = excluded.original_value, \
+                 original_unit = excluded.original_unit",
             )?
-            .execute(params![pid, date, rec.analyte, rec.value, rec.unit])?;
-        let before = existing.map(|(v, u)| json(&serde_json::json!({"value": v, "unit": u})));
+            .execute(params![
+                pid,
+                date,
+                rec.analyte,
+                rec.value,
+                rec.unit,
+                rec.original_value,
+                rec.original_unit
+            ])?;
+        let before = existing.map(|(v, u, ov, ou)| {
+            json(&serde_json::json!({
+                "value": v, "unit": u, "original_value": ov, "original_unit": ou
+            }))
+        });
         self.audit_import(("lab", "lab"), entity_id, sid, before, json(rec))
     }
 

@@ -208,9 +208,17 @@ pub fn parse_oks(s: &str) -> Result<u8, String> {
     Ok(v as u8)
 }
 
+/// Why a visit without any outcome is refused (the import, the screen's form and
+/// `marrow followup record` all say it).
+pub const NO_OUTCOME: &str =
+    "the visit has no outcome (vas, oks and new_fragility_fracture are all empty)";
+
 impl VisitInput {
-    /// Checks the values of a visit of a patient with this index date.
-    pub fn check(&self, index: Option<NaiveDate>) -> Result<(), String> {
+    /// Checks what the visit holds, on its own: at least one outcome, VAS 0-10, OKS 0-48.
+    pub fn check_values(&self) -> Result<(), String> {
+        if self.vas.is_none() && self.oks.is_none() && self.new_fragility_fracture.is_none() {
+            return Err(NO_OUTCOME.into());
+        }
         if let Some(v) = self.vas
             && (!v.is_finite() || !(0.0..=VAS_MAX).contains(&v))
         {
@@ -221,11 +229,28 @@ impl VisitInput {
         {
             return Err(format!("oks {o} is outside 0 to 48"));
         }
+        Ok(())
+    }
+
+    /// The one check of a visit to be stored, for every path that stores one (the
+    /// import, the screen's form, `marrow followup record`: `db::followup` calls it
+    /// before any write): the values ([`Self::check_values`]), a visit date not in
+    /// the future of `today` (the sites' local date) and not before the patient's
+    /// index date. A visit dated outside its window is accepted; the screens and the
+    /// export flag it "out of window".
+    pub fn check(&self, index: Option<NaiveDate>, today: NaiveDate) -> Result<(), String> {
+        self.check_values()?;
+        if self.visit_date > today {
+            return Err(format!(
+                "visit_date {} is in the future (today at the site is {today}); a visit is recorded once it took place",
+                self.visit_date
+            ));
+        }
         if let Some(i) = index
             && self.visit_date < i
         {
             return Err(format!(
-                "visit_date {} is before the patient's index date",
+                "visit_date {} is before the patient's index date {i}",
                 self.visit_date
             ));
         }
@@ -262,21 +287,14 @@ pub fn parse_visit_row(
             }
         },
     };
-    if vas.is_none() && oks.is_none() && new_fragility_fracture.is_none() {
-        return Err(
-            "the visit has no outcome (vas, oks and new_fragility_fracture are all empty)".into(),
-        );
-    }
-    Ok((
-        mrn,
-        month,
-        VisitInput {
-            visit_date,
-            vas,
-            oks,
-            new_fragility_fracture,
-        },
-    ))
+    let visit = VisitInput {
+        visit_date,
+        vas,
+        oks,
+        new_fragility_fracture,
+    };
+    visit.check_values()?;
+    Ok((mrn, month, visit))
 }
 
 /// Follow-up compliance: visits per state, over the eligible patients with an index date.
@@ -421,11 +439,53 @@ mod tests {
             oks: Some(40),
             new_fragility_fracture: Some(false),
         };
-        assert!(v.check(Some(d("2026-01-15"))).is_err());
-        assert!(v.check(Some(d("2026-01-14"))).is_ok());
-        assert!(v.check(None).is_ok());
-        let bad = VisitInput { oks: Some(49), ..v };
-        assert!(bad.check(None).is_err());
+        let today = d("2026-12-04");
+        assert_eq!(
+            v.check(Some(d("2026-01-15")), today).unwrap_err(),
+            "visit_date 2026-01-14 is before the patient's index date 2026-01-15"
+        );
+        assert!(v.check(Some(d("2026-01-14")), today).is_ok());
+        assert!(v.check(None, today).is_ok());
+        let bad = VisitInput {
+            oks: Some(49),
+            ..v.clone()
+        };
+        assert!(bad.check(None, today).is_err());
+    }
+
+    #[test]
+    fn a_visit_in_the_future_or_without_an_outcome_is_refused() {
+        let today = d("2026-12-04");
+        let v = |date: &str| VisitInput {
+            visit_date: d(date),
+            vas: Some(2.0),
+            oks: None,
+            new_fragility_fracture: None,
+        };
+        assert!(v("2026-12-04").check(Some(d("2026-01-15")), today).is_ok());
+        assert_eq!(
+            v("2026-12-05")
+                .check(Some(d("2026-01-15")), today)
+                .unwrap_err(),
+            "visit_date 2026-12-05 is in the future (today at the site is 2026-12-04); a visit is recorded once it took place"
+        );
+        assert!(
+            v("2030-01-01")
+                .check(None, today)
+                .unwrap_err()
+                .contains("in the future")
+        );
+        // dated outside its window (a 36-month visit six months after the index
+        // date): accepted, the window check flags it
+        let early = v("2026-07-15");
+        assert!(early.check(Some(d("2026-01-15")), today).is_ok());
+        assert!(!window(d("2026-01-15"), 36, &FollowUpRules::default()).contains(early.visit_date));
+        let empty = VisitInput {
+            vas: None,
+            ..v("2026-06-01")
+        };
+        assert_eq!(empty.check(None, today).unwrap_err(), NO_OUTCOME);
+        assert_eq!(empty.check_values().unwrap_err(), NO_OUTCOME);
     }
 
     #[test]

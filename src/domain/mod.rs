@@ -1,6 +1,7 @@
 //! Pure study logic: no I/O, no database, no terminal.
 
 pub mod agreement;
+pub mod clock;
 pub mod consort;
 pub mod dxa;
 pub mod eligibility;

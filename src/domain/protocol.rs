@@ -2,6 +2,7 @@
 
 use super::followup::FollowUpRules;
 use super::reading::ReadingRules;
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -115,6 +116,72 @@ pub struct Protocol {
     /// Follow-up visits: the window around each planned visit (`[follow_up]`).
     #[serde(default)]
     pub follow_up: FollowUpRules,
+    /// When each phase's index dates lie (`[periods]`).
+    #[serde(default)]
+    pub periods: Periods,
+}
+
+/// The study's periods (PROTOCOL.md: retrospective November 2005 to November 2025,
+/// prospective recruitment from December 2025). An index date outside its phase's
+/// period is refused on import. Inclusive at both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Periods {
+    pub retrospective_from: NaiveDate,
+    pub retrospective_to: NaiveDate,
+    pub prospective_from: NaiveDate,
+}
+
+impl Default for Periods {
+    fn default() -> Self {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+        Periods {
+            retrospective_from: d(2005, 11, 1),
+            retrospective_to: d(2025, 11, 30),
+            prospective_from: d(2025, 12, 1),
+        }
+    }
+}
+
+impl Periods {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.retrospective_from > self.retrospective_to {
+            return Err(format!(
+                "[periods] retrospective_from {} is after retrospective_to {}",
+                self.retrospective_from, self.retrospective_to
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the index date of a patient of `phase` (named `column` in messages)
+    /// against the phase's period and `today` (a date in the future is refused).
+    pub fn check_index_date(
+        &self,
+        column: &str,
+        phase: Phase,
+        d: NaiveDate,
+        today: NaiveDate,
+    ) -> Result<(), String> {
+        if d > today {
+            return Err(format!(
+                "{column} {d} is in the future (today at the site is {today})"
+            ));
+        }
+        match phase {
+            Phase::Retrospective if d < self.retrospective_from || d > self.retrospective_to => {
+                Err(format!(
+                    "{column} {d} is outside the retrospective period ({} to {})",
+                    self.retrospective_from, self.retrospective_to
+                ))
+            }
+            Phase::Prospective if d < self.prospective_from => Err(format!(
+                "{column} {d} is before prospective recruitment began ({})",
+                self.prospective_from
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Default per-cohort target of the retrospective phase.
@@ -146,6 +213,9 @@ pub struct ProtocolOverride {
     pub reading: Option<ReadingRules>,
     /// `[follow_up]`: `window_months` (default 1), `phases` (default prospective).
     pub follow_up: Option<FollowUpRules>,
+    /// `[periods]`: `retrospective_from`, `retrospective_to`, `prospective_from`
+    /// (quoted "YYYY-MM-DD"; defaults 2005-11-01, 2025-11-30, 2025-12-01).
+    pub periods: Option<Periods>,
 }
 
 /// Targets in the override file: one per phase, and optionally per cohort.
@@ -184,6 +254,7 @@ impl Protocol {
             targets,
             reading: ReadingRules::default(),
             follow_up: FollowUpRules::default(),
+            periods: Periods::default(),
         }
     }
 
@@ -243,6 +314,10 @@ impl Protocol {
         if let Some(f) = o.follow_up {
             f.validate()?;
             p.follow_up = f;
+        }
+        if let Some(per) = o.periods {
+            per.validate()?;
+            p.periods = per;
         }
         Ok(p)
     }
@@ -335,6 +410,56 @@ mod tests {
         let old = r#"{"sites":["PKUPH"],"dxa_window_days":365,"targets":[]}"#;
         let p: Protocol = serde_json::from_str(old).unwrap();
         assert_eq!(p.reading, ReadingRules::default());
+    }
+
+    #[test]
+    fn index_dates_must_lie_in_their_phase_period_and_not_in_the_future() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let per = Periods::default();
+        let today = d("2026-12-04");
+        let check = |ph, s: &str| per.check_index_date("index_date", ph, d(s), today);
+        let retro = Phase::Retrospective;
+        let pro = Phase::Prospective;
+        assert_eq!(
+            check(retro, "2005-10-31").unwrap_err(),
+            "index_date 2005-10-31 is outside the retrospective period (2005-11-01 to 2025-11-30)"
+        );
+        assert!(check(retro, "2005-11-01").is_ok());
+        assert!(check(retro, "2025-11-30").is_ok());
+        assert!(check(retro, "2025-12-01").is_err());
+        assert_eq!(
+            check(pro, "2025-11-30").unwrap_err(),
+            "index_date 2025-11-30 is before prospective recruitment began (2025-12-01)"
+        );
+        assert!(check(pro, "2025-12-01").is_ok());
+        assert!(check(pro, "2026-12-04").is_ok());
+        assert_eq!(
+            check(pro, "2026-12-05").unwrap_err(),
+            "index_date 2026-12-05 is in the future (today at the site is 2026-12-04)"
+        );
+        assert!(
+            check(retro, "2030-01-01")
+                .unwrap_err()
+                .contains("in the future")
+        );
+        // configurable, and a protocol stored before the periods gets the defaults
+        let p = Protocol::from_override_toml(
+            "[periods]\nretrospective_from = \"2010-01-01\"\nprospective_from = \"2026-01-01\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.periods.retrospective_from, d("2010-01-01"));
+        assert_eq!(p.periods.retrospective_to, d("2025-11-30"));
+        assert_eq!(p.periods.prospective_from, d("2026-01-01"));
+        assert!(
+            Protocol::from_override_toml(
+                "[periods]\nretrospective_from = \"2026-01-01\"\nretrospective_to = \"2025-01-01\"\n"
+            )
+            .is_err()
+        );
+        let old: Protocol =
+            serde_json::from_str(r#"{"sites":["PKUPH"],"dxa_window_days":365,"targets":[]}"#)
+                .unwrap();
+        assert_eq!(old.periods, Periods::default());
     }
 
     #[test]

@@ -142,10 +142,24 @@ pub const DXA_COLUMNS: &[&str] = &["mrn", "scan_date", "region", "t_score"];
 /// Required columns of labs.csv.
 pub const LAB_COLUMNS: &[&str] = &["mrn", "date", "analyte", "value", "unit"];
 
-/// Checks one patients.csv row; returns the MRN (to be hashed) and the record to keep.
+/// Refuses a date after `today` (the sites' local date, `domain::clock`).
+pub fn not_in_future(column: &str, d: NaiveDate, today: NaiveDate) -> Result<NaiveDate, String> {
+    if d > today {
+        Err(format!(
+            "{column} {d} is in the future (today at the site is {today})"
+        ))
+    } else {
+        Ok(d)
+    }
+}
+
+/// Checks one patients.csv row on `today` (the sites' local date); returns the MRN
+/// (to be hashed) and the record to keep. The index date must lie in its phase's
+/// period (`Protocol::periods`) and no date may be in the future.
 pub fn parse_patient(
     row: &dyn RowFields,
     protocol: &Protocol,
+    today: NaiveDate,
 ) -> Result<(String, PatientRecord), String> {
     let mrn = required(row, "mrn")?.to_string();
     let site = protocol.parse_site(required(row, "site")?)?;
@@ -168,6 +182,14 @@ pub fn parse_patient(
         (Some(b), Some(i)) => Some(age_at(b, i)),
         _ => None,
     };
+    if let Some(i) = index_date {
+        protocol
+            .periods
+            .check_index_date("index_date", phase, i, today)?;
+    }
+    if let Some(b) = birth {
+        not_in_future("birth_date", b, today)?;
+    }
     if age.is_some_and(|a| a > 130) {
         return Err(format!(
             "age {} at the index date is impossible",
@@ -197,10 +219,12 @@ pub fn parse_patient(
     let radio_chemo_last = match opt(row, "radio_chemo_last") {
         None => RadioChemo::Unknown,
         Some(s) if s.eq_ignore_ascii_case("none") => RadioChemo::Never,
-        Some(s) => RadioChemo::Last(
+        Some(s) => RadioChemo::Last(not_in_future(
+            "radio_chemo_last",
             parse_date("radio_chemo_last", s)
                 .map_err(|e| format!("{e}; use a date, 'none' or leave it empty"))?,
-        ),
+            today,
+        )?),
     };
     Ok((
         mrn,
@@ -232,10 +256,14 @@ pub struct DxaRecord {
     pub bmd_g_cm2: Option<f64>,
 }
 
-/// Checks one dxa.csv row; returns the MRN and the record.
-pub fn parse_dxa(row: &dyn RowFields) -> Result<(String, DxaRecord), String> {
+/// Checks one dxa.csv row on `today`; returns the MRN and the record.
+pub fn parse_dxa(row: &dyn RowFields, today: NaiveDate) -> Result<(String, DxaRecord), String> {
     let mrn = required(row, "mrn")?.to_string();
-    let scan_date = parse_date("scan_date", required(row, "scan_date")?)?;
+    let scan_date = not_in_future(
+        "scan_date",
+        parse_date("scan_date", required(row, "scan_date")?)?,
+        today,
+    )?;
     let region: Region = required(row, "region")?.parse()?;
     let t_score = number("t_score", required(row, "t_score")?, -10.0..=10.0)?;
     Ok((
@@ -286,19 +314,185 @@ pub fn canonical_analyte(s: &str) -> Option<&'static str> {
         .map(|(code, _)| *code)
 }
 
-/// One laboratory result, as imported.
+/// One analyte's units: the canonical one the study stores, the others it accepts
+/// with the factor that converts them to it, and the range of canonical values that
+/// is physiologically possible (generous: a value outside it is a unit or typing
+/// mistake, not a patient).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnalyteUnits {
+    /// The analyte's code (`ANALYTES`).
+    pub analyte: &'static str,
+    /// The unit values are stored in.
+    pub canonical: &'static str,
+    /// Every accepted unit (the canonical one first) and canonical = value x factor.
+    pub units: &'static [(&'static str, f64)],
+    /// Plausible canonical values, inclusive.
+    pub plausible: (f64, f64),
+}
+
+/// The accepted units of every analyte, with conversion factors (PROTOCOL.md,
+/// "Reference standards": calcium mg/dL / 4.008, phosphorus mg/dL / 3.097, 25-OH
+/// vitamin D ng/mL x 2.496, PTH pg/mL / 9.43; ug/L is ng/mL, ng/L is pg/mL, IU/L is
+/// U/L) and the plausible range of each (in the canonical unit). Units are matched
+/// case-insensitively, without spaces, with µ/μ/mc read as u (`µg/L` = `ug/L` =
+/// `mcg/L`).
+pub const LAB_UNITS: &[AnalyteUnits] = &[
+    AnalyteUnits {
+        analyte: "p1np",
+        canonical: "ng/mL",
+        units: &[("ng/mL", 1.0), ("ug/L", 1.0)],
+        plausible: (0.0, 2000.0),
+    },
+    AnalyteUnits {
+        analyte: "beta_ctx",
+        canonical: "ng/mL",
+        units: &[("ng/mL", 1.0), ("ug/L", 1.0), ("pg/mL", 0.001)],
+        plausible: (0.0, 10.0),
+    },
+    AnalyteUnits {
+        analyte: "calcium",
+        canonical: "mmol/L",
+        units: &[("mmol/L", 1.0), ("mg/dL", 1.0 / 4.008)],
+        plausible: (0.5, 5.0),
+    },
+    AnalyteUnits {
+        analyte: "phosphorus",
+        canonical: "mmol/L",
+        units: &[("mmol/L", 1.0), ("mg/dL", 1.0 / 3.097)],
+        plausible: (0.1, 5.0),
+    },
+    AnalyteUnits {
+        analyte: "vitamin_d_25oh",
+        canonical: "nmol/L",
+        units: &[("nmol/L", 1.0), ("ng/mL", 2.496), ("ug/L", 2.496)],
+        plausible: (0.0, 500.0),
+    },
+    AnalyteUnits {
+        analyte: "pth",
+        canonical: "pmol/L",
+        units: &[("pmol/L", 1.0), ("pg/mL", 1.0 / 9.43), ("ng/L", 1.0 / 9.43)],
+        plausible: (0.0, 300.0),
+    },
+    AnalyteUnits {
+        analyte: "alp",
+        canonical: "U/L",
+        units: &[("U/L", 1.0), ("IU/L", 1.0)],
+        plausible: (0.0, 3000.0),
+    },
+];
+
+/// The units table of an analyte code.
+pub fn analyte_units(analyte: &str) -> Option<&'static AnalyteUnits> {
+    LAB_UNITS.iter().find(|u| u.analyte == analyte)
+}
+
+/// A unit as compared: lower case, no spaces, µ (micro sign or Greek mu) and "mc" as u.
+fn unit_key(s: &str) -> String {
+    let k: String = s
+        .trim()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '\u{b5}' | '\u{3bc}' | '\u{39c}' => 'u',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    k.strip_prefix("mc").map_or(k.clone(), |r| format!("u{r}"))
+}
+
+/// Rounds a converted value to 3 decimals (the migration of stored rows rounds the same).
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+impl AnalyteUnits {
+    /// The factor of one spelling of a unit, with its canonical spelling.
+    pub fn factor(&self, unit: &str) -> Option<(&'static str, f64)> {
+        let k = unit_key(unit);
+        self.units
+            .iter()
+            .find(|(u, _)| unit_key(u) == k)
+            .map(|(u, f)| (*u, *f))
+    }
+
+    /// `value unit` in the canonical unit (unchanged when already canonical, else
+    /// rounded to 3 decimals); `None` for a unit this analyte does not accept.
+    pub fn to_canonical(&self, value: f64, unit: &str) -> Option<f64> {
+        self.factor(unit)
+            .map(|(_, f)| if f == 1.0 { value } else { round3(value * f) })
+    }
+
+    /// A canonical value in another accepted unit (e.g. for a model trained in it).
+    pub fn from_canonical(&self, value: f64, unit: &str) -> Option<f64> {
+        self.factor(unit)
+            .map(|(_, f)| if f == 1.0 { value } else { value / f })
+    }
+
+    /// The accepted units, for messages: "pmol/L, pg/mL, ng/L".
+    pub fn accepted(&self) -> String {
+        self.units
+            .iter()
+            .map(|u| u.0)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// One laboratory result: the value in the analyte's canonical unit (`LAB_UNITS`),
+/// and the value and unit as the hospital reported them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabRecord {
     pub date: NaiveDate,
     pub analyte: String,
+    /// In `unit`, the analyte's canonical unit.
     pub value: f64,
     pub unit: String,
+    /// As reported.
+    pub original_value: f64,
+    pub original_unit: String,
 }
 
-/// Checks one labs.csv row; returns the MRN and the record.
-pub fn parse_lab(row: &dyn RowFields) -> Result<(String, LabRecord), String> {
+/// Checks a lab value in the unit it was reported in: the unit must be one the
+/// analyte accepts and the value, converted to the canonical unit, plausible.
+/// Returns (canonical value, canonical unit).
+pub fn check_lab_value(
+    analyte: &str,
+    value: f64,
+    unit: &str,
+) -> Result<(f64, &'static str), String> {
+    let units =
+        analyte_units(analyte).ok_or_else(|| format!("analyte '{analyte}' has no units table"))?;
+    let canonical = units.to_canonical(value, unit).ok_or_else(|| {
+        format!(
+            "unit '{}' is not a unit of {analyte} (accepted: {})",
+            unit.trim(),
+            units.accepted()
+        )
+    })?;
+    let (lo, hi) = units.plausible;
+    if !(lo..=hi).contains(&canonical) {
+        let shown = if units.factor(unit).is_some_and(|(_, f)| f != 1.0) {
+            format!(
+                "value {value} {} ({canonical} {})",
+                unit.trim(),
+                units.canonical
+            )
+        } else {
+            format!("value {value} {}", units.canonical)
+        };
+        return Err(format!(
+            "{shown} is outside the plausible range of {analyte} ({lo} to {hi} {})",
+            units.canonical
+        ));
+    }
+    Ok((canonical, units.canonical))
+}
+
+/// Checks one labs.csv row on `today`; returns the MRN and the record, its value
+/// converted to the analyte's canonical unit (the reported value and unit kept).
+pub fn parse_lab(row: &dyn RowFields, today: NaiveDate) -> Result<(String, LabRecord), String> {
     let mrn = required(row, "mrn")?.to_string();
-    let date = parse_date("date", required(row, "date")?)?;
+    let date = not_in_future("date", parse_date("date", required(row, "date")?)?, today)?;
     let raw = required(row, "analyte")?;
     let analyte = canonical_analyte(raw).ok_or_else(|| {
         format!(
@@ -308,13 +502,16 @@ pub fn parse_lab(row: &dyn RowFields) -> Result<(String, LabRecord), String> {
     })?;
     let value = number("value", required(row, "value")?, 0.0..=1.0e6)?;
     let unit = required(row, "unit")?.to_string();
+    let (canonical, canonical_unit) = check_lab_value(analyte, value, &unit)?;
     Ok((
         mrn,
         LabRecord {
             date,
             analyte: analyte.to_string(),
-            value,
-            unit,
+            value: canonical,
+            unit: canonical_unit.to_string(),
+            original_value: value,
+            original_unit: unit,
         },
     ))
 }
@@ -323,6 +520,11 @@ pub fn parse_lab(row: &dyn RowFields) -> Result<(String, LabRecord), String> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// The day the tests run on, as the sites see it.
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, 4).unwrap()
+    }
 
     struct Row(HashMap<&'static str, &'static str>);
     impl RowFields for Row {
@@ -350,12 +552,12 @@ mod tests {
     }
 
     fn reject(extra: &[(&'static str, &'static str)]) -> String {
-        parse_patient(&patient(extra), &Protocol::default()).unwrap_err()
+        parse_patient(&patient(extra), &Protocol::default(), today()).unwrap_err()
     }
 
     #[test]
     fn a_good_row_keeps_age_not_birth_date() {
-        let (mrn, p) = parse_patient(&patient(&[]), &Protocol::default()).unwrap();
+        let (mrn, p) = parse_patient(&patient(&[]), &Protocol::default(), today()).unwrap();
         assert_eq!(mrn, "A1");
         assert_eq!(p.site, "PKUPH");
         assert_eq!(p.age, Some(63));
@@ -382,6 +584,7 @@ mod tests {
         let (_, p) = parse_patient(
             &patient(&[("height_cm", "160"), ("weight_kg", "64")]),
             &Protocol::default(),
+            today(),
         )
         .unwrap();
         assert_eq!(p.bmi, Some(25.0));
@@ -397,7 +600,7 @@ mod tests {
         ]
         .into_iter()
         .collect());
-        let (_, d) = parse_dxa(&r).unwrap();
+        let (_, d) = parse_dxa(&r, today()).unwrap();
         assert_eq!(d.region, Region::TotalHip);
         assert_eq!(d.t_score, -2.5);
         let r = Row([
@@ -408,7 +611,7 @@ mod tests {
         ]
         .into_iter()
         .collect());
-        assert!(parse_dxa(&r).unwrap_err().contains("region"));
+        assert!(parse_dxa(&r, today()).unwrap_err().contains("region"));
         assert_eq!(canonical_analyte("25(OH)D"), Some("vitamin_d_25oh"));
         assert_eq!(canonical_analyte("β-CTX"), Some("beta_ctx"));
         assert_eq!(canonical_analyte("Alkaline Phosphatase"), Some("alp"));
@@ -421,6 +624,169 @@ mod tests {
         ]
         .into_iter()
         .collect());
-        assert!(parse_lab(&r).unwrap_err().contains("glucose"));
+        assert!(parse_lab(&r, today()).unwrap_err().contains("glucose"));
+    }
+
+    #[test]
+    fn dates_in_the_future_or_outside_the_phase_period_are_refused() {
+        assert_eq!(
+            reject(&[("index_date", "2030-01-01")]),
+            "index_date 2030-01-01 is in the future (today at the site is 2026-12-04)"
+        );
+        assert_eq!(
+            reject(&[("index_date", "2005-10-31")]),
+            "index_date 2005-10-31 is outside the retrospective period (2005-11-01 to 2025-11-30)"
+        );
+        assert!(
+            parse_patient(
+                &patient(&[("index_date", "2005-11-01")]),
+                &Protocol::default(),
+                today()
+            )
+            .is_ok()
+        );
+        assert!(
+            reject(&[("phase", "prospective"), ("index_date", "2025-11-30")])
+                .contains("before prospective recruitment began (2025-12-01)")
+        );
+        let ok = |extra: &[(&'static str, &'static str)]| {
+            parse_patient(&patient(extra), &Protocol::default(), today()).is_ok()
+        };
+        assert!(ok(&[
+            ("phase", "prospective"),
+            ("index_date", "2026-12-04")
+        ]));
+        assert!(!ok(&[
+            ("phase", "prospective"),
+            ("index_date", "2026-12-05")
+        ]));
+        assert!(
+            reject(&[("radio_chemo_last", "2027-01-01")])
+                .contains("radio_chemo_last 2027-01-01 is in the future")
+        );
+        // a birth date after the index date keeps its own message
+        assert!(reject(&[("birth_date", "2030-01-01")]).contains("after index_date"));
+        assert!(
+            reject(&[("index_date", ""), ("birth_date", "2027-01-01")])
+                .contains("birth_date 2027-01-01 is in the future")
+        );
+        let dxa = |date: &'static str| {
+            parse_dxa(
+                &Row([
+                    ("mrn", "A1"),
+                    ("scan_date", date),
+                    ("region", "total_hip"),
+                    ("t_score", "-1"),
+                ]
+                .into_iter()
+                .collect()),
+                today(),
+            )
+        };
+        assert!(dxa("2026-12-04").is_ok());
+        assert_eq!(
+            dxa("2099-01-01").unwrap_err(),
+            "scan_date 2099-01-01 is in the future (today at the site is 2026-12-04)"
+        );
+        assert!(
+            lab("2026-12-05", "calcium", "2.3", "mmol/L")
+                .unwrap_err()
+                .contains("date 2026-12-05 is in the future")
+        );
+    }
+
+    fn lab(
+        date: &'static str,
+        analyte: &'static str,
+        value: &'static str,
+        unit: &'static str,
+    ) -> Result<LabRecord, String> {
+        parse_lab(
+            &Row([
+                ("mrn", "A1"),
+                ("date", date),
+                ("analyte", analyte),
+                ("value", value),
+                ("unit", unit),
+            ]
+            .into_iter()
+            .collect()),
+            today(),
+        )
+        .map(|(_, l)| l)
+    }
+
+    #[test]
+    fn lab_values_are_stored_in_the_canonical_unit_with_the_original_kept() {
+        let l = lab("2024-01-02", "Ca", "9.2", "mg/dL").unwrap();
+        assert_eq!((l.value, l.unit.as_str()), (2.295, "mmol/L"));
+        assert_eq!((l.original_value, l.original_unit.as_str()), (9.2, "mg/dL"));
+        let l = lab("2024-01-02", "calcium", "2.31", "MMOL/l").unwrap();
+        assert_eq!((l.value, l.unit.as_str()), (2.31, "mmol/L"));
+        assert_eq!(l.original_unit, "MMOL/l");
+        assert_eq!(
+            lab("2024-01-02", "phosphorus", "3.5", "mg/dl")
+                .unwrap()
+                .value,
+            1.13
+        );
+        assert_eq!(
+            lab("2024-01-02", "25(OH)D", "18.4", "ng/mL").unwrap().value,
+            45.926
+        );
+        assert_eq!(
+            lab("2024-01-02", "PTH", "45", "pg/mL").unwrap().value,
+            4.772
+        );
+        assert_eq!(lab("2024-01-02", "PTH", "45", "ng/L").unwrap().value, 4.772);
+        assert_eq!(lab("2024-01-02", "P1NP", "48", "µg/L").unwrap().value, 48.0);
+        assert_eq!(lab("2024-01-02", "P1NP", "48", "μg/L").unwrap().value, 48.0);
+        assert_eq!(
+            lab("2024-01-02", "P1NP", "48", "mcg/L").unwrap().value,
+            48.0
+        );
+        assert_eq!(
+            lab("2024-01-02", "β-CTX", "420", "pg/mL").unwrap().value,
+            0.42
+        );
+        assert_eq!(lab("2024-01-02", "ALP", "80", "IU/L").unwrap().unit, "U/L");
+    }
+
+    #[test]
+    fn unknown_units_and_implausible_values_refuse_the_row() {
+        assert_eq!(
+            lab("2024-01-02", "PTH", "45", "mmol/L").unwrap_err(),
+            "unit 'mmol/L' is not a unit of pth (accepted: pmol/L, pg/mL, ng/L)"
+        );
+        assert_eq!(
+            lab("2024-01-02", "P1NP", "48", "kg").unwrap_err(),
+            "unit 'kg' is not a unit of p1np (accepted: ng/mL, ug/L)"
+        );
+        assert_eq!(
+            lab("2024-01-02", "calcium", "23", "mmol/L").unwrap_err(),
+            "value 23 mmol/L is outside the plausible range of calcium (0.5 to 5 mmol/L)"
+        );
+        assert_eq!(
+            lab("2024-01-02", "calcium", "92", "mg/dL").unwrap_err(),
+            "value 92 mg/dL (22.954 mmol/L) is outside the plausible range of calcium (0.5 to 5 mmol/L)"
+        );
+        assert!(lab("2024-01-02", "calcium", "0.5", "mmol/L").is_ok());
+        assert!(lab("2024-01-02", "calcium", "5", "mmol/L").is_ok());
+        assert!(lab("2024-01-02", "calcium", "0.49", "mmol/L").is_err());
+        assert!(lab("2024-01-02", "beta_ctx", "11", "ng/mL").is_err());
+        assert!(lab("2024-01-02", "alp", "3001", "U/L").is_err());
+    }
+
+    #[test]
+    fn every_analyte_has_a_units_table_and_converts_back() {
+        for (code, _) in ANALYTES {
+            let u = analyte_units(code).unwrap_or_else(|| panic!("{code}"));
+            assert_eq!(u.units[0], (u.canonical, 1.0), "{code}: canonical first");
+            for (unit, _) in u.units {
+                let c = u.to_canonical(100.0, unit).unwrap();
+                let back = u.from_canonical(c, unit).unwrap();
+                assert!((back - 100.0).abs() < 1e-2, "{code} {unit}: {back}");
+            }
+        }
     }
 }

@@ -277,6 +277,7 @@ fn import_rows(
     let headers = &raw_headers;
     let protocol = &protocol;
     let hasher = study.identifier_hasher().clone();
+    let today = crate::domain::clock::today_local();
     let check_rows = move || -> (Vec<(u64, u64)>, Vec<Rejection>) {
         // Where each row starts (line, byte offset), to copy rejected rows out verbatim later.
         let mut row_starts: Vec<(u64, u64)> = Vec::new();
@@ -293,11 +294,10 @@ fn import_rows(
         ) {
             let row = Row::new(columns, &record);
             let result = match kind {
-                ImportKind::Patients => {
-                    records::parse_patient(&row, protocol).map(|(m, r)| Parsed::Patient(m, r))
-                }
-                ImportKind::Dxa => records::parse_dxa(&row).map(|(m, r)| Parsed::Dxa(m, r)),
-                ImportKind::Labs => records::parse_lab(&row).map(|(m, r)| Parsed::Lab(m, r)),
+                ImportKind::Patients => records::parse_patient(&row, protocol, today)
+                    .map(|(m, r)| Parsed::Patient(m, r)),
+                ImportKind::Dxa => records::parse_dxa(&row, today).map(|(m, r)| Parsed::Dxa(m, r)),
+                ImportKind::Labs => records::parse_lab(&row, today).map(|(m, r)| Parsed::Lab(m, r)),
             };
             let result = result.and_then(|p| match p {
                 Parsed::Patient(..) => Ok((p, None)),

@@ -2,7 +2,8 @@
 //! and the overdue ones (`Study::visits_due`, the list of `marrow followup --overdue`),
 //! one patient's planned visits (`Study::patient_visits`), and the form that enters or
 //! corrects a visit. The form checks what was typed with the follow-up import's own
-//! row check (`parse_visit_row`: a VAS of 11 is refused here as in a CSV), and saves
+//! row check (`parse_visit_row`: a VAS of 11 or a visit without any outcome is
+//! refused here as in a CSV; a date in the future as `record_visit` refuses it), and saves
 //! through `Study::record_visit` on the worker with the version the screen showed, so
 //! a visit someone else saved meanwhile is reported, never overwritten. Coordinators
 //! and admins write; PIs and adjudicators look; readers are blinded (VAS, OKS and
@@ -176,14 +177,18 @@ impl VisitForm {
         }
     }
 
-    /// The visit typed, checked as a followup.csv row is.
-    pub fn checked(&self) -> Result<VisitInput, String> {
+    /// The visit typed, checked as a followup.csv row is, and (with the day the screen
+    /// was drawn for) refused when dated in the future, as `record_visit` refuses it.
+    pub fn checked(&self, today: Option<NaiveDate>) -> Result<VisitInput, String> {
         let month = self.month.to_string();
-        parse_visit_row(&FormRow {
+        let (_, _, v) = parse_visit_row(&FormRow {
             form: self,
             month: &month,
-        })
-        .map(|(_, _, v)| v)
+        })?;
+        if let Some(today) = today {
+            v.check(None, today)?;
+        }
+        Ok(v)
     }
 }
 
@@ -434,6 +439,7 @@ impl App {
         let Some(v) = self.followup.as_mut() else {
             return Vec::new();
         };
+        let today = v.today;
         let Some(f) = v.form.as_mut() else {
             return Vec::new();
         };
@@ -476,7 +482,7 @@ impl App {
                 }
             }
             Action::Save => {
-                let visit = match f.checked() {
+                let visit = match f.checked(today) {
                     Ok(visit) => visit,
                     Err(e) => {
                         f.field = VisitField::of_error(&e).unwrap_or(f.field);

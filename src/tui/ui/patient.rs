@@ -320,8 +320,15 @@ fn side_lines(t: &Theme, d: &PatientDetail, width: usize) -> Vec<Line<'static>> 
     if !d.labs.is_empty() {
         out.push(Line::styled("Labs", t.title()));
         for l in &d.labs {
+            // The canonical value; the reported one beside it when it was converted.
+            let reported =
+                if !l.original_unit.eq_ignore_ascii_case(&l.unit) || l.original_value != l.value {
+                    format!(" ({} {})", l.original_value, l.original_unit)
+                } else {
+                    String::new()
+                };
             out.push(Line::raw(format!(
-                "  {}  {:<14} {} {}",
+                "  {}  {:<14} {} {}{reported}",
                 l.date, l.analyte, l.value, l.unit
             )));
         }
