@@ -1566,6 +1566,7 @@ mod jobs_and_model {
             task: Task::Kl,
             phase: None,
             active: Some(Box::new(fixture::model_row(Task::Kl))),
+            candidate: None,
             result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(
                 Task::Kl,
                 50,
