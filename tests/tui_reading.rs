@@ -734,7 +734,7 @@ fn adjudication_queue_120x40() {
 fn adjudication_app() -> App {
     let mut app = queue_app();
     load_case(&mut app, open_view(false));
-    keys(&mut app, "3jdefinite JSN on the AP view\ny");
+    keys(&mut app, "3jjdefinite JSN on the AP view\ny");
     app.apply(Response::Adjudicated {
         case: "C00017".into(),
         result: Err((
@@ -906,7 +906,7 @@ fn read_patient_case_80x24() {
         })),
     });
     // h/l choose the OP impression; the confidence takes a digit
-    keys(&mut app, "lljj");
+    keys(&mut app, "lljjk");
     let text = draw(&app, 80, 24);
     assert!(text.contains("osteopenia"), "{text}");
     assert!(text.contains("OP stage reference"), "{text}");
