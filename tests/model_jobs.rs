@@ -458,7 +458,7 @@ fn adjudicate_show_prints_the_model_s_probabilities_as_percentages() {
         seen += 1;
         assert!(!line.contains('[') && !line.contains("e-"), "{line}");
         let view = json(&s.expect(&["adjudicate", "show", case, "--json"], 0));
-        let p = &view["model_prediction"];
+        let p = &view["model_prediction"]["shown"];
         for (name, key, classes) in [
             (
                 "KL",
