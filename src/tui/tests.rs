@@ -1609,6 +1609,7 @@ mod jobs_and_model {
             task: Task::Kl,
             phase: None,
             active: None,
+            candidate: None,
             result: Err("the kl model has predicted nothing yet: run `marrow infer` first".into()),
         });
         let text = draw(&a, 80, 24);
