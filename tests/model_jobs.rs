@@ -330,9 +330,29 @@ fn evaluate_scores_the_predictions_against_the_final_grades_with_intervals() {
     );
 }
 
+/// Issue 13 item 8: `train` made its new version (validation AUC 0.631) the active
+/// one without asking. Now it registers it inactive; `models activate` is the act
+/// that switches, audited with both versions and their figures.
 #[test]
-fn train_writes_a_new_active_version_that_infer_and_evaluate_then_use() {
+fn train_registers_an_inactive_version_that_models_activate_then_makes_active() {
     let s = demo();
+    let active_op = |s: &common::TempStudy| -> Vec<String> {
+        json(&s.expect(&["models", "--json"], 0))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["active"] == true && m["task"] == "op")
+            .map(|m| {
+                format!(
+                    "{} {}",
+                    m["name"].as_str().unwrap(),
+                    m["version"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let before = active_op(&s);
+    assert_eq!(before.len(), 1, "{before:?}");
     let out = json(&s.expect(
         &[
             "train",
@@ -349,6 +369,7 @@ fn train_writes_a_new_active_version_that_infer_and_evaluate_then_use() {
     let model = out["model"].as_str().unwrap().to_string();
     assert!(model.starts_with("op-study "), "{model}");
     assert!(out["images"].as_i64().unwrap() >= 30, "{out}");
+    assert_eq!(out["active"].as_str(), Some(before[0].as_str()), "{out}");
     let dir = PathBuf::from(out["dir"].as_str().unwrap());
     assert!(dir.join("model.toml").exists() && dir.join("weights.mpk").exists());
     let card = std::fs::read_to_string(dir.join("model.toml")).unwrap();
@@ -356,21 +377,55 @@ fn train_writes_a_new_active_version_that_infer_and_evaluate_then_use() {
         card.contains("final (adjudicated or consensus) grades"),
         "{card}"
     );
-    let models = json(&s.expect(&["models", "--json"], 0));
-    let active: Vec<String> = models
+    // The active model stays; the list shows both with their validation figures.
+    assert_eq!(active_op(&s), before, "training changed the active model");
+    let list = s.expect(&["models"], 0);
+    let new_line = list.lines().find(|l| l.contains(&model)).unwrap();
+    assert!(
+        new_line.contains("AUC ") && new_line.contains(" · n "),
+        "{list}"
+    );
+    let header = list.lines().next().unwrap();
+    let col = |l: &str, at: &str| l[..l.find(at).unwrap()].chars().count();
+    assert_eq!(col(header, "validation"), col(new_line, "AUC "), "{list}");
+    let inf = json(&s.expect(&["infer", "--task", "op", "--json"], 0));
+    assert_ne!(inf["models"][0].as_str(), Some(model.as_str()), "{inf}");
+    // Activation: refused to a PI, then done by the admin with a reason, audited.
+    let version = model.split_once(' ').unwrap().1.to_string();
+    s.expect(&["users", "add", "boss", "--role", "pi"], 0);
+    let refused = s.run(&["--as", "boss", "models", "activate", "op", &version]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert_eq!(active_op(&s), before);
+    let text = s.expect(
+        &[
+            "models",
+            "activate",
+            "op-study",
+            &version,
+            "--reason",
+            "better on the study's own images",
+        ],
+        0,
+    );
+    assert!(
+        text.contains(&format!("{model} is now the active op model")),
+        "{text}"
+    );
+    assert!(text.contains("was") && text.contains(&before[0]), "{text}");
+    assert_eq!(active_op(&s), vec![model.clone()]);
+    let log = json(&s.expect(&["audit", "log", "--json"], 0));
+    let row = log
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m["active"] == true && m["task"] == "op")
-        .map(|m| {
-            format!(
-                "{} {}",
-                m["name"].as_str().unwrap(),
-                m["version"].as_str().unwrap()
-            )
-        })
-        .collect();
-    assert_eq!(active, vec![model.clone()]);
+        .find(|r| r["action"] == "model.activate")
+        .unwrap_or_else(|| panic!("no model.activate row: {log}"));
+    assert_eq!(row["reason"], "better on the study's own images");
+    let was: serde_json::Value = serde_json::from_str(row["before"].as_str().unwrap()).unwrap();
+    let now: serde_json::Value = serde_json::from_str(row["after"].as_str().unwrap()).unwrap();
+    assert_eq!(was["active"]["model"].as_str(), Some(before[0].as_str()));
+    assert_eq!(now["active"]["model"].as_str(), Some(model.as_str()));
+    assert!(now["active"]["validation"]["n"].as_u64().is_some(), "{now}");
     let inf = json(&s.expect(&["infer", "--task", "op", "--json"], 0));
     assert!(inf["predicted"].as_i64().unwrap() > 0);
     assert_eq!(inf["models"][0].as_str(), Some(model.as_str()));
@@ -379,18 +434,94 @@ fn train_writes_a_new_active_version_that_infer_and_evaluate_then_use() {
         0,
     ));
     assert_eq!(ev["model"].as_str(), Some(model.as_str()));
-    // Back to the shipped one.
-    let shipped = models
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["task"] == "op" && m["version"].as_str().unwrap().contains("phantom"))
-        .unwrap()["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Back to the shipped one; activating the active one again changes nothing.
+    let shipped = before[0].split_once(' ').unwrap().1.to_string();
     s.expect(&["models", "activate", "op", &shipped], 0);
+    let again = s.expect(&["models", "activate", "op", &shipped], 0);
+    assert!(again.contains("nothing changed"), "{again}");
+    assert_eq!(active_op(&s), before);
     s.expect(&["audit", "verify"], 0);
+}
+
+#[test]
+fn activating_an_unknown_model_version_names_the_ones_there_are() {
+    let s = demo();
+    let out = s.run(&["models", "activate", "op", "no-such-version"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no op model version \"no-such-version\"; the study has: op 0.1.0-phantom"),
+        "{err}"
+    );
+    let out = s.run(&["models", "activate", "kx-study", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("\"kx-study\" is neither a task (kl, op) nor a model's name (kl, op)"),
+        "{err}"
+    );
+    let log = s.expect(&["audit", "log", "--json"], 0);
+    assert!(!log.contains("model.activate"), "{log}");
+}
+
+/// Issue 13 item 13c: `adjudicate show` printed the model's probabilities as raw
+/// floats (`[0.98, 1.49e-12, …]`); now each class with a percentage, one decimal,
+/// "<0.1%" for the tiny ones.
+#[test]
+fn adjudicate_show_prints_the_model_s_probabilities_as_percentages() {
+    let s = demo();
+    let cases = json(&s.expect(&["cases", "--json"], 0));
+    let mut seen = 0;
+    for c in cases.as_array().unwrap().iter().take(6) {
+        let case = c["case"].as_str().unwrap();
+        let text = s.expect(&["adjudicate", "show", case], 0);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("model: "))
+            .unwrap_or_else(|| panic!("{text}"));
+        if line.contains("no prediction yet") {
+            continue;
+        }
+        seen += 1;
+        assert!(!line.contains('[') && !line.contains("e-"), "{line}");
+        let view = json(&s.expect(&["adjudicate", "show", case, "--json"], 0));
+        let p = &view["model_prediction"]["shown"];
+        for (name, key, classes) in [
+            (
+                "KL",
+                "kl_probabilities",
+                vec!["KL0", "KL1", "KL2", "KL3", "KL4"],
+            ),
+            (
+                "OP",
+                "op_probabilities",
+                vec!["normal", "osteopenia", "osteoporosis"],
+            ),
+        ] {
+            let probs = p[key].as_array().unwrap();
+            if probs.is_empty() {
+                assert!(!line.contains(&format!("{name}: ")), "{line}");
+                continue;
+            }
+            let part = line
+                .split(&format!("{name}: "))
+                .nth(1)
+                .unwrap_or_else(|| panic!("{line}"));
+            let part = part.split(" · ").next().unwrap();
+            let cells: Vec<&str> = part.split(", ").collect();
+            assert_eq!(cells.len(), probs.len(), "{line}");
+            for ((cell, class), v) in cells.iter().zip(&classes).zip(probs) {
+                let v = v.as_f64().unwrap();
+                let want = if v > 0.0 && v < 0.0005 {
+                    "<0.1%".to_string()
+                } else {
+                    format!("{:.1}%", v * 100.0)
+                };
+                assert_eq!(*cell, format!("{class} {want}"), "{line}");
+            }
+        }
+    }
+    assert!(seen > 0, "no case with a prediction among the first cases");
 }
 
 #[test]

@@ -670,6 +670,225 @@ fn an_adjudication_is_a_signed_record_that_is_never_overwritten() {
     assert!(v["final_graded"].as_u64().unwrap() >= 1);
 }
 
+/// A reader who later becomes an adjudicator is never offered, and may never
+/// adjudicate, a case they read (refused in the data layer, with the reason).
+#[test]
+fn a_case_s_reader_cannot_adjudicate_it_and_is_not_offered_it() {
+    let s = setup(1);
+    let case = disagreeing_case(&s);
+    // r1 read the case first (reader 1), r2 second
+    s.expect(&["users", "add", "r1", "--role", "adjudicator"], 0);
+    s.expect(&["users", "add", "r2", "--role", "adjudicator"], 0);
+    for (u, n) in [("r1", 1), ("r2", 2)] {
+        let queue = json(&s.expect(&["--as", u, "adjudicate", "list", "--json"], 0));
+        assert!(
+            queue
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["summary"]["case"] != case.as_str()),
+            "{u} is offered {case}: {queue}"
+        );
+        let out = s.run(&[
+            "--as",
+            u,
+            "adjudicate",
+            "submit",
+            &case,
+            "--kl",
+            "2",
+            "--rationale",
+            "my own read was right",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{u}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "you read {case} (as reader {n}): a case's reader cannot adjudicate it; another adjudicator must"
+            )),
+            "{u}: {err}"
+        );
+        // the data layer refuses it too, and the queue there leaves it out
+        let mut st = as_user(&s, u);
+        assert!(
+            st.adjudication_queue()
+                .unwrap()
+                .iter()
+                .all(|i| i.summary.case != case)
+        );
+        let e = st
+            .adjudicate(
+                &case,
+                &FinalGrade {
+                    kl: Some(Grade::Value(2)),
+                    op_stage: None,
+                },
+                "mine",
+                None,
+            )
+            .unwrap_err();
+        assert!(matches!(e, marrow::db::DbError::NotAllowed { .. }), "{e}");
+    }
+    assert_eq!(
+        as_user(&s, "adj1").case_view(&case).unwrap().state,
+        Blinded::Shown(CaseState::Adjudication),
+        "nothing was saved"
+    );
+    // another adjudicator is offered it and decides it
+    let queue = json(&s.expect(&["--as", "adj1", "adjudicate", "list", "--json"], 0));
+    assert_eq!(queue[0]["summary"]["case"], case.as_str());
+    s.expect(
+        &[
+            "--as",
+            "adj1",
+            "adjudicate",
+            "submit",
+            &case,
+            "--kl",
+            "2",
+            "--rationale",
+            "definite osteophytes",
+        ],
+        0,
+    );
+}
+
+/// Where each column of a CLI table starts (left-aligned) or ends (right-aligned),
+/// from the header line, in chars; `None` for a name not found.
+fn header_columns(header: &str, names: &[(&str, bool)]) -> Vec<usize> {
+    let mut from = 0;
+    names
+        .iter()
+        .map(|(n, right)| {
+            let b = header[from..]
+                .find(n)
+                .unwrap_or_else(|| panic!("{n} in {header}"))
+                + from;
+            from = b + n.len();
+            let start = header[..b].chars().count();
+            if *right {
+                start + n.chars().count()
+            } else {
+                start
+            }
+        })
+        .collect()
+}
+
+/// Every row of a table has a cell starting (or, right-aligned, ending) exactly
+/// where the header's column does.
+fn assert_lined_up(what: &str, lines: &[&str], names: &[(&str, bool)]) {
+    let cols = header_columns(lines[0], names);
+    for l in &lines[1..] {
+        let c: Vec<char> = l.chars().collect();
+        let at = |i: usize| c.get(i).copied().unwrap_or(' ');
+        for ((name, right), col) in names.iter().zip(&cols) {
+            let ok = if *right {
+                *col > 0 && at(col - 1) != ' ' && at(*col) == ' '
+            } else {
+                at(*col) != ' ' && (*col == 0 || at(col - 1) == ' ')
+            };
+            assert!(
+                ok,
+                "{what}: column {name:?} (char {col}) does not line up in\n{l}\n{}",
+                lines.join("\n")
+            );
+        }
+    }
+}
+
+/// Issue 13 item 13c: `cases`, `read list` and `agreement` line their columns up,
+/// however long a study ID or a reader's name is.
+#[test]
+fn case_read_list_and_agreement_tables_line_up() {
+    let s = setup(1);
+    let (a, b) = ("radiologist-alexandra", "radiologist-benjamin");
+    for u in [a, b] {
+        s.expect(&["users", "add", u, "--role", "reader"], 0);
+    }
+    s.expect(&["cases", "refresh"], 0);
+    let mut ra = as_user(&s, a);
+    let mut rb = as_user(&s, b);
+    // both read every case: the knees 1 and 3 (they disagree), the rest agree
+    while let Some(t) = ra.take_next_case().unwrap() {
+        let c = t.summary;
+        rb.take_next_case().unwrap().unwrap();
+        let (x, y) = if c.side.is_knee() {
+            (kl_read(1), kl_read(3))
+        } else {
+            let op = ReadInput {
+                kl: None,
+                oarsi: Oarsi::default(),
+                op_impression: Some(OpImpression::Normal),
+                confidence: Some(4),
+            };
+            (op.clone(), op)
+        };
+        ra.submit_read(&c.case, &x, None).unwrap();
+        rb.submit_read(&c.case, &y, None).unwrap();
+    }
+    let cols = [
+        ("case", false),
+        ("side", false),
+        ("state", false),
+        ("study ID", false),
+        ("reads", true),
+        ("yours", false),
+    ];
+    let text = s.expect(&["cases"], 0);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with('C') || l.starts_with("case"))
+        .collect();
+    assert!(lines.len() >= 4, "{text}");
+    assert!(
+        text.contains("-CONTROL-") || text.contains("-OP-"),
+        "{text}"
+    );
+    // the admin's rows have no "yours": only the first five columns
+    assert_lined_up("cases", &lines, &cols[..5]);
+    let text = s.expect(&["--as", a, "read", "list"], 0);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with('C') || l.starts_with("case"))
+        .collect();
+    assert!(lines.len() >= 4, "{text}");
+    assert_lined_up("read list", &lines, &cols);
+    let text = s.expect(&["--as", "adj1", "agreement", "--resamples", "50"], 0);
+    let mut tables = 0;
+    let all: Vec<&str> = text.lines().collect();
+    for (i, l) in all.iter().enumerate() {
+        if !l.trim_start().starts_with("comparison") {
+            continue;
+        }
+        let rows: Vec<&str> = all[i..]
+            .iter()
+            .take_while(|l| !l.trim().is_empty() && !l.contains("confusion matrix"))
+            .copied()
+            .collect();
+        assert!(rows.len() >= 3, "{text}");
+        assert!(
+            rows.iter().any(|r| r.contains(&format!("{a} vs {b}"))),
+            "{text}"
+        );
+        assert_lined_up(
+            "agreement",
+            &rows,
+            &[
+                ("comparison", false),
+                ("n", true),
+                ("agreement", false),
+                ("kappa", false),
+                ("weighted kappa (quad.)", false),
+                ("sensitivity", false),
+                ("specificity", false),
+            ],
+        );
+        tables += 1;
+    }
+    assert_eq!(tables, 2, "KL and OP tables:\n{text}");
+}
+
 #[test]
 fn readers_taking_work_at_once_in_separate_processes_never_share_a_slot() {
     // 6 OA patients x 2 knees + OP1 + CT1 = 14 cases, 28 slots; 8 readers x 3 rounds.

@@ -437,7 +437,7 @@ fn three_os_users_in_three_terminals_take_a_case_to_final_in_a_shared_study() {
         !screen.contains("phantom"),
         "the model shows to r1:\n{screen}"
     );
-    t1.keys(&["2", "1", "j", "j", "j", "j"]);
+    t1.keys(&["2", "j", "1", "j", "j", "j", "j", "j"]);
     t1.wait_for("▶ confidence", wait);
     t1.keys(&["4", "Enter"]);
     t1.wait_for("Submit your read?", wait);
@@ -461,7 +461,7 @@ fn three_os_users_in_three_terminals_take_a_case_to_final_in_a_shared_study() {
         !screen.contains("phantom"),
         "the model shows to r2:\n{screen}"
     );
-    t2.keys(&["4", "j", "j", "j", "j", "j"]);
+    t2.keys(&["4", "j", "j", "j", "j", "j", "j"]);
     t2.wait_for("▶ confidence", wait);
     t2.keys(&["3", "Enter"]);
     t2.wait_for("Submit your read?", wait);
@@ -488,7 +488,7 @@ fn three_os_users_in_three_terminals_take_a_case_to_final_in_a_shared_study() {
         screen.contains(&format!("read by {} v1: KL 4", r2.name)),
         "{screen}"
     );
-    t3.keys(&["3", "j"]);
+    t3.keys(&["3", "j", "j"]);
     t3.wait_for("▶ rationale", wait);
     t3.type_text("definite JSN on the AP view");
     t3.wait_for("definite JSN on the AP view", wait);

@@ -352,9 +352,85 @@ fn model_app(task: Task) -> App {
         task,
         phase: None,
         active: Some(Box::new(fixture::model_row(task))),
+        candidate: None,
         result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(task, 200)))),
     });
     app
+}
+
+/// Issue 13 item 8: a trained version is never made active by training; `a` on
+/// the model screen asks first, the active and the new version's validation
+/// figures side by side, and only y sends the activation (to the data layer).
+#[test]
+fn activating_a_model_asks_first_showing_old_and_new_figures_side_by_side() {
+    let mut old = fixture::model_row(Task::Kl);
+    old.card["validation"] = serde_json::json!({ "n": 240, "accuracy": 0.71, "auc_binary": 0.912 });
+    let mut new = fixture::model_row(Task::Kl);
+    new.id = 7;
+    new.name = "kl-study".into();
+    new.version = "20261204-031500".into();
+    new.active = false;
+    new.card["validation"] = serde_json::json!({ "n": 60, "accuracy": 0.45, "auc_binary": 0.631 });
+    let mut app = app_of(Role::Coordinator);
+    keys(&mut app, "M");
+    app.apply(Response::Evaluation {
+        task: Task::Kl,
+        phase: None,
+        active: Some(Box::new(old)),
+        candidate: Some(Box::new(new)),
+        result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(
+            Task::Kl,
+            50,
+        )))),
+    });
+    let text = draw(&app, 120, 40);
+    assert!(
+        text.contains("newest inactive version: kl-study 20261204-031500 (AUC 0.631"),
+        "{text}"
+    );
+    assert!(
+        keys(&mut app, "a").is_empty(),
+        "nothing is sent before the answer"
+    );
+    assert!(matches!(
+        app.confirmation(),
+        Some(Confirmation::ActivateModel { .. })
+    ));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = draw(&app, w, h);
+        assert!(
+            text.contains("Make kl-study 20261204-031500 the active kl"),
+            "{text}"
+        );
+        let now = text
+            .lines()
+            .find(|l| l.contains("now   kl 0.1.0-phantom"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let new = text
+            .lines()
+            .find(|l| l.contains("new   kl-study 20261204-031500"))
+            .unwrap_or_else(|| panic!("{text}"));
+        // side by side: the figures start in the same column
+        let col = |l: &str| l.find("AUC").map(|b| l[..b].chars().count());
+        assert!(now.contains("AUC 0.912 · accuracy 71.0% · n 240"), "{text}");
+        assert!(new.contains("AUC 0.631 · accuracy 45.0% · n 60"), "{text}");
+        assert_eq!(col(now), col(new), "{text}");
+    }
+    // n leaves everything as it was; y asks the data layer
+    assert!(keys(&mut app, "n").is_empty());
+    assert!(app.confirmation().is_none());
+    keys(&mut app, "a");
+    assert_eq!(
+        keys(&mut app, "y"),
+        vec![Request::ActivateModel {
+            task: Task::Kl,
+            version: "kl-study 20261204-031500".into()
+        }]
+    );
+    // a PI may look but not choose
+    let mut pi = model_app(Task::Kl);
+    assert!(keys(&mut pi, "a").is_empty());
+    assert!(pi.confirmation().is_none());
 }
 
 #[test]

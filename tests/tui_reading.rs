@@ -114,7 +114,7 @@ fn two_readers_and_two_adjudicators_take_a_case_from_unread_to_final_blinded_thr
     assert!(text.contains("image 1/1"), "{text}");
 
     // KL 2, JSN medial 1, confidence 4; Enter asks first, y submits.
-    r1.keys("21");
+    r1.keys("2j1");
     r1.focus(FormField::Confidence);
     r1.keys("4\n");
     assert!(r1.app.case_form().unwrap().is_confirming());
@@ -305,7 +305,7 @@ fn two_readers_and_an_adjudicator_in_three_terminals_take_a_case_to_final() {
         screen.contains("blinded until you submit your read of C00001"),
         "{screen}"
     );
-    r1.keys(&["2", "1", "j", "j", "j", "j"]);
+    r1.keys(&["2", "j", "1", "j", "j", "j", "j", "j"]);
     r1.wait_for("▶ confidence", wait);
     r1.keys(&["4", "Enter"]);
     r1.wait_for("Submit your read?", wait);
@@ -323,7 +323,7 @@ fn two_readers_and_an_adjudicator_in_three_terminals_take_a_case_to_final() {
     );
     assert!(!screen.contains("r1"), "r1 shows to r2:\n{screen}");
     assert!(screen.contains("hidden"), "{screen}");
-    r2.keys(&["4", "j", "j", "j", "j", "j"]);
+    r2.keys(&["4", "j", "j", "j", "j", "j", "j"]);
     r2.wait_for("▶ confidence", wait);
     r2.keys(&["3", "Enter"]);
     r2.wait_for("Submit your read?", wait);
@@ -340,7 +340,7 @@ fn two_readers_and_an_adjudicator_in_three_terminals_take_a_case_to_final() {
     let screen = adj.wait_for("Final grade of C00001", wait);
     assert!(screen.contains("read by r1 v1: KL 2"), "{screen}");
     assert!(screen.contains("read by r2 v1: KL 4"), "{screen}");
-    adj.keys(&["3", "j"]);
+    adj.keys(&["3", "j", "j"]);
     adj.wait_for("▶ rationale", wait);
     adj.type_text("definite JSN on the AP view");
     adj.wait_for("definite JSN on the AP view", wait);
@@ -616,8 +616,31 @@ fn reader_worklist_120x40() {
 fn read_app() -> App {
     let mut app = reader_app();
     load_case(&mut app, blinded_view());
-    keys(&mut app, "21");
+    keys(&mut app, "2j1j");
     app
+}
+
+/// Issue 13 item 7: `2 j j j j j j 4` went KL 2, then six fields on and wrapped
+/// back to KL, which the 4 overwrote. Now a digit sets the focused field only and
+/// j stops at the last field (the confidence).
+#[test]
+fn a_digit_sets_only_its_field_and_j_stops_at_the_last_one() {
+    let mut app = reader_app();
+    load_case(&mut app, blinded_view());
+    keys(&mut app, "2jjjjjj4");
+    let form = app.case_form().unwrap();
+    assert_eq!(form.current(), FormField::Confidence);
+    assert_eq!(form.summary().unwrap(), "KL 2, confidence 4");
+    // more j's stay on the last field; k's stop at the KL grade
+    keys(&mut app, "jj5");
+    assert_eq!(
+        app.case_form().unwrap().summary().unwrap(),
+        "KL 2, confidence 5"
+    );
+    keys(&mut app, "kkkkkkkkk3");
+    let form = app.case_form().unwrap();
+    assert_eq!(form.current(), FormField::Grade);
+    assert_eq!(form.summary().unwrap(), "KL 3, confidence 5");
 }
 
 #[test]
@@ -711,7 +734,7 @@ fn adjudication_queue_120x40() {
 fn adjudication_app() -> App {
     let mut app = queue_app();
     load_case(&mut app, open_view(false));
-    keys(&mut app, "3jdefinite JSN on the AP view\ny");
+    keys(&mut app, "3jjdefinite JSN on the AP view\ny");
     app.apply(Response::Adjudicated {
         case: "C00017".into(),
         result: Err((
@@ -884,7 +907,7 @@ fn read_patient_case_80x24() {
         })),
     });
     // h/l choose the OP impression; the confidence takes a digit
-    keys(&mut app, "lljj");
+    keys(&mut app, "lljjk");
     let text = draw(&app, 80, 24);
     assert!(text.contains("osteopenia"), "{text}");
     assert!(text.contains("OP stage reference"), "{text}");

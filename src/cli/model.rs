@@ -1,5 +1,6 @@
 //! `marrow infer`, `jobs`, `models`, `train`, `evaluate` (issue 5).
 
+use super::output::Align;
 use super::{EXIT_CHECK_FAILED, Global, open};
 use crate::db::inference::{JobRow, JobState, ModelRow};
 use crate::domain::agreement::Estimate;
@@ -56,12 +57,18 @@ pub struct ModelsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// Make a model version the one `marrow infer` uses for its task.
+    /// Make a model version the one `marrow infer` uses for its task (audited, with the
+    /// version it replaces and both validation figures; training never does it).
     Activate {
-        /// kl or op.
+        /// kl or op, or the model's name as `marrow models` lists it (e.g. kl-study).
         task: String,
         /// The version (or "name version") as `marrow models` lists it.
         version: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -425,38 +432,117 @@ fn models_table(rows: &[ModelRow]) -> String {
         );
         return out;
     }
-    let _ = writeln!(
-        out,
-        "{:<4} {:<6} {:<28} {:<20} {:<10} training data",
-        "task", "active", "model", "created", "by"
-    );
-    for m in rows {
-        let _ = writeln!(
-            out,
-            "{:<4} {:<6} {:<28} {:<20} {:<10} {}",
-            m.task.code(),
-            if m.active { "yes" } else { "" },
-            m.label(),
-            m.created_at.get(..19).unwrap_or(&m.created_at),
-            m.created_by,
-            m.card["training"]["data"].as_str().unwrap_or("")
-        );
-    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|m| {
+            vec![
+                m.task.code().to_string(),
+                if m.active { "yes" } else { "" }.to_string(),
+                m.label(),
+                m.validation_summary(),
+                m.created_at.get(..19).unwrap_or(&m.created_at).to_string(),
+                m.created_by.clone(),
+                m.card["training"]["data"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&super::output::table(
+        "",
+        &[
+            ("task", Align::Left),
+            ("active", Align::Left),
+            ("model", Align::Left),
+            ("validation", Align::Left),
+            ("created", Align::Left),
+            ("by", Align::Left),
+            ("training data", Align::Left),
+        ],
+        &cells,
+    ));
     out
+}
+
+/// The task of `marrow models activate TASK|NAME VERSION`: a task code, or the name
+/// of a registered model.
+fn activation_target(
+    study: &crate::db::Study,
+    first: &str,
+    version: &str,
+) -> Result<(Task, String)> {
+    if let Ok(t) = task_arg(first) {
+        return Ok((t, version.to_string()));
+    }
+    let models = study.models()?;
+    match models.iter().find(|m| m.name == first) {
+        Some(m) => Ok((m.task, format!("{first} {version}"))),
+        None => {
+            let mut names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+            names.dedup();
+            Err(anyhow!(
+                "{first:?} is neither a task (kl, op) nor a model's name ({}); `marrow models` lists them",
+                if names.is_empty() {
+                    "none registered yet".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        }
+    }
 }
 
 /// `marrow models [activate TASK VERSION]`.
 pub fn models(g: &Global, a: ModelsArgs) -> Result<u8> {
     let mut study = open(g)?;
     match a.action {
-        Some(ModelsCommand::Activate { task, version }) => {
-            let m = study.activate_model(task_arg(&task)?, &version)?;
-            println!(
-                "{} is now the active {} model ({})",
-                m.label(),
-                m.task.code(),
-                m.dir.display()
-            );
+        Some(ModelsCommand::Activate {
+            task,
+            version,
+            reason,
+            json,
+        }) => {
+            let (task, version) = activation_target(&study, &task, &version)?;
+            let (before, m) = study.activate_model(task, &version, reason.as_deref())?;
+            if json || a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "previous": before,
+                        "active": m,
+                        "changed": before.id != m.id,
+                    }))?
+                );
+            } else if before.id == m.id {
+                println!(
+                    "{} is already the active {} model; nothing changed",
+                    m.label(),
+                    m.task.code()
+                );
+            } else {
+                println!(
+                    "{} is now the active {} model ({})",
+                    m.label(),
+                    m.task.code(),
+                    m.dir.display()
+                );
+                print!(
+                    "{}",
+                    super::output::table(
+                        "  ",
+                        &[
+                            ("", Align::Left),
+                            ("model", Align::Left),
+                            ("validation", Align::Left)
+                        ],
+                        &[
+                            vec!["was".into(), before.label(), before.validation_summary()],
+                            vec!["now".into(), m.label(), m.validation_summary()],
+                        ],
+                    )
+                );
+            }
             Ok(0)
         }
         None => {
@@ -510,13 +596,8 @@ pub fn train(g: &Global, a: TrainArgs) -> Result<u8> {
         return Ok(0);
     }
     println!(
-        "trained {} on {} images of {} final grades ({} epochs, {:.1} s); it is the active {} model now",
-        report.model,
-        report.images,
-        report.cases,
-        report.epochs_run,
-        report.seconds,
-        opts.task.code()
+        "trained {} on {} images of {} final grades ({} epochs, {:.1} s); registered, not active",
+        report.model, report.images, report.cases, report.epochs_run, report.seconds,
     );
     println!("  written to {}", report.dir);
     let v = &report.validation;
@@ -534,8 +615,36 @@ pub fn train(g: &Global, a: TrainArgs) -> Result<u8> {
     for (path, why) in &report.skipped {
         println!("  left out: {path}: {why}");
     }
+    print!(
+        "{}",
+        super::output::table(
+            "  ",
+            &[
+                ("", Align::Left),
+                ("model", Align::Left),
+                ("validation", Align::Left)
+            ],
+            &[
+                vec![
+                    "active (stays)".into(),
+                    report.active.clone(),
+                    report.active_validation_summary.clone(),
+                ],
+                vec![
+                    "new".into(),
+                    report.model.clone(),
+                    report.validation_summary.clone(),
+                ],
+            ],
+        )
+    );
+    let version = report
+        .model
+        .split_once(' ')
+        .map(|(_, v)| v)
+        .unwrap_or(&report.model);
     println!(
-        "  next: `marrow infer --all --task {}` then `marrow evaluate --task {}`",
+        "  to use it: `marrow models activate {} {version} --reason TEXT` (audited), then `marrow infer --all --task {}`",
         opts.task.code(),
         opts.task.code()
     );

@@ -208,3 +208,120 @@ pub fn audit_table(rows: &[AuditRow]) -> String {
     }
     s
 }
+
+/// How a column of [`table`] lines up its cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A plain-text table: each column as wide as its widest cell (counted in
+/// characters, not bytes, so "—" or "é" take one), two spaces between columns, every
+/// line starting with `indent`, no trailing spaces. A row shorter than the header
+/// leaves its last columns empty.
+pub fn table(indent: &str, head: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = head.iter().map(|(h, _)| width(h)).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(width(c));
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::from(indent);
+        for (i, ((c, (_, align)), w)) in cells.iter().zip(head).zip(&widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            let pad = " ".repeat(w - width(c));
+            match align {
+                Align::Left => {
+                    s.push_str(c);
+                    s.push_str(&pad);
+                }
+                Align::Right => {
+                    s.push_str(&pad);
+                    s.push_str(c);
+                }
+            }
+        }
+        let mut s = s.trim_end().to_string();
+        s.push('\n');
+        s
+    };
+    let mut out = line(head.iter().map(|(h, _)| *h).collect());
+    for r in rows {
+        out.push_str(&line(
+            (0..head.len())
+                .map(|i| r.get(i).map(String::as_str).unwrap_or(""))
+                .collect(),
+        ));
+    }
+    out
+}
+
+/// A probability as a percentage with one decimal; "<0.1%" for what would round
+/// to 0.0% but is not zero (so 1.49e-12 reads "<0.1%", not "0.0%").
+pub fn probability_percent(p: f64) -> String {
+    if p > 0.0 && p < 0.0005 {
+        "<0.1%".to_string()
+    } else {
+        format!("{:.1}%", p * 100.0)
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    /// The char offset where each column starts, per line.
+    fn starts(line: &str, cells: &[&str]) -> Vec<usize> {
+        let mut from = 0;
+        cells
+            .iter()
+            .map(|c| {
+                let byte = line[from..].find(c).unwrap() + from;
+                from = byte + c.len();
+                line[..byte].chars().count()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn columns_line_up_by_characters_whatever_the_cell_widths() {
+        let rows = vec![
+            vec!["PKUPH-CONTROL-0001".to_string(), "—".into(), "12".into()],
+            vec!["é".to_string(), "(blinded)".into(), "3".into()],
+        ];
+        let t = table(
+            "  ",
+            &[
+                ("id", Align::Left),
+                ("state", Align::Left),
+                ("n", Align::Right),
+            ],
+            &rows,
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let a = starts(lines[1], &["PKUPH-CONTROL-0001", "—", "12"]);
+        let b = starts(lines[2], &["é", "(blinded)", "3"]);
+        assert_eq!(a[1], b[1], "{t}");
+        assert_eq!(a[0], 2);
+        // right-aligned: the cells end at the same char offset
+        assert_eq!(a[2] + 2, b[2] + 1, "{t}");
+        assert_eq!(starts(lines[0], &["id", "state"]), vec![a[0], a[1]]);
+        assert!(t.lines().all(|l| !l.ends_with(' ')));
+    }
+
+    #[test]
+    fn probabilities_are_percentages_with_one_decimal() {
+        assert_eq!(probability_percent(1.49e-12), "<0.1%");
+        assert_eq!(probability_percent(0.0), "0.0%");
+        assert_eq!(probability_percent(0.0004), "<0.1%");
+        assert_eq!(probability_percent(0.0006), "0.1%");
+        assert_eq!(probability_percent(0.2346), "23.5%");
+        assert_eq!(probability_percent(1.0), "100.0%");
+    }
+}

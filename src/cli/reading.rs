@@ -191,29 +191,36 @@ pub fn cases(g: &Global, a: CasesArgs) -> Result<u8> {
 }
 
 fn case_table(rows: &[CaseSummary]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<8} {:<8} {:<14} {:<16} {:>5}  yours",
-        "case", "side", "state", "study ID", "reads"
+    use super::output::{Align, table};
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.case.clone(),
+                r.side.to_string(),
+                r.state.map(|x| x.code()).unwrap_or("(blinded)").to_string(),
+                r.study_id.as_deref().unwrap_or("(blinded)").to_string(),
+                format!("{}/{}", r.reads_submitted, r.reads_needed),
+                match (r.assigned_to_you, r.your_read_version) {
+                    (_, Some(v)) => format!("read (v{v})"),
+                    (true, None) => "waiting for your read".into(),
+                    (false, None) => String::new(),
+                },
+            ]
+        })
+        .collect();
+    let mut s = table(
+        "",
+        &[
+            ("case", Align::Left),
+            ("side", Align::Left),
+            ("state", Align::Left),
+            ("study ID", Align::Left),
+            ("reads", Align::Right),
+            ("yours", Align::Left),
+        ],
+        &cells,
     );
-    for r in rows {
-        let _ = writeln!(
-            s,
-            "{:<8} {:<8} {:<14} {:<16} {:>2}/{:<2}  {}",
-            r.case,
-            r.side,
-            r.state.map(|x| x.code()).unwrap_or("(blinded)"),
-            r.study_id.as_deref().unwrap_or("(blinded)"),
-            r.reads_submitted,
-            r.reads_needed,
-            match (r.assigned_to_you, r.your_read_version) {
-                (_, Some(v)) => format!("read (v{v})"),
-                (true, None) => "waiting for your read".into(),
-                (false, None) => String::new(),
-            }
-        );
-    }
     let _ = writeln!(s, "{} cases", rows.len());
     s
 }
@@ -331,10 +338,7 @@ fn case_text(v: &CaseView) -> String {
         s,
         "model: {}",
         blinded(&v.model_prediction, |x| match x {
-            Some(p) => format!(
-                "{} KL {:?} OP {:?}",
-                p.model, p.kl_probabilities, p.op_probabilities
-            ),
+            Some(p) => model_words(p),
             None => "no prediction yet (inference not run)".into(),
         })
     );
@@ -363,6 +367,36 @@ fn case_text(v: &CaseView) -> String {
             s,
             "OP impression: normal, osteopenia or osteoporosis (WHO: T >= -1.0; -2.5 < T < -1.0; T <= -2.5)"
         );
+    }
+    s
+}
+
+/// The model's probabilities as percentages, class by class: "kl 0.1.0 · KL: KL0 0.3%,
+/// KL1 <0.1%, ... · OP: ..." (a task the model has no prediction of is left out).
+fn model_words(p: &crate::db::reading::ModelPrediction) -> String {
+    use super::output::probability_percent;
+    use crate::inference::Task;
+    let mut s = p.model.clone();
+    for (name, task, probs) in [
+        ("KL", Task::Kl, &p.kl_probabilities),
+        ("OP", Task::Op, &p.op_probabilities),
+    ] {
+        if probs.is_empty() {
+            continue;
+        }
+        let classes = task.classes();
+        let cells: Vec<String> = probs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let c = classes
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("class {i}"));
+                format!("{c} {}", probability_percent(*v))
+            })
+            .collect();
+        let _ = write!(s, " · {name}: {}", cells.join(", "));
     }
     s
 }
@@ -895,6 +929,7 @@ fn estimate(e: &crate::domain::agreement::Estimate, percent: bool) -> String {
 
 /// The text form of the agreement figures.
 pub fn agreement_text(s: &crate::db::agreement::AgreementSummary) -> String {
+    use super::output::Align;
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(
@@ -914,38 +949,41 @@ pub fn agreement_text(s: &crate::db::agreement::AgreementSummary) -> String {
             let _ = writeln!(out, "  no pairs of grades yet");
             continue;
         }
-        let _ = writeln!(
-            out,
-            "  {:<28} {:>5}  {:<22} {:<22} {:<22} {:<22} {:<22}",
-            "comparison",
-            "n",
-            "agreement",
-            "kappa",
-            "weighted kappa (quad.)",
-            "sensitivity",
-            "specificity"
-        );
-        for c in rows {
-            let r = &c.report;
-            let (sens, spec) = match &r.binary {
-                Some(b) => (
-                    estimate(&b.sensitivity, true),
-                    estimate(&b.specificity, true),
-                ),
-                None => ("—".into(), "—".into()),
-            };
-            let _ = writeln!(
-                out,
-                "  {:<28} {:>5}  {:<22} {:<22} {:<22} {:<22} {:<22}",
-                format!("{} vs {}", c.first, c.second),
-                r.n,
-                estimate(&r.percent_agreement, true),
-                estimate(&r.cohen_kappa, false),
-                estimate(&r.quadratic_weighted_kappa, false),
-                sens,
-                spec
-            );
-        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|c| {
+                let r = &c.report;
+                let (sens, spec) = match &r.binary {
+                    Some(b) => (
+                        estimate(&b.sensitivity, true),
+                        estimate(&b.specificity, true),
+                    ),
+                    None => ("—".into(), "—".into()),
+                };
+                vec![
+                    format!("{} vs {}", c.first, c.second),
+                    r.n.to_string(),
+                    estimate(&r.percent_agreement, true),
+                    estimate(&r.cohen_kappa, false),
+                    estimate(&r.quadratic_weighted_kappa, false),
+                    sens,
+                    spec,
+                ]
+            })
+            .collect();
+        out.push_str(&super::output::table(
+            "  ",
+            &[
+                ("comparison", Align::Left),
+                ("n", Align::Right),
+                ("agreement", Align::Left),
+                ("kappa", Align::Left),
+                ("weighted kappa (quad.)", Align::Left),
+                ("sensitivity", Align::Left),
+                ("specificity", Align::Left),
+            ],
+            &cells,
+        ));
         let _ = writeln!(out, "  {}", scale.reference_note());
         if let Some(p) = &scale.readers_pooled {
             let _ = writeln!(

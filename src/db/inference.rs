@@ -134,6 +134,41 @@ impl ModelRow {
     pub fn label(&self) -> String {
         format!("{} {}", self.name, self.version)
     }
+
+    /// The card's validation figures in a few words, e.g. "AUC 0.631 · accuracy
+    /// 41.7% · QWK 0.212 · n 60" (what `models` lists and the activation
+    /// confirmation sets side by side).
+    pub fn validation_summary(&self) -> String {
+        let v = &self.card["validation"];
+        let mut parts = Vec::new();
+        if let Some(a) = v["auc_binary"].as_f64().or_else(|| v["auc_macro"].as_f64()) {
+            parts.push(format!("AUC {a:.3}"));
+        }
+        if let Some(a) = v["accuracy"].as_f64() {
+            parts.push(format!("accuracy {:.1}%", a * 100.0));
+        }
+        if let Some(k) = v["quadratic_kappa"].as_f64() {
+            parts.push(format!("QWK {k:.3}"));
+        }
+        if let Some(n) = v["n"].as_u64() {
+            parts.push(format!("n {n}"));
+        }
+        if parts.is_empty() {
+            "no validation figures".into()
+        } else {
+            parts.join(" · ")
+        }
+    }
+
+    /// What the audit trail keeps of a model when activation switches it.
+    fn audit_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "task": self.task.code(),
+            "model": self.label(),
+            "sha256": self.sha256,
+            "validation": self.card["validation"],
+        })
+    }
 }
 
 /// Which images [`Study::image_targets`] returns.
@@ -561,9 +596,22 @@ impl Study {
             .ok_or_else(|| DbError::NotFound(format!("model {label} after registering it")))
     }
 
-    /// Makes `version` the active model of `task`.
-    pub fn activate_model(&mut self, task: Task, version: &str) -> Result<ModelRow> {
+    /// Makes `version` (or "name version") the active model of `task`: an act of
+    /// its own (training never does it), audited with the model it replaces and
+    /// the validation figures of both, and the reason when given. Who may:
+    /// whoever may train (coordinators and admins). Activating the active version
+    /// changes nothing and writes nothing. Returns the model that was active and
+    /// the one that is now.
+    pub fn activate_model(
+        &mut self,
+        task: Task,
+        version: &str,
+        reason: Option<&str>,
+    ) -> Result<(ModelRow, ModelRow)> {
         self.require(Permission::Model)?;
+        // The shipped model is registered (active) first, so the audit row names
+        // what the new one replaces.
+        let previous = self.active_model(task)?;
         let models = self.models()?;
         let Some(m) = models
             .iter()
@@ -575,15 +623,15 @@ impl Study {
                 .map(ModelRow::label)
                 .collect();
             return Err(DbError::NotFound(format!(
-                "no {} model version {version:?}; the study has: {}",
+                "no {} model version {version:?}; the study has: {} (`marrow models` lists them)",
                 task.code(),
-                if known.is_empty() {
-                    "none yet (the shipped one is registered on the first `marrow infer`)".into()
-                } else {
-                    known.join(", ")
-                }
+                known.join(", ")
             )));
         };
+        if m.id == previous.id {
+            return Ok((previous, m.clone()));
+        }
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let actor = self.actor().clone();
         let label = m.label();
         let tx = self
@@ -602,17 +650,19 @@ impl Study {
                 entity: "model",
                 entity_id: &label,
                 patient: None,
-                before: None,
-                after: Some(serde_json::json!({ "task": task.code(), "active": true }).to_string()),
-                reason: None,
+                before: Some(serde_json::json!({ "active": previous.audit_json() }).to_string()),
+                after: Some(serde_json::json!({ "active": m.audit_json() }).to_string()),
+                reason,
             },
         )?;
         audit.finish(&tx)?;
         tx.commit()?;
-        self.models()?
+        let now = self
+            .models()?
             .into_iter()
             .find(|x| x.id == m.id)
-            .ok_or_else(|| DbError::NotFound(label))
+            .ok_or_else(|| DbError::NotFound(label))?;
+        Ok((previous, now))
     }
 
     /// Queues a job. Who may: coordinators and admins.

@@ -1320,9 +1320,19 @@ impl Study {
     }
 
     /// The cases waiting for adjudication, with why (adjudicators, PIs, admins).
+    /// A case's reader is never offered it: a reader cannot adjudicate their own
+    /// case (see [`Study::adjudicate`]).
     pub fn adjudication_queue(&self) -> Result<Vec<QueueItem>> {
         self.require_unblinded("see the adjudication queue")?;
-        let rows = self.summaries("c.state = 'adjudication'", &[])?;
+        let rows = if self.role().allows(Permission::Adjudicate) {
+            self.summaries(
+                "c.state = 'adjudication' \
+                 AND NOT EXISTS (SELECT 1 FROM reads r WHERE r.case_id = c.id AND r.reader = ?1)",
+                &[],
+            )?
+        } else {
+            self.summaries("c.state = 'adjudication'", &[])?
+        };
         let mut out = Vec::with_capacity(rows.len());
         for s in rows {
             let id = parse_case_ref(&s.case)?;
@@ -1364,6 +1374,7 @@ impl Study {
             ));
         }
         let actor = self.actor().clone();
+        let role = self.role();
         let tx = self
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -1392,10 +1403,19 @@ impl Study {
                 c.version
             )));
         }
-        let current: Vec<i64> = current_reads(&load_reads(&tx, id)?)
-            .iter()
-            .map(|x| x.id)
-            .collect();
+        let reads = current_reads(&load_reads(&tx, id)?);
+        if let Some(n) = reads.iter().position(|x| x.reader == actor.name) {
+            return Err(DbError::NotAllowed {
+                user: actor.name.clone(),
+                role: role.to_string(),
+                what: format!(
+                    "adjudicate {r}: you read {r} (as reader {}): a case's reader cannot \
+                     adjudicate it; another adjudicator must (nothing was saved)",
+                    n + 1
+                ),
+            });
+        }
+        let current: Vec<i64> = reads.iter().map(|x| x.id).collect();
         let now = now_utc();
         insert_final(
             &tx,

@@ -269,6 +269,11 @@ pub struct TrainReport {
     pub images: usize,
     pub skipped: Vec<(String, String)>,
     pub validation: super::card::Metrics,
+    /// The new version's validation figures in a few words.
+    pub validation_summary: String,
+    /// The active model of the task, which training leaves as it is.
+    pub active: String,
+    pub active_validation_summary: String,
     pub epochs_run: usize,
     pub seconds: f64,
 }
@@ -285,8 +290,10 @@ pub enum TrainJobError {
 }
 
 /// Trains a new version of the `task` model on the final grades of the cohort,
-/// writes it with its card under the study's model folder, registers it and makes
-/// it the active one. The run is a job (progress per epoch; cancellable).
+/// writes it with its card under the study's model folder and registers it,
+/// inactive: the active model stays until someone activates the new one
+/// (`marrow models activate`, or the model screen), an audited act of its own. The
+/// run is a job (progress per epoch; cancellable).
 pub fn train(
     study: &mut Study,
     opts: &TrainOptions,
@@ -399,7 +406,16 @@ pub fn train(
     }
     let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
     let card: ModelCard = outcome.card.clone();
-    let row = study.register_model(task, &card, &dir_name, true, "marrow train")?;
+    // The shipped model is registered (and active) before any trained one, so a
+    // trained version always has an active model beside it to be compared with.
+    let active = study.active_model(task)?;
+    let row = study.register_model(
+        task,
+        &card,
+        &dir_name,
+        false,
+        "marrow train (registered inactive)",
+    )?;
     let report = TrainReport {
         job,
         model: row.label(),
@@ -408,6 +424,9 @@ pub fn train(
         images: examples.len(),
         skipped,
         validation: card.validation.clone(),
+        validation_summary: row.validation_summary(),
+        active: active.label(),
+        active_validation_summary: active.validation_summary(),
         epochs_run: outcome.history.len(),
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -415,8 +434,8 @@ pub fn train(
         job,
         JobState::Done,
         &format!(
-            "{} trained on {} images of {} cases; active now",
-            report.model, report.images, report.cases
+            "{} trained on {} images of {} cases; registered inactive ({} stays active)",
+            report.model, report.images, report.cases, report.active
         ),
     )?;
     Ok(report)

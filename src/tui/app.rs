@@ -1861,7 +1861,8 @@ impl App {
             | Response::JobQueued(_)
             | Response::JobCancel { .. }
             | Response::JobEnded { .. }
-            | Response::Evaluation { .. } => {}
+            | Response::Evaluation { .. }
+            | Response::ModelActivated { .. } => {}
             // Taken by `apply_dashboard` above.
             Response::Dashboard(_) | Response::BoxPatients { .. } => {}
             // Taken by `apply_followup` above.

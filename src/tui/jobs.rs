@@ -87,6 +87,15 @@ pub enum Confirmation {
     Cancel { id: i64, what: String },
     /// Quit while jobs this app started still run (they will be cancelled).
     Quit { jobs: Vec<i64> },
+    /// Make `new` the active model of `task` in place of `old`, each with its
+    /// validation figures (shown side by side).
+    ActivateModel {
+        task: Task,
+        old: String,
+        old_figures: String,
+        new: String,
+        new_figures: String,
+    },
 }
 
 /// What a key means to an open confirmation pop-up: the same for every one of them
@@ -116,6 +125,8 @@ pub struct ModelFigures {
     pub(crate) state: LoadState,
     /// The task's active model, if one is registered.
     pub(crate) active: Option<Box<ModelRow>>,
+    /// The task's newest inactive version: what `a` offers to activate.
+    pub(crate) candidate: Option<Box<ModelRow>>,
     pub(crate) figures: Option<EvaluationFigures>,
     /// Why there are no figures (no predictions, no final grades yet…).
     pub(crate) missing: Option<String>,
@@ -126,6 +137,7 @@ impl ModelFigures {
         ModelFigures {
             state: LoadState::Loading,
             active: None,
+            candidate: None,
             figures: None,
             missing: None,
         }
@@ -137,6 +149,10 @@ impl ModelFigures {
 
     pub fn active(&self) -> Option<&ModelRow> {
         self.active.as_deref()
+    }
+
+    pub fn candidate(&self) -> Option<&ModelRow> {
+        self.candidate.as_deref()
     }
 
     pub fn figures(&self) -> Option<&EvaluationFigures> {
@@ -204,6 +220,7 @@ pub(crate) fn is_jobs_response(r: &Response) -> bool {
             | Response::JobCancel { .. }
             | Response::JobEnded { .. }
             | Response::Evaluation { .. }
+            | Response::ModelActivated { .. }
     )
 }
 
@@ -462,6 +479,10 @@ impl App {
                         vec![Request::CancelJob { id }]
                     }
                     Confirmation::Quit { .. } => self.begin_quit(),
+                    Confirmation::ActivateModel { task, new, .. } => {
+                        self.info(format!("making {new} the active {} model…", task.code()));
+                        vec![Request::ActivateModel { task, version: new }]
+                    }
                 }
             }
             Answer::No => {
@@ -563,9 +584,56 @@ impl App {
                 self.screen = v.from;
                 return Vec::new();
             }
+            Action::ActivateModel => return self.ask_activate(),
             _ => 0,
         };
         v.scroll = v.scroll.saturating_add_signed(delta).min(max);
+        Vec::new()
+    }
+
+    /// `a` on the model screen: asks to make the task's newest inactive version the
+    /// active one, the figures of both side by side (activation is never a side
+    /// effect of training).
+    fn ask_activate(&mut self) -> Vec<Request> {
+        if !self.may_run_jobs() {
+            let e = DbError::NotAllowed {
+                user: self.session.user.clone(),
+                role: self.session.role.to_string(),
+                what: "choose the active model (coordinators and admins)".into(),
+            };
+            self.error(e.to_string());
+            return Vec::new();
+        }
+        let Some(v) = self.jobs.model.as_ref() else {
+            return Vec::new();
+        };
+        let task = v.task;
+        let (old, new) = match v.current() {
+            Some(f) => (f.active.clone(), f.candidate.clone()),
+            None => (None, None),
+        };
+        let Some(new) = new else {
+            self.info(format!(
+                "no inactive {} model version to activate (`marrow train --task {}` makes one)",
+                task.code(),
+                task.code()
+            ));
+            return Vec::new();
+        };
+        let (old, old_figures) = match old {
+            Some(m) => (m.label(), m.validation_summary()),
+            None => (
+                "the shipped model (registered on first use)".into(),
+                "—".into(),
+            ),
+        };
+        self.jobs.confirm = Some(Confirmation::ActivateModel {
+            task,
+            old,
+            old_figures,
+            new: new.label(),
+            new_figures: new.validation_summary(),
+        });
         Vec::new()
     }
 
@@ -707,10 +775,36 @@ impl App {
                 out.extend(self.load_jobs());
                 return out;
             }
+            Response::ModelActivated { task, result } => {
+                match result {
+                    Ok((was, now)) if was.id == now.id => self.info(format!(
+                        "{} is already the active {} model; nothing changed",
+                        now.label(),
+                        task.code()
+                    )),
+                    Ok((was, now)) => self.success(format!(
+                        "{} is the active {} model now (was {}); audited",
+                        now.label(),
+                        task.code(),
+                        was.label()
+                    )),
+                    Err(e) => self.error(format!("the active model stays: {e}")),
+                }
+                // Every figure of the task is of the model that was active.
+                let mut out = Vec::new();
+                if let Some(m) = self.jobs.model.as_mut() {
+                    m.computed.retain(|(t, _), _| *t != task);
+                    if self.screen == Screen::Model {
+                        out.extend(self.want_figures(false));
+                    }
+                }
+                return out;
+            }
             Response::Evaluation {
                 task,
                 phase,
                 active,
+                candidate,
                 result,
             } => {
                 if let Some(v) = self.jobs.model.as_mut() {
@@ -720,6 +814,7 @@ impl App {
                         .or_insert_with(ModelFigures::loading);
                     entry.state = LoadState::Loaded;
                     entry.active = active;
+                    entry.candidate = candidate;
                     match result {
                         Ok(f) => {
                             entry.figures = Some(f);

@@ -320,6 +320,9 @@ pub enum Action {
     OpenFollowup,
     /// Show or hide the model's explanation of the case over its image.
     Explain,
+    /// Make the task's newest inactive model version the active one (asks first,
+    /// showing both versions' validation figures).
+    ActivateModel,
 }
 
 /// One line of the keymap.
@@ -459,11 +462,11 @@ pub const KEYMAP: &[Binding] = &[
     b(X::ReaderWorklist, &[Char('M')], A::OpenModel, "the model screen (blinded for readers)", None),
     b(X::ReaderWorklist, &[Char('D')], A::OpenDashboard, "the study dashboard: enrollment, CONSORT flow (not readers)", None),
     // Read and adjudication form
-    b(X::CaseForm, &[Char('j'), Code(K::Down), Code(K::Tab)], A::Down, "next field", Some("field")),
-    b(X::CaseForm, &[Char('k'), Code(K::Up), Code(K::BackTab)], A::Up, "previous field", Some("field")),
+    b(X::CaseForm, &[Char('j'), Code(K::Down), Code(K::Tab)], A::Down, "next field (stops at the last)", Some("field")),
+    b(X::CaseForm, &[Char('k'), Code(K::Up), Code(K::BackTab)], A::Up, "previous field (stops at the first)", Some("field")),
     b(X::CaseForm, &[Char('l'), Code(K::Right)], A::StepValue(1), "next value of the field", Some("value")),
     b(X::CaseForm, &[Char('h'), Code(K::Left)], A::StepValue(-1), "previous value of the field", Some("value")),
-    b(X::CaseForm, &[Digits], A::Digit(0), "set KL (0-4), an OARSI score (0-3) or the confidence (1-5)", Some("grade")),
+    b(X::CaseForm, &[Digits], A::Digit(0), "set the focused field: KL (0-4), an OARSI score (0-3) or the confidence (1-5); the focus stays", Some("grade")),
     b(X::CaseForm, &[Char('x'), Code(K::Backspace), Code(K::Delete)], A::ClearField, "clear an optional field", None),
     b(X::CaseForm, &[Code(K::Enter)], A::Save, "submit (asks to confirm)", Some("submit")),
     b(X::CaseForm, &[Code(K::Esc)], A::Back, "back, nothing is saved", Some("back")),
@@ -535,6 +538,7 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Model, &[Char('G'), Code(K::End)], A::Bottom, "bottom", None),
     b(X::Model, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "a page down", None),
     b(X::Model, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "a page up", None),
+    b(X::Model, &[Char('a')], A::ActivateModel, "make the newest inactive version active (asks, old and new figures side by side; coordinators, admins)", None),
     b(X::Model, &[Char('J')], A::OpenJobs, "the jobs screen", Some("jobs")),
     b(X::Model, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back", Some("back")),
     // Dashboard

@@ -257,9 +257,11 @@ impl GradeForm {
         }
     }
 
+    /// j/k: the next or previous field, stopping at the first and the last (no
+    /// wrap: a `j` too many must not land on the KL grade).
     fn move_field(&mut self, delta: isize) {
-        let n = self.fields().len() as isize;
-        self.field = (self.field.min(n as usize - 1) as isize + delta).rem_euclid(n) as usize;
+        let last = self.fields().len() - 1;
+        self.field = self.field.min(last).saturating_add_signed(delta).min(last);
     }
 
     /// The values the grade steps through.
@@ -340,9 +342,9 @@ impl GradeForm {
                 None => return Err("this field is chosen with h/l (←/→), not a digit".into()),
             },
         }
-        // A digit fills the field: on to the next one.
+        // A digit sets the focused field only: the focus stays (moving on is j's
+        // job, so a digit typed once too often cannot overwrite the next field).
         self.keep_focus(field);
-        self.move_field(1);
         Ok(())
     }
 
@@ -1301,6 +1303,8 @@ mod tests {
         let mut f = GradeForm::new(Side::Left, FormMode::Read);
         assert!(f.read_input().unwrap_err().contains("KL grade"));
         f.digit(2).unwrap();
+        assert_eq!(f.current(), FormField::Grade, "a digit does not move on");
+        f.move_field(1);
         assert_eq!(f.current(), FormField::JsnMedial);
         assert!(f.digit(4).unwrap_err().contains("0 to 3"));
         f.digit(1).unwrap();
@@ -1315,10 +1319,37 @@ mod tests {
         assert_eq!(f.summary().unwrap(), "KL 2, JSN medial 1, confidence 4");
     }
 
+    /// Issue 13 item 7: `2 j j j j j j 4` used to wrap back to KL and make it 4.
+    #[test]
+    fn a_digit_sets_the_focused_field_only_and_moving_stops_at_the_ends() {
+        let mut f = GradeForm::new(Side::Left, FormMode::Read);
+        let fields = f.fields();
+        f.digit(2).unwrap();
+        for _ in 0..6 {
+            f.move_field(1);
+        }
+        assert_eq!(f.current(), *fields.last().unwrap());
+        f.move_field(1);
+        assert_eq!(
+            f.current(),
+            FormField::Confidence,
+            "j stops at the last field"
+        );
+        f.digit(4).unwrap();
+        assert_eq!(f.grade, Some(GradeChoice::Kl(2)), "KL keeps its 2");
+        assert_eq!(f.confidence, Some(4));
+        assert_eq!(f.oarsi, [None; 4]);
+        for _ in 0..10 {
+            f.move_field(-1);
+        }
+        assert_eq!(f.current(), FormField::Grade, "k stops at the first field");
+    }
+
     #[test]
     fn not_assessable_asks_why_and_drops_the_oarsi_scores() {
         let mut f = GradeForm::new(Side::Right, FormMode::Read);
         f.digit(3).unwrap();
+        f.move_field(1);
         f.digit(2).unwrap();
         f.field = 0;
         // KL 3 -> 4 -> not assessable

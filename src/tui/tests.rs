@@ -1566,6 +1566,7 @@ mod jobs_and_model {
             task: Task::Kl,
             phase: None,
             active: Some(Box::new(fixture::model_row(Task::Kl))),
+            candidate: None,
             result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(
                 Task::Kl,
                 50,
@@ -1608,6 +1609,7 @@ mod jobs_and_model {
             task: Task::Kl,
             phase: None,
             active: None,
+            candidate: None,
             result: Err("the kl model has predicted nothing yet: run `marrow infer` first".into()),
         });
         let text = draw(&a, 80, 24);

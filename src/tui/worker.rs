@@ -98,6 +98,11 @@ pub enum Request {
         phase: Option<Phase>,
         resamples: usize,
     },
+    /// Make `version` the active model of `task` (`Study::activate_model`, audited).
+    ActivateModel {
+        task: Task,
+        version: String,
+    },
     /// The dashboard's figures: status, CONSORT flow, enrollment by month.
     LoadDashboard,
     /// The patients behind one CONSORT box (`Study::consort_patients`).
@@ -342,7 +347,14 @@ pub enum Response {
         task: Task,
         phase: Option<Phase>,
         active: Option<Box<ModelRow>>,
+        /// The task's newest inactive version (what `a` offers to activate).
+        candidate: Option<Box<ModelRow>>,
         result: Result<EvaluationFigures, String>,
+    },
+    /// A model activated: the one that was active and the one that is now, or why not.
+    ModelActivated {
+        task: Task,
+        result: Result<(Box<ModelRow>, Box<ModelRow>), String>,
     },
     /// The dashboard's figures, or why not.
     Dashboard(Result<Box<DashboardFigures>, String>),
@@ -638,7 +650,7 @@ pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
                 });
             }
             // Each cohort and task the screen waits for is answered.
-            Request::LoadEvaluation { .. } => writes.push(r),
+            Request::LoadEvaluation { .. } | Request::ActivateModel { .. } => writes.push(r),
             Request::LoadDashboard | Request::LoadBoxPatients { .. } => writes.push(r),
             Request::LoadFollowup { .. } | Request::RecordVisit(_) => writes.push(r),
             Request::ExplainCase { .. } => writes.push(r),
@@ -961,10 +973,16 @@ fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
             phase,
             resamples,
         } => {
-            let active = study
-                .models()
-                .ok()
-                .and_then(|m| m.into_iter().find(|m| m.task == task && m.active))
+            let models = study.models().unwrap_or_default();
+            let active = models
+                .iter()
+                .find(|m| m.task == task && m.active)
+                .cloned()
+                .map(Box::new);
+            let candidate = models
+                .into_iter()
+                .filter(|m| m.task == task && !m.active)
+                .max_by_key(|m| m.id)
                 .map(Box::new);
             let result = crate::cli::model::evaluation_report(
                 study,
@@ -980,8 +998,25 @@ fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
                 task,
                 phase,
                 active,
+                candidate,
                 result,
             }
+        }
+        Request::ActivateModel { task, version } => {
+            let result = study
+                .activate_model(task, &version, Some("activated on the TUI's model screen"))
+                .map(|(was, now)| (Box::new(was), Box::new(now)))
+                .map_err(|e| e.to_string());
+            match &result {
+                Ok((was, now)) => tracing::info!(
+                    "tui: {} is the active {} model (was {})",
+                    now.label(),
+                    task.code(),
+                    was.label()
+                ),
+                Err(e) => tracing::warn!("tui: activating {version} failed: {e}"),
+            }
+            Response::ModelActivated { task, result }
         }
         Request::LoadReaderWorklist => {
             Response::ReaderWorklist(study.reader_worklist().map_err(|e| e.to_string()))

@@ -299,6 +299,52 @@ pub fn render_confirm(app: &App, frame: &mut Frame, area: Rect) {
         return;
     };
     let inner_w = confirm::text_width(area);
+    if let Confirmation::ActivateModel {
+        task,
+        old,
+        old_figures,
+        new,
+        new_figures,
+    } = c
+    {
+        // The two versions side by side: label, model, validation figures.
+        let mut lines: Vec<Line> = vec![Line::styled(
+            ellipsize(
+                &format!("The {} model `marrow infer` uses:", task.code()),
+                inner_w,
+            ),
+            t.title(),
+        )];
+        let label_w = 5;
+        let model_w = old.chars().count().max(new.chars().count());
+        for (what, model, figures, style) in [
+            ("now", old, old_figures, t.muted()),
+            ("new", new, new_figures, t.title()),
+        ] {
+            let row = format!("{what:<label_w$} {model:<model_w$}");
+            if row.chars().count() + 2 + figures.chars().count() <= inner_w {
+                lines.push(Line::styled(format!("{row}  {figures}"), style));
+            } else {
+                lines.push(Line::styled(ellipsize(&row, inner_w), style));
+                lines.push(Line::styled(
+                    ellipsize(&format!("{:label_w$} {figures}", ""), inner_w),
+                    style,
+                ));
+            }
+        }
+        lines.push(Line::raw(""));
+        for l in wrap(
+            "Validation figures from each model's card. The switch is audited (who, \
+             when, both versions); predictions already made stay, `n` on the jobs \
+             screen predicts with the new one.",
+            inner_w,
+        ) {
+            lines.push(Line::styled(l, t.muted()));
+        }
+        let title = format!("Make {new} the active {} model?", task.code());
+        confirm::render(t, frame, area, &title, lines, Context::JobConfirm);
+        return;
+    }
     let (title, head, note) = match c {
         Confirmation::InferAll => (
             "Infer every image again?".to_string(),
@@ -313,6 +359,7 @@ pub fn render_confirm(app: &App, frame: &mut Frame, area: Rect) {
             "It stops after its current batch; the predictions made so far are kept \
              (n finishes the rest later).",
         ),
+        Confirmation::ActivateModel { .. } => return,
         Confirmation::Quit { jobs } => {
             let ids = jobs
                 .iter()

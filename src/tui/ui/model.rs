@@ -94,6 +94,20 @@ fn header_lines(
             t.muted(),
         ),
     });
+    if let Some(c) = f.and_then(|f| f.candidate()) {
+        out.push(Line::styled(
+            ellipsize(
+                &format!(
+                    "newest inactive version: {} ({}) · {}: make it active (asks)",
+                    c.label(),
+                    c.validation_summary(),
+                    key_of(Action::ActivateModel)
+                ),
+                width,
+            ),
+            t.muted(),
+        ));
+    }
     if let Some(r) = f.and_then(|f| f.figures()) {
         let r = &r.0;
         out.push(Line::styled(
