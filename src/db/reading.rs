@@ -537,16 +537,15 @@ fn case_image(i: super::imaging::PatientImage) -> CaseImage {
     }
 }
 
-/// The images of a patient (by study ID) split by [`reading::image_fits_case`]: those
-/// that can grade the case of `side`, and the others with why not.
-fn split_images(
-    conn: &Connection,
-    study_id: &str,
-    side: Side,
-) -> Result<(
+/// A patient's images that fit a case, and the others with why not.
+type SplitImages = (
     Vec<super::imaging::PatientImage>,
     Vec<(super::imaging::PatientImage, reading::Misfit)>,
-)> {
+);
+
+/// The images of a patient (by study ID) split by [`reading::image_fits_case`]: those
+/// that can grade the case of `side`, and the others with why not.
+fn split_images(conn: &Connection, study_id: &str, side: Side) -> Result<SplitImages> {
     let mut fit = Vec::new();
     let mut other = Vec::new();
     for i in super::imaging::patient_images(conn, study_id)? {
