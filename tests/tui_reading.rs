@@ -13,8 +13,8 @@ use driver::{Driver, Pace, draw, keys};
 use marrow::db::agreement::summarise;
 use marrow::db::imaging::{ImageRecord, PatientImage};
 use marrow::db::reading::{
-    Blinded, CaseImage, CaseReads, CaseState, CaseSummary, CaseView, FinalMethod, QueueItem,
-    ReadRecord,
+    Blinded, CaseImage, CaseReads, CaseState, CaseSummary, CaseView, FinalMethod, OtherImage,
+    QueueItem, ReadRecord,
 };
 use marrow::dicom::decode::{Pixels, Rendered};
 use marrow::dicom::synth::{self, BodyPart, Laterality, Spec, View};
@@ -500,6 +500,7 @@ fn blinded_case(case: &str) -> CaseView {
         version: 3,
         study_id: Blinded::Hidden(why()),
         images: vec![case_image()],
+        other_images: Vec::new(),
         reads_needed: 2,
         reads_submitted: 1,
         your_reads: Vec::new(),
@@ -523,6 +524,17 @@ fn open_view(yours: bool) -> CaseView {
         version: 5,
         study_id: Blinded::Shown("PKUPH-OA-0007".into()),
         images: vec![case_image()],
+        other_images: vec![OtherImage {
+            image: CaseImage {
+                instance_id: 2,
+                sop_uid: "2.25.2".into(),
+                store_path: "2.25.100/2.25.2.dcm".into(),
+                laterality: Some("R".into()),
+                ..case_image()
+            },
+            why: "the right knee, not the left".into(),
+            label: "right knee".into(),
+        }],
         reads_needed: 2,
         reads_submitted: 2,
         your_reads: if yours { vec![r2.clone()] } else { Vec::new() },

@@ -285,18 +285,44 @@ fn case_text(v: &CaseView) -> String {
         v.version
     );
     let _ = writeln!(s, "study ID: {}", blinded(&v.study_id, |x| x.clone()));
-    let _ = writeln!(s, "images: {}", v.images.len());
-    for i in &v.images {
-        let _ = writeln!(
-            s,
-            "  {:<10} {:<4} {:<8} {:<2} {:<4} {}",
+    let line = |i: &crate::db::reading::CaseImage| {
+        format!(
+            "{:<10} {:<4} {:<8} {:<2} {:<4} {}",
             i.study_date.as_deref().unwrap_or("?"),
             i.modality.as_deref().unwrap_or("?"),
             i.body_part.as_deref().unwrap_or("?"),
             i.laterality.as_deref().unwrap_or(""),
             i.view_position.as_deref().unwrap_or(""),
             i.store_path
+        )
+    };
+    let _ = writeln!(s, "images: {}", v.images.len());
+    if v.images.is_empty() {
+        let _ = writeln!(
+            s,
+            "  none can grade this case ({})",
+            if v.side.is_knee() {
+                format!(
+                    "a DX or CR radiograph of the {} knee, or a bilateral one",
+                    v.side
+                )
+            } else {
+                "a DX or CR radiograph of the hip, pelvis or lumbar spine".to_string()
+            }
         );
+    }
+    for i in &v.images {
+        let _ = writeln!(s, "  {}", line(i));
+    }
+    if !v.other_images.is_empty() {
+        let _ = writeln!(
+            s,
+            "other images of this patient, not used for this case: {}",
+            v.other_images.len()
+        );
+        for o in &v.other_images {
+            let _ = writeln!(s, "  {}  ({})", line(&o.image), o.why);
+        }
     }
     let _ = writeln!(
         s,

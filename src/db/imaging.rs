@@ -242,6 +242,20 @@ pub struct PatientImage {
     pub record: ImageRecord,
 }
 
+impl ImageRecord {
+    /// What the fit rules of `domain::reading` need to know of the image.
+    pub fn facts(&self) -> crate::domain::reading::ImageFacts {
+        crate::domain::reading::ImageFacts {
+            modality: self.modality.clone(),
+            body_part: self.body_part.clone(),
+            laterality: self.laterality.clone(),
+            view_position: self.view_position.clone(),
+            sop_class_uid: self.sop_class_uid.clone(),
+            burned_in: self.review_reason.clone(),
+        }
+    }
+}
+
 /// What a viewer says of an image flagged for burned-in text without a stored reason.
 const REVIEW_UNSPECIFIED: &str = "flagged for a burned-in text review";
 

@@ -10,7 +10,9 @@ use super::audit::{AuditWriter, Change};
 use super::{DbError, Result, Study, now_utc};
 use crate::domain::protocol::Phase;
 use crate::domain::records::analyte_units;
+use crate::domain::reading::{ImageFacts, ImageInputs, image_fits_model};
 use crate::domain::user::{Permission, Role};
+use crate::inference::card::default_inputs;
 use crate::inference::{Clinical, Task};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
@@ -169,6 +171,86 @@ impl ModelRow {
             "validation": self.card["validation"],
         })
     }
+
+    /// The images the model reads: its card's inputs, else (a card registered before
+    /// marrow recorded them) what the shipped model of its task reads.
+    pub fn inputs(&self) -> ImageInputs {
+        inputs_of(self.task, &self.card)
+    }
+}
+
+fn inputs_of(task: Task, card: &serde_json::Value) -> ImageInputs {
+    card.get("inputs")
+        .cloned()
+        .and_then(|v| serde_json::from_value::<ImageInputs>(v).ok())
+        .filter(|i| i.validate().is_ok())
+        .unwrap_or_else(|| default_inputs(task))
+}
+
+/// The columns [`facts_at`] reads, for a query over `image_instances i` joined with
+/// `image_series se`.
+const FACT_COLUMNS: &str = "se.modality, se.body_part, i.laterality, i.view_position, i.sop_class_uid, i.burned_in_review, i.review_reason";
+
+/// The image's facts from the [`FACT_COLUMNS`] at `at`.
+fn facts_at(r: &rusqlite::Row, at: usize) -> rusqlite::Result<ImageFacts> {
+    let flagged = r.get::<_, i64>(at + 5)? != 0;
+    let reason: Option<String> = r.get(at + 6)?;
+    Ok(ImageFacts {
+        modality: r.get(at)?,
+        body_part: r.get(at + 1)?,
+        laterality: r.get(at + 2)?,
+        view_position: r.get(at + 3)?,
+        sop_class_uid: r.get(at + 4)?,
+        burned_in: match (flagged, reason) {
+            (true, None) => Some("flagged at import".into()),
+            (_, reason) => reason,
+        },
+    })
+}
+
+/// The inputs of every model version the study knows, by task and `name version`.
+fn model_inputs(conn: &Connection) -> rusqlite::Result<HashMap<(String, String), ImageInputs>> {
+    let mut st = conn.prepare_cached("SELECT task, name || ' ' || version, card FROM models")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (task, label, card) = row?;
+        let Some(t) = task_of(&task) else { continue };
+        let card = serde_json::from_str(&card).unwrap_or(serde_json::Value::Null);
+        out.insert((task, label), inputs_of(t, &card));
+    }
+    Ok(out)
+}
+
+/// Whether a stored prediction counts: the model that made it reads the image (its
+/// card's inputs, else its task's default) as the case of the side stored. A
+/// prediction made before marrow checked, of a CT or MR slice or the other knee,
+/// is left out of every case prediction and of `marrow evaluate`.
+fn prediction_counts(
+    inputs: &HashMap<(String, String), ImageInputs>,
+    task: &str,
+    label: &str,
+    side: &str,
+    facts: &ImageFacts,
+) -> bool {
+    let Some(t) = task_of(task) else {
+        return false;
+    };
+    let default;
+    let inputs = match inputs.get(&(task.to_string(), label.to_string())) {
+        Some(i) => i,
+        None => {
+            default = default_inputs(t);
+            &default
+        }
+    };
+    image_fits_model(inputs, t == Task::Kl, facts).is_ok_and(|s| s.code() == side)
 }
 
 /// Which images [`Study::image_targets`] returns.
@@ -191,6 +273,15 @@ pub struct PredictTarget {
     pub study_id: String,
     /// `left`, `right` (knees) or `patient` (OP).
     pub side: String,
+}
+
+/// The images a model would read, and the others by why it skips them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Targets {
+    pub images: Vec<PredictTarget>,
+    /// Images the model does not read, counted by [`Misfit::label`](crate::domain::reading::Misfit::label):
+    /// `CT`, `MR`, `view LAT`, `body part HIP`...
+    pub skipped: BTreeMap<String, usize>,
 }
 
 /// One prediction to store.
@@ -280,21 +371,6 @@ fn final_label(task: Task, kl: Option<i64>, op: Option<&str>) -> Option<u8> {
             "osteoporosis" => Some(2),
             _ => None,
         },
-    }
-}
-
-/// Which reading case an image belongs to, for a task: knees with a laterality for
-/// KL; hips (and spines) for OP. `None`: the task does not use the image.
-pub fn side_for(task: Task, body_part: Option<&str>, laterality: Option<&str>) -> Option<String> {
-    let part = body_part.unwrap_or("").to_ascii_uppercase();
-    match task {
-        Task::Kl if part.contains("KNEE") => match laterality.map(str::to_ascii_uppercase) {
-            Some(l) if l == "L" => Some("left".into()),
-            Some(l) if l == "R" => Some("right".into()),
-            _ => None,
-        },
-        Task::Op if part.contains("HIP") || part.contains("PELVIS") => Some("patient".into()),
-        _ => None,
     }
 }
 
@@ -393,18 +469,45 @@ fn average_per_case(
 
 /// The prediction of every reading case that has one (see [`CasePrediction`]).
 pub fn case_predictions(conn: &Connection) -> rusqlite::Result<Vec<CasePrediction>> {
-    let mut st = conn.prepare_cached(
-        "SELECT i.patient_id, p.side, p.task, p.model || ' ' || p.model_version, p.probs \
+    latest_predictions(conn, None)
+}
+
+/// The latest model version's predictions of each task (of one patient, or all),
+/// only those that count ([`prediction_counts`]), averaged per case.
+fn latest_predictions(
+    conn: &Connection,
+    patient_id: Option<i64>,
+) -> rusqlite::Result<Vec<CasePrediction>> {
+    let inputs = model_inputs(conn)?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT i.patient_id, p.side, p.task, p.model || ' ' || p.model_version, p.probs, {FACT_COLUMNS} \
          FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
-         WHERE i.patient_id IS NOT NULL AND p.model || ' ' || p.model_version = ( \
+         JOIN image_series se ON se.id = i.series \
+         WHERE i.patient_id IS NOT NULL AND (?1 IS NULL OR i.patient_id = ?1) \
+         AND p.model || ' ' || p.model_version = ( \
               SELECT p3.model || ' ' || p3.model_version FROM predictions p3 \
               WHERE p3.task = p.task ORDER BY p3.id DESC LIMIT 1) \
-         ORDER BY i.patient_id, p.side, p.task",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+         ORDER BY i.patient_id, p.side, p.task"
+    ))?;
+    let rows = st.query_map([patient_id], |r| {
+        Ok((
+            (
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ),
+            facts_at(r, 5)?,
+        ))
     })?;
-    average_per_case(rows)
+    let kept = rows.filter(|row| match row {
+        Ok(((_, side, task, label, _), facts)) => {
+            prediction_counts(&inputs, task, label, side, facts)
+        }
+        Err(_) => true,
+    });
+    average_per_case(kept.map(|row| row.map(|(p, _)| p)))
 }
 
 /// The model's view of one reading case: the KL probabilities of the knee (for a
@@ -442,17 +545,7 @@ fn case_predictions_of(
     conn: &Connection,
     patient_id: i64,
 ) -> rusqlite::Result<Vec<CasePrediction>> {
-    let mut st = conn.prepare_cached(
-        "SELECT i.patient_id, p.side, p.task, p.model || ' ' || p.model_version, p.probs \
-         FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
-         WHERE i.patient_id = ?1 AND p.model || ' ' || p.model_version = ( \
-              SELECT p3.model || ' ' || p3.model_version FROM predictions p3 \
-              WHERE p3.task = p.task ORDER BY p3.id DESC LIMIT 1)",
-    )?;
-    let rows = st.query_map([patient_id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })?;
-    average_per_case(rows)
+    latest_predictions(conn, Some(patient_id))
 }
 
 impl Study {
@@ -544,6 +637,7 @@ impl Study {
             "validation": card.validation,
             "intended_use": card.intended_use,
             "created": card.created,
+            "inputs": card.inputs(),
         });
         let tx = self
             .conn_mut()
@@ -881,15 +975,26 @@ impl Study {
 
     /// The images of `task` to predict or train on, see [`TargetsOf`].
     pub fn image_targets(&self, task: Task, of: TargetsOf) -> Result<Vec<PredictTarget>> {
+        Ok(self.predict_targets(task, of)?.images)
+    }
+
+    /// The images of `task` to predict or train on ([`TargetsOf`]), and the images
+    /// the model does not read, counted by why: only those that fit its card's inputs
+    /// and the case of their side (`domain::reading::image_fits_model`); CT and MR
+    /// slices, screenshots, images flagged for burned-in text, other body parts and
+    /// views, knee films of unknown side or both knees are skipped. Training reads
+    /// what the task's shipped model reads.
+    pub fn predict_targets(&self, task: Task, of: TargetsOf) -> Result<Targets> {
         let code = task.code();
-        let (model, version, all, case) = match of {
+        let (model, version, all, case, inputs) = match of {
             TargetsOf::Model { model, all } => (
                 Some(model.name.as_str()),
                 Some(model.version.as_str()),
                 all,
                 None,
+                model.inputs(),
             ),
-            TargetsOf::Case(case) => (None, None, true, Some(case)),
+            TargetsOf::Case(case) => (None, None, true, Some(case), default_inputs(task)),
         };
         let patient = case.map(|c| c.patient_id);
         // A case's images are its patient's; the model's are all linked images.
@@ -899,9 +1004,9 @@ impl Study {
             ""
         };
         let mut st = self.conn().prepare_cached(&format!(
-            "SELECT i.id, i.store_path, p.id, p.study_id, se.body_part, i.laterality, \
+            "SELECT i.id, i.store_path, p.id, p.study_id, \
                EXISTS (SELECT 1 FROM predictions q WHERE q.instance_id = i.id AND q.task = ?1 \
-                       AND q.model = ?2 AND q.model_version = ?3) \
+                       AND q.model = ?2 AND q.model_version = ?3), {FACT_COLUMNS} \
              FROM image_instances i JOIN patients p ON p.id = i.patient_id \
              JOIN image_series se ON se.id = i.series {filter}ORDER BY i.id"
         ))?;
@@ -915,24 +1020,27 @@ impl Study {
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, i64>(6)? != 0,
+                r.get::<_, i64>(4)? != 0,
+                facts_at(r, 5)?,
             ))
         })?;
-        let mut out = Vec::new();
+        let mut out = Targets::default();
         for row in rows {
-            let (instance_id, store_path, patient_id, study_id, part, lat, done) = row?;
+            let (instance_id, store_path, patient_id, study_id, done, facts) = row?;
             if done && !all {
                 continue;
             }
-            let Some(side) = side_for(task, part.as_deref(), lat.as_deref()) else {
-                continue;
+            let side = match image_fits_model(&inputs, task == Task::Kl, &facts) {
+                Ok(side) => side.code().to_string(),
+                Err(why) => {
+                    *out.skipped.entry(why.label()).or_default() += 1;
+                    continue;
+                }
             };
             if case.is_some_and(|c| c.side != side) {
                 continue;
             }
-            out.push(PredictTarget {
+            out.images.push(PredictTarget {
                 instance_id,
                 store_path,
                 patient_id,
@@ -1162,16 +1270,27 @@ impl Study {
                     ))
                 })?,
         };
-        let mut st = self.conn().prepare_cached(
-            "SELECT p.probs FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
-             WHERE i.patient_id = ?1 AND p.side = ?2 AND p.task = ?3 AND p.model || ' ' || p.model_version = ?4",
-        )?;
+        // Only predictions of images the model reads as this case count: one of a
+        // CT or MR slice stored before marrow checked is left out.
+        let inputs = model_inputs(self.conn())?;
+        let mut st = self.conn().prepare_cached(&format!(
+            "SELECT p.probs, {FACT_COLUMNS} FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
+             JOIN image_series se ON se.id = i.series \
+             WHERE i.patient_id = ?1 AND p.side = ?2 AND p.task = ?3 AND p.model || ' ' || p.model_version = ?4"
+        ))?;
         let mut out = Vec::new();
         for c in cases {
             let rows: Vec<String> = st
                 .query_map(params![c.patient_id, c.side, task.code(), label], |r| {
-                    r.get(0)
+                    Ok((r.get::<_, String>(0)?, facts_at(r, 1)?))
                 })?
+                .filter_map(|row| match row {
+                    Ok((probs, facts)) => {
+                        prediction_counts(&inputs, task.code(), &label, &c.side, &facts)
+                            .then_some(Ok(probs))
+                    }
+                    Err(e) => Some(Err(e)),
+                })
                 .collect::<rusqlite::Result<_>>()?;
             let mut sum = vec![0f64; task.num_classes()];
             let mut n = 0;

@@ -189,6 +189,18 @@ pub struct CaseImage {
     pub study_date: Option<String>,
 }
 
+/// An image of the case's patient that cannot grade the case, and why (CT, the
+/// other knee, a screenshot...): listed apart, never shown as the case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OtherImage {
+    #[serde(flatten)]
+    pub image: CaseImage,
+    /// In words: "modality CT, not a radiograph (DX, CR)".
+    pub why: String,
+    /// A short label to count by: `CT`, `right knee`, `side unknown`...
+    pub label: String,
+}
+
 /// Everything a read or adjudication screen shows of one case, blinded for the
 /// acting user.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -200,7 +212,10 @@ pub struct CaseView {
     /// Pass back to [`Study::adjudicate`] as the expected version.
     pub version: i64,
     pub study_id: Blinded<String>,
+    /// The images that can grade the case (`domain::reading::image_fits_case`).
     pub images: Vec<CaseImage>,
+    /// The patient's other images, each with why it is not the case's.
+    pub other_images: Vec<OtherImage>,
     pub reads_needed: u32,
     pub reads_submitted: u32,
     /// Every version of the acting user's own read, oldest first.
@@ -514,20 +529,56 @@ fn dxa_stage(conn: &Connection, patient_id: i64) -> Result<Option<String>> {
     })
 }
 
-fn case_images(conn: &Connection, study_id: &str) -> Result<Vec<CaseImage>> {
-    Ok(super::imaging::patient_images(conn, study_id)?
-        .into_iter()
-        .map(|i| CaseImage {
-            instance_id: i.instance_id,
-            sop_uid: i.record.sop_uid,
-            store_path: i.record.store_path,
-            modality: i.record.modality,
-            body_part: i.record.body_part,
-            laterality: i.record.laterality,
-            view_position: i.record.view_position,
-            study_date: i.record.study_date,
-        })
-        .collect())
+fn case_image(i: super::imaging::PatientImage) -> CaseImage {
+    CaseImage {
+        instance_id: i.instance_id,
+        sop_uid: i.record.sop_uid,
+        store_path: i.record.store_path,
+        modality: i.record.modality,
+        body_part: i.record.body_part,
+        laterality: i.record.laterality,
+        view_position: i.record.view_position,
+        study_date: i.record.study_date,
+    }
+}
+
+/// A patient's images that fit a case, and the others with why not.
+type SplitImages = (
+    Vec<super::imaging::PatientImage>,
+    Vec<(super::imaging::PatientImage, reading::Misfit)>,
+);
+
+/// The images of a patient (by study ID) split by [`reading::image_fits_case`]: those
+/// that can grade the case of `side`, and the others with why not.
+fn split_images(conn: &Connection, study_id: &str, side: Side) -> Result<SplitImages> {
+    let mut fit = Vec::new();
+    let mut other = Vec::new();
+    for i in super::imaging::patient_images(conn, study_id)? {
+        match reading::image_fits_case(side, &i.record.facts()) {
+            Ok(()) => fit.push(i),
+            Err(why) => other.push((i, why)),
+        }
+    }
+    Ok((fit, other))
+}
+
+fn case_images(
+    conn: &Connection,
+    study_id: &str,
+    side: Side,
+) -> Result<(Vec<CaseImage>, Vec<OtherImage>)> {
+    let (fit, other) = split_images(conn, study_id, side)?;
+    Ok((
+        fit.into_iter().map(case_image).collect(),
+        other
+            .into_iter()
+            .map(|(i, why)| OtherImage {
+                image: case_image(i),
+                why: why.to_string(),
+                label: why.label(),
+            })
+            .collect(),
+    ))
 }
 
 /// Creates the missing cases of eligible patients with images; returns their refs.
@@ -564,6 +615,7 @@ fn refresh_in(tx: &Transaction, audit: &mut AuditWriter, actor: &str) -> Result<
             e.2.push(ImageFacts {
                 body_part,
                 laterality,
+                ..ImageFacts::default()
             });
         }
     }
@@ -1089,10 +1141,13 @@ impl Study {
         }))
     }
 
-    /// The images of a case's patient in full, for a viewer (the TUI's read and
+    /// The images that can grade a case, in full, for a viewer (the TUI's read and
     /// adjudication screens), by case: a reader never learns the study ID, which
-    /// names the cohort. The same access as [`Study::case_view`]: a reader only for a
-    /// case they hold a slot of. Images carry no grade, so nothing here is blinded.
+    /// names the cohort. Only radiographs of the case's knee (or the patient's hip
+    /// and spine, `domain::reading::image_fits_case`): the patient's other images are
+    /// [`CaseView::other_images`], never shown as the case. The same access as
+    /// [`Study::case_view`]: a reader only for a case they hold a slot of. Images
+    /// carry no grade, so nothing here is blinded.
     pub fn case_images(&self, case: &str) -> Result<Vec<super::imaging::PatientImage>> {
         let id = parse_case_ref(case)?;
         let conn = self.conn();
@@ -1114,7 +1169,7 @@ impl Study {
                 });
             }
         }
-        super::imaging::patient_images(conn, &c.study_id)
+        Ok(split_images(conn, &c.study_id, c.side)?.0)
     }
 
     /// One case as the acting user may see it (see the module's note on blinding).
@@ -1151,7 +1206,7 @@ impl Study {
             .map(|x| x.reader.as_str())
             .collect::<HashSet<_>>()
             .len() as u32;
-        let images = case_images(conn, &c.study_id)?;
+        let (images, other_images) = case_images(conn, &c.study_id, c.side)?;
         let base =
             |state, study_id, (other_reads, superseded_reads), dxa, model, dis, fin| CaseView {
                 case: r.clone(),
@@ -1160,6 +1215,7 @@ impl Study {
                 version: c.version,
                 study_id,
                 images: images.clone(),
+                other_images: other_images.clone(),
                 reads_needed: self.reads_per_case() as u32,
                 reads_submitted,
                 your_reads: mine.clone(),

@@ -463,13 +463,23 @@ pub fn evaluate(rules: &ReadingRules, side: Side, reads: &[ReadInput]) -> Outcom
     }
 }
 
-/// What the study knows of one of a patient's images, for deciding their cases.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the study knows of one of a patient's images: enough to decide which case
+/// it can grade ([`image_fits_case`]) and whether a model may read it
+/// ([`image_fits_model`]). Every field as stored at import (`db/imaging.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageFacts {
+    /// Modality (0008,0060): DX, CR, CT, MR, OT, SC...
+    pub modality: Option<String>,
     /// BodyPartExamined, e.g. KNEE.
     pub body_part: Option<String>,
-    /// Laterality: L, R, B (both) or empty.
+    /// ImageLaterality (else Laterality): L, R, B (both) or empty.
     pub laterality: Option<String>,
+    /// ViewPosition (0018,5101): AP, PA, LAT...
+    pub view_position: Option<String>,
+    /// SOP Class UID: a secondary capture (1.2.840.10008.5.1.4.1.1.7...) is a screenshot.
+    pub sop_class_uid: Option<String>,
+    /// Why the image waits for a burned-in text review, when it does.
+    pub burned_in: Option<String>,
 }
 
 impl ImageFacts {
@@ -478,6 +488,281 @@ impl ImageFacts {
             .as_deref()
             .is_some_and(|b| b.to_ascii_uppercase().contains("KNEE"))
     }
+
+    /// The knee(s) the image shows by its laterality: `Some(&[Left])`, `Some(&[Right])`,
+    /// both for a bilateral film (B), `None` when it does not say (U, empty, missing).
+    pub fn knees(&self) -> Option<&'static [Side]> {
+        match norm(self.laterality.as_deref()?).as_str() {
+            "L" | "LEFT" => Some(&[Side::Left]),
+            "R" | "RIGHT" => Some(&[Side::Right]),
+            "B" | "BOTH" | "BILATERAL" => Some(&[Side::Left, Side::Right]),
+            _ => None,
+        }
+    }
+}
+
+/// Upper case, letters and digits only: `l-spine` and `L SPINE` are `LSPINE`.
+fn norm(s: &str) -> String {
+    s.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// The modalities a case is graded on: projection radiographs.
+pub const RADIOGRAPH_MODALITIES: [&str; 2] = ["DX", "CR"];
+/// BodyPartExamined of a knee case's images (compared upper case, letters and digits
+/// only). A long-leg film (LEG, LOWER LIMB, EXTREMITY) is not a knee film: it is
+/// listed apart.
+pub const KNEE_BODY_PARTS: [&str; 2] = ["KNEE", "KNEEJOINT"];
+/// BodyPartExamined of a patient (OP) case's images: hip, pelvis and lumbar spine.
+pub const OP_BODY_PARTS: [&str; 5] = ["HIP", "PELVIS", "LSPINE", "LUMBARSPINE", "SPINE"];
+/// SOP Class UID of Secondary Capture Image Storage; its multi-frame kin extend it.
+const SECONDARY_CAPTURE_CLASS: &str = "1.2.840.10008.5.1.4.1.1.7";
+
+/// What a model's card says it reads: the modalities, body parts and views
+/// (compared upper case, letters and digits only). An empty list of views accepts
+/// any view, stated or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageInputs {
+    pub modalities: Vec<String>,
+    pub body_parts: Vec<String>,
+    #[serde(default)]
+    pub views: Vec<String>,
+}
+
+impl ImageInputs {
+    /// The shipped KL model's: DX and CR knee radiographs, AP or PA.
+    pub fn knee_default() -> ImageInputs {
+        ImageInputs {
+            modalities: RADIOGRAPH_MODALITIES.map(String::from).to_vec(),
+            body_parts: vec!["KNEE".into()],
+            views: vec!["AP".into(), "PA".into()],
+        }
+    }
+
+    /// The shipped OP model's: DX and CR hip and pelvis radiographs, AP.
+    pub fn op_default() -> ImageInputs {
+        ImageInputs {
+            modalities: RADIOGRAPH_MODALITIES.map(String::from).to_vec(),
+            body_parts: vec!["HIP".into(), "PELVIS".into()],
+            views: vec!["AP".into()],
+        }
+    }
+
+    /// Checks the lists: none empty but the views, no empty value.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, list, may_be_empty) in [
+            ("modalities", &self.modalities, false),
+            ("body_parts", &self.body_parts, false),
+            ("views", &self.views, true),
+        ] {
+            if list.is_empty() && !may_be_empty {
+                return Err(format!(
+                    "inputs.{name} is empty: the model would read nothing"
+                ));
+            }
+            if let Some(v) = list.iter().find(|v| norm(v).is_empty()) {
+                return Err(format!("inputs.{name} holds {v:?}, which names nothing"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why an image cannot grade a case, or may not be read by a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "misfit", rename_all = "snake_case")]
+pub enum Misfit {
+    /// Not one of the accepted modalities (CT, MR, OT, SC...; `None`: not stated).
+    Modality {
+        found: Option<String>,
+        accepted: Vec<String>,
+    },
+    /// A secondary capture (a screenshot), whatever its modality says.
+    SecondaryCapture,
+    /// Flagged at import for a burned-in text review.
+    BurnedInText { reason: String },
+    /// Not a body part of the case (a hip on a knee case) or of the model.
+    BodyPart {
+        found: Option<String>,
+        accepted: Vec<String>,
+    },
+    /// The other knee.
+    OtherSide { image: Side, case: Side },
+    /// A knee film whose laterality is not stated (or U).
+    SideUnknown,
+    /// Not a view the model reads (`None`: not stated).
+    View {
+        found: Option<String>,
+        accepted: Vec<String>,
+    },
+    /// A bilateral film: it serves both knee cases, but a model reads one knee.
+    Bilateral,
+}
+
+impl Misfit {
+    /// A short label to count skipped images by: `CT`, `secondary capture`, `view LAT`...
+    pub fn label(&self) -> String {
+        let or = |v: &Option<String>, none: &str| v.clone().unwrap_or_else(|| none.to_string());
+        match self {
+            Misfit::Modality { found, .. } => or(found, "no modality"),
+            Misfit::SecondaryCapture => "secondary capture".into(),
+            Misfit::BurnedInText { .. } => "burned-in text".into(),
+            Misfit::BodyPart { found, .. } => {
+                format!("body part {}", or(found, "not stated"))
+            }
+            Misfit::OtherSide { image, .. } => format!("{image} knee"),
+            Misfit::SideUnknown => "side unknown".into(),
+            Misfit::View { found, .. } => format!("view {}", or(found, "not stated")),
+            Misfit::Bilateral => "bilateral film".into(),
+        }
+    }
+}
+
+impl fmt::Display for Misfit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[String]| v.join(", ");
+        match self {
+            Misfit::Modality { found, accepted } => match found {
+                Some(m) => write!(f, "modality {m}, not a radiograph ({})", list(accepted)),
+                None => write!(f, "no modality stated ({} expected)", list(accepted)),
+            },
+            Misfit::SecondaryCapture => f.write_str("a secondary capture (screenshot)"),
+            Misfit::BurnedInText { reason } => {
+                write!(f, "flagged for a burned-in text review ({reason})")
+            }
+            Misfit::BodyPart { found, accepted } => match found {
+                Some(b) => write!(f, "body part {b}, not {}", list(accepted)),
+                None => write!(f, "body part not stated ({} expected)", list(accepted)),
+            },
+            Misfit::OtherSide { image, case } => {
+                write!(f, "the {image} knee, not the {case}")
+            }
+            Misfit::SideUnknown => f.write_str("side unknown (no laterality L, R or B)"),
+            Misfit::View { found, accepted } => match found {
+                Some(v) => write!(f, "view {v}, the model reads {}", list(accepted)),
+                None => write!(f, "view not stated, the model reads {}", list(accepted)),
+            },
+            Misfit::Bilateral => {
+                f.write_str("a bilateral film: the model reads one knee per image")
+            }
+        }
+    }
+}
+
+fn listed(value: Option<&str>, accepted: &[String]) -> bool {
+    value.is_some_and(|v| {
+        let v = norm(v);
+        !v.is_empty() && accepted.iter().any(|a| norm(a) == v)
+    })
+}
+
+fn owned(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn kind_checks(
+    img: &ImageFacts,
+    modalities: &[String],
+    body_parts: &[String],
+) -> Result<(), Misfit> {
+    if !listed(img.modality.as_deref(), modalities) {
+        return Err(Misfit::Modality {
+            found: img.modality.clone().filter(|m| !m.trim().is_empty()),
+            accepted: modalities.to_vec(),
+        });
+    }
+    let class = img.sop_class_uid.as_deref().unwrap_or("").trim();
+    if class == SECONDARY_CAPTURE_CLASS || class.starts_with(&format!("{SECONDARY_CAPTURE_CLASS}."))
+    {
+        return Err(Misfit::SecondaryCapture);
+    }
+    if let Some(reason) = &img.burned_in {
+        return Err(Misfit::BurnedInText {
+            reason: reason.clone(),
+        });
+    }
+    if !listed(img.body_part.as_deref(), body_parts) {
+        return Err(Misfit::BodyPart {
+            found: img.body_part.clone().filter(|b| !b.trim().is_empty()),
+            accepted: body_parts.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether an image can grade a case of `side`: a projection radiograph (DX, CR), not
+/// a secondary capture, not waiting for a burned-in text review; for a knee case a
+/// knee film of that side (ImageLaterality, else Laterality) or a bilateral one (B,
+/// serving both knees); for a patient (OP) case a hip, pelvis or lumbar spine film.
+/// Pure; the reasons are [`Misfit`].
+pub fn image_fits_case(side: Side, img: &ImageFacts) -> Result<(), Misfit> {
+    let (modalities, parts) = (
+        owned(&RADIOGRAPH_MODALITIES),
+        match side {
+            Side::Left | Side::Right => owned(&KNEE_BODY_PARTS),
+            Side::Patient => owned(&OP_BODY_PARTS),
+        },
+    );
+    kind_checks(img, &modalities, &parts)?;
+    if side.is_knee() {
+        let knees = img.knees().ok_or(Misfit::SideUnknown)?;
+        if !knees.contains(&side) {
+            return Err(Misfit::OtherSide {
+                image: knees[0],
+                case: side,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The first case of the patient the image can grade, else why it fits none of them.
+pub fn image_fits_any(sides: &[Side], img: &ImageFacts) -> Result<Side, Misfit> {
+    let mut why = None;
+    for &s in sides {
+        match image_fits_case(s, img) {
+            Ok(()) => return Ok(s),
+            Err(e) => {
+                why.get_or_insert(e);
+            }
+        }
+    }
+    Err(why.unwrap_or(Misfit::BodyPart {
+        found: img.body_part.clone(),
+        accepted: Vec::new(),
+    }))
+}
+
+/// Whether a model whose card accepts `inputs` may read the image, and for which
+/// case: a knee model (`knee`) the knee the film shows (L or R; a bilateral film is
+/// refused), an OP model the patient. The image must also fit that case
+/// ([`image_fits_case`]): a card can narrow what a case accepts, never widen it.
+pub fn image_fits_model(
+    inputs: &ImageInputs,
+    knee: bool,
+    img: &ImageFacts,
+) -> Result<Side, Misfit> {
+    kind_checks(img, &inputs.modalities, &inputs.body_parts)?;
+    if !inputs.views.is_empty() && !listed(img.view_position.as_deref(), &inputs.views) {
+        return Err(Misfit::View {
+            found: img.view_position.clone().filter(|v| !v.trim().is_empty()),
+            accepted: inputs.views.clone(),
+        });
+    }
+    let side = if knee {
+        match img.knees() {
+            None => return Err(Misfit::SideUnknown),
+            Some([one]) => *one,
+            Some(_) => return Err(Misfit::Bilateral),
+        }
+    } else {
+        Side::Patient
+    };
+    image_fits_case(side, img)?;
+    Ok(side)
 }
 
 /// The knees the images show: the sides named when every image names one side
@@ -870,12 +1155,149 @@ mod tests {
         );
     }
 
+    fn facts(modality: &str, part: &str, lat: &str, view: &str) -> ImageFacts {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        ImageFacts {
+            modality: some(modality),
+            body_part: some(part),
+            laterality: some(lat),
+            view_position: some(view),
+            sop_class_uid: Some("1.2.840.10008.5.1.4.1.1.1.1".into()),
+            burned_in: None,
+        }
+    }
+
+    #[test]
+    fn a_knee_case_takes_radiographs_of_its_knee_and_nothing_else() {
+        use Side::*;
+        let left_dx = facts("DX", "KNEE", "L", "PA");
+        assert_eq!(image_fits_case(Left, &left_dx), Ok(()));
+        assert_eq!(
+            image_fits_case(Right, &left_dx),
+            Err(Misfit::OtherSide {
+                image: Left,
+                case: Right
+            })
+        );
+        assert_eq!(image_fits_case(Left, &facts("CR", "knee", "l", "")), Ok(()));
+        // a bilateral film serves both knees
+        let both = facts("DX", "KNEE", "B", "AP");
+        assert_eq!(image_fits_case(Left, &both), Ok(()));
+        assert_eq!(image_fits_case(Right, &both), Ok(()));
+        // CT and MR slices of the knee, a screenshot, a flagged image, no side
+        for (img, label) in [
+            (facts("CT", "KNEE", "L", ""), "CT"),
+            (facts("MR", "KNEE", "L", ""), "MR"),
+            (facts("OT", "KNEE", "L", ""), "OT"),
+            (facts("", "KNEE", "L", ""), "no modality"),
+            (facts("DX", "HIP", "L", "AP"), "body part HIP"),
+            (facts("DX", "LEG", "L", "AP"), "body part LEG"),
+            (facts("DX", "KNEE", "", "AP"), "side unknown"),
+            (facts("DX", "KNEE", "U", "AP"), "side unknown"),
+        ] {
+            let e = image_fits_case(Left, &img).unwrap_err();
+            assert_eq!(e.label(), label, "{img:?}: {e}");
+        }
+        let mut sc = facts("DX", "KNEE", "L", "AP");
+        sc.sop_class_uid = Some("1.2.840.10008.5.1.4.1.1.7.4".into());
+        assert_eq!(image_fits_case(Left, &sc), Err(Misfit::SecondaryCapture));
+        let mut flagged = facts("DX", "KNEE", "L", "AP");
+        flagged.burned_in = Some("BurnedInAnnotation is YES".into());
+        let e = image_fits_case(Left, &flagged).unwrap_err();
+        assert!(e.to_string().contains("burned-in text"), "{e}");
+        assert_eq!(
+            image_fits_case(Left, &facts("CT", "KNEE", "R", ""))
+                .unwrap_err()
+                .to_string(),
+            "modality CT, not a radiograph (DX, CR)"
+        );
+    }
+
+    #[test]
+    fn a_patient_case_takes_hip_pelvis_and_spine_radiographs() {
+        for part in ["HIP", "PELVIS", "LSPINE", "L-SPINE", "L SPINE", "spine"] {
+            assert_eq!(
+                image_fits_case(Side::Patient, &facts("DX", part, "", "AP")),
+                Ok(()),
+                "{part}"
+            );
+        }
+        for part in ["KNEE", "CHEST", "CSPINE", ""] {
+            assert!(matches!(
+                image_fits_case(Side::Patient, &facts("DX", part, "", "AP")),
+                Err(Misfit::BodyPart { .. })
+            ));
+        }
+        assert!(matches!(
+            image_fits_case(Side::Patient, &facts("CT", "LSPINE", "", "")),
+            Err(Misfit::Modality { .. })
+        ));
+    }
+
+    #[test]
+    fn a_model_reads_only_what_its_card_names_and_its_case_takes() {
+        use Side::*;
+        let kl = ImageInputs::knee_default();
+        assert_eq!(
+            image_fits_model(&kl, true, &facts("DX", "KNEE", "L", "PA")),
+            Ok(Left)
+        );
+        assert_eq!(
+            image_fits_model(&kl, true, &facts("CR", "KNEE", "R", "AP")),
+            Ok(Right)
+        );
+        for (img, label) in [
+            (facts("MR", "KNEE", "L", ""), "MR"),
+            (facts("CT", "KNEE", "R", ""), "CT"),
+            (facts("DX", "KNEE", "R", "LAT"), "view LAT"),
+            (facts("DX", "KNEE", "R", ""), "view not stated"),
+            (facts("DX", "KNEE", "B", "AP"), "bilateral film"),
+            (facts("DX", "KNEE", "", "AP"), "side unknown"),
+            (facts("DX", "HIP", "L", "AP"), "body part HIP"),
+        ] {
+            assert_eq!(
+                image_fits_model(&kl, true, &img).map_err(|e| e.label()),
+                Err(label.to_string()),
+                "{img:?}"
+            );
+        }
+        let op = ImageInputs::op_default();
+        assert_eq!(
+            image_fits_model(&op, false, &facts("DX", "HIP", "L", "AP")),
+            Ok(Patient)
+        );
+        // the OP case takes the spine, the shipped OP model does not read it
+        assert!(matches!(
+            image_fits_model(&op, false, &facts("DX", "LSPINE", "", "AP")),
+            Err(Misfit::BodyPart { .. })
+        ));
+        // a card cannot widen what a case takes
+        let wide = ImageInputs {
+            modalities: vec!["DX".into(), "MR".into()],
+            body_parts: vec!["KNEE".into(), "LEG".into()],
+            views: Vec::new(),
+        };
+        assert!(image_fits_model(&wide, true, &facts("MR", "KNEE", "L", "")).is_err());
+        assert!(image_fits_model(&wide, true, &facts("DX", "LEG", "L", "")).is_err());
+        assert_eq!(
+            image_fits_model(&wide, true, &facts("DX", "KNEE", "L", "")),
+            Ok(Left)
+        );
+        assert!(wide.validate().is_ok());
+        let empty = ImageInputs {
+            modalities: Vec::new(),
+            ..wide
+        };
+        assert!(empty.validate().unwrap_err().contains("modalities"));
+    }
+
     #[test]
     fn cases_follow_the_cohort_and_the_images() {
         use crate::domain::protocol::Group;
         let img = |part: &str, lat: &str| ImageFacts {
             body_part: Some(part.into()),
             laterality: (!lat.is_empty()).then(|| lat.to_string()),
+            ..ImageFacts::default()
         };
         use Side::*;
         assert_eq!(case_sides(Group::Oa, &[]), Vec::<Side>::new());

@@ -11,7 +11,19 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::Task;
 use super::model::ModelSpec;
+use crate::domain::reading::ImageInputs;
+
+/// What the shipped model of `task` reads, and what a card that does not say reads:
+/// KL, DX and CR knee radiographs in AP or PA view; OP, DX and CR hip or pelvis
+/// radiographs in AP view.
+pub fn default_inputs(task: Task) -> ImageInputs {
+    match task {
+        Task::Kl => ImageInputs::knee_default(),
+        Task::Op => ImageInputs::op_default(),
+    }
+}
 
 /// File name of the card inside a model directory.
 pub const CARD_FILE: &str = "model.toml";
@@ -109,6 +121,11 @@ pub struct ModelCard {
     pub weights_sha256: String,
     /// Plainly: what this model may be used for.
     pub intended_use: String,
+    /// The images the model reads: modalities, body parts, views. A card without
+    /// it (written before marrow checked) reads what the shipped model of its task
+    /// reads ([`default_inputs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<ImageInputs>,
     pub spec: ModelSpec,
     pub training: TrainingInfo,
     pub validation: Metrics,
@@ -131,6 +148,9 @@ impl ModelCard {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        if let Some(Err(message)) = card.inputs.as_ref().map(ImageInputs::validate) {
+            return Err(CardError::Invalid { path, message });
+        }
         if card.spec.classes.len() != card.spec.task.num_classes() {
             return Err(CardError::Invalid {
                 path,
@@ -143,6 +163,13 @@ impl ModelCard {
             });
         }
         Ok(card)
+    }
+
+    /// The images the model reads (the card's `[inputs]`, else its task's default).
+    pub fn inputs(&self) -> ImageInputs {
+        self.inputs
+            .clone()
+            .unwrap_or_else(|| default_inputs(self.spec.task))
     }
 
     /// Path of the weights file.
@@ -208,4 +235,41 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CardError> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED_KL: &str = include_str!("../../models/kl/model.toml");
+
+    fn card_in(dir: &Path, text: &str) -> Result<ModelCard, CardError> {
+        std::fs::write(dir.join(CARD_FILE), text).unwrap();
+        ModelCard::read(dir)
+    }
+
+    #[test]
+    fn a_card_names_the_images_it_reads_and_an_old_card_reads_the_shipped_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let card = card_in(dir.path(), SHIPPED_KL).unwrap();
+        assert_eq!(card.inputs, Some(ImageInputs::knee_default()));
+        // A card written before [inputs]: the task's default.
+        let start = SHIPPED_KL.find("[inputs]").unwrap();
+        let end = SHIPPED_KL.find("[spec]").unwrap();
+        let old = format!("{}{}", &SHIPPED_KL[..start], &SHIPPED_KL[end..]);
+        let card = card_in(dir.path(), &old).unwrap();
+        assert_eq!(card.inputs, None);
+        assert_eq!(card.inputs(), default_inputs(Task::Kl));
+        // An empty list is refused, naming it.
+        let bad = SHIPPED_KL.replace("modalities = [\"DX\", \"CR\"]", "modalities = []");
+        let e = card_in(dir.path(), &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("inputs.modalities is empty: the model would read nothing"),
+            "{e}"
+        );
+        // An unknown key in [inputs] too.
+        let bad = SHIPPED_KL.replace("views = [", "view = [");
+        let e = card_in(dir.path(), &bad).unwrap_err().to_string();
+        assert!(e.contains("view"), "{e}");
+    }
 }

@@ -91,13 +91,21 @@ pub fn explain_case(
         .remove(&patient_id)
         .unwrap_or_default();
     let store = crate::dicom::store::root_for(study.path());
+    // The case's images (they fit the case) that the model's card accepts.
+    let inputs = model_row.inputs();
     let images: Vec<_> = view
         .images
         .iter()
         .filter(|i| {
-            crate::db::inference::side_for(task, i.body_part.as_deref(), i.laterality.as_deref())
-                .as_deref()
-                == Some(view.side.code())
+            let facts = crate::domain::reading::ImageFacts {
+                modality: i.modality.clone(),
+                body_part: i.body_part.clone(),
+                laterality: i.laterality.clone(),
+                view_position: i.view_position.clone(),
+                ..Default::default()
+            };
+            crate::domain::reading::image_fits_model(&inputs, task == Task::Kl, &facts)
+                .is_ok_and(|s| s == view.side)
         })
         .collect();
     if images.is_empty() {

@@ -13,6 +13,7 @@ use crate::db::inference::{JobKind, JobState, ModelRow, NewPrediction, PredictTa
 use crate::domain::protocol::Phase;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Images per forward pass and per stored batch.
@@ -53,6 +54,11 @@ pub struct JobReport {
     pub predicted: usize,
     /// Image (store path) and why it could not be predicted.
     pub failed: Vec<(String, String)>,
+    /// Per task, the images the model does not read (not its card's modality, body
+    /// part or view, or not a case's: CT, MR, a screenshot, a knee of unknown side...),
+    /// counted by why. Never predicted, never in `total`.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, BTreeMap<String, usize>>,
     pub message: String,
     pub seconds: f64,
 }
@@ -103,6 +109,7 @@ pub fn run_infer(
     // Load every model first: a wrong hash or a missing CUDA stops the job before
     // anything is written.
     let mut plan: Vec<(Task, ModelRow, LoadedModel, Vec<PredictTarget>)> = Vec::new();
+    let mut skipped: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for task in opts.tasks() {
         let row = study.active_model(task)?;
         let model = match LoadedModel::load(&row.dir, opts.backend) {
@@ -118,19 +125,23 @@ pub fn run_infer(
                     total: 0,
                     predicted: 0,
                     failed: Vec::new(),
+                    skipped: BTreeMap::new(),
                     message: msg,
                     seconds: started.elapsed().as_secs_f64(),
                 });
             }
         };
-        let targets = study.image_targets(
+        let targets = study.predict_targets(
             task,
             TargetsOf::Model {
                 model: &row,
                 all: opts.all,
             },
         )?;
-        plan.push((task, row, model, targets));
+        if !targets.skipped.is_empty() {
+            skipped.insert(task.code().to_string(), targets.skipped);
+        }
+        plan.push((task, row, model, targets.images));
     }
     let total: usize = plan.iter().map(|p| p.3.len()).sum();
     let backend = plan
@@ -197,6 +208,7 @@ pub fn run_infer(
                     total,
                     predicted,
                     failed,
+                    skipped,
                     message,
                     seconds: started.elapsed().as_secs_f64(),
                 });
@@ -207,6 +219,9 @@ pub fn run_infer(
         "{predicted} of {total} images predicted with {}",
         models.join(", ")
     );
+    if let Some(words) = skipped_words(&skipped) {
+        message.push_str(&format!("; {words}"));
+    }
     if !failed.is_empty() {
         message.push_str(&format!("; {} could not be read: ", failed.len()));
         message.push_str(
@@ -227,9 +242,32 @@ pub fn run_infer(
         total,
         predicted,
         failed,
+        skipped,
         message,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// "9 skipped, not what the model reads (kl: 4 CT, 1 MR, 1 view LAT)"; `None` when
+/// nothing was skipped.
+pub fn skipped_words(skipped: &BTreeMap<String, BTreeMap<String, usize>>) -> Option<String> {
+    let n: usize = skipped.values().flat_map(|m| m.values()).sum();
+    if n == 0 {
+        return None;
+    }
+    let per_task: Vec<String> = skipped
+        .iter()
+        .map(|(task, by)| {
+            let mut by: Vec<(&String, &usize)> = by.iter().collect();
+            by.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let parts: Vec<String> = by.iter().map(|(why, k)| format!("{k} {why}")).collect();
+            format!("{task}: {}", parts.join(", "))
+        })
+        .collect();
+    Some(format!(
+        "{n} skipped, not what the model reads ({})",
+        per_task.join("; ")
+    ))
 }
 
 /// Queues and runs an inference job in one go (the CLI and the demo).

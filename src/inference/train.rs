@@ -584,6 +584,7 @@ pub fn train<B: AutodiffBackend>(
         } else {
             "Research only: a second opinion for the study's readers.".to_string()
         },
+        inputs: Some(super::card::default_inputs(config.task)),
         spec: fitted.spec,
         training: TrainingInfo {
             data: config.data_description.clone(),

@@ -1332,6 +1332,7 @@ mod jobs_and_model {
             total: 300,
             predicted: 32,
             failed: Vec::new(),
+            skipped: Default::default(),
             message: format!("{} after 32 of 300 images", state.code()),
             seconds: 1.0,
         }

@@ -1235,6 +1235,7 @@ fn run_job(study: &mut Study, job: &RunJob) -> Result<JobReport, String> {
             total: 0,
             predicted: 0,
             failed: Vec::new(),
+            skipped: Default::default(),
             message: row
                 .message
                 .unwrap_or_else(|| format!("{} before it started", row.state.code())),

@@ -30,6 +30,70 @@ pub fn side_words(side: Side) -> String {
     }
 }
 
+/// What the image shown is, for the line over the case's image: "left knee · DX ·
+/// PA · 2024-03-12", "both knees (bilateral film) · CR · AP", "hip, left · DX · AP".
+pub fn image_label(side: Side, r: &crate::db::imaging::ImageRecord) -> String {
+    let lat = r
+        .laterality
+        .as_deref()
+        .map(|l| l.trim().to_ascii_uppercase())
+        .unwrap_or_default();
+    let what = if side.is_knee() {
+        match lat.as_str() {
+            "L" => "left knee".to_string(),
+            "R" => "right knee".to_string(),
+            "B" => "both knees (bilateral film)".to_string(),
+            _ => "knee, side unknown".to_string(),
+        }
+    } else {
+        let part = r
+            .body_part
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_else(|| "body part not stated".into());
+        match lat.as_str() {
+            "L" => format!("{part}, left"),
+            "R" => format!("{part}, right"),
+            "B" => format!("{part}, both sides"),
+            _ => part,
+        }
+    };
+    let mut parts = vec![
+        what,
+        r.modality.clone().unwrap_or_else(|| "modality ?".into()),
+        r.view_position
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "view not stated".into()),
+    ];
+    if let Some(d) = &r.study_date {
+        parts.push(d.clone());
+    }
+    parts.join(" · ")
+}
+
+/// The patient's images that cannot grade the case, counted by why: "4 CT, 1 MR, 1
+/// right knee"; `None` when there are none.
+fn other_images_words(v: &CaseView) -> Option<String> {
+    if v.other_images.is_empty() {
+        return None;
+    }
+    let mut by: Vec<(String, usize)> = Vec::new();
+    for o in &v.other_images {
+        match by.iter_mut().find(|(l, _)| *l == o.label) {
+            Some((_, n)) => *n += 1,
+            None => by.push((o.label.clone(), 1)),
+        }
+    }
+    by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Some(
+        by.iter()
+            .map(|(l, n)| format!("{n} {l}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
 /// "2026-01-06T10:00:00.000Z" -> "2026-01-06 10:00 UTC".
 fn short_time(at: &str) -> String {
     match (at.get(..10), at.get(10..11), at.get(11..16)) {
@@ -280,6 +344,13 @@ fn case_lines(t: &Theme, cs: &CaseScreen, v: &CaseView, width: usize) -> Vec<Lin
     };
     if let Blinded::Shown(id) = &v.study_id {
         out.extend(field("study ID", id.clone()));
+    }
+    if let Some(words) = other_images_words(v) {
+        out.extend(
+            wrap(&format!("not this case's images: {words}"), width)
+                .into_iter()
+                .map(|l| Line::styled(l, t.muted())),
+        );
     }
     for r in &v.your_reads {
         let mut l = read_lines(t, "your read", r, width);
@@ -671,16 +742,43 @@ pub fn render_case(app: &App, frame: &mut Frame, area: Rect) {
         frame.render_widget(Paragraph::new(elines), inner);
     }
     match app.images.as_ref() {
-        Some(view) if !view.list.is_empty() => render_image(app, view, frame, image_area),
+        Some(view) if !view.list.is_empty() => {
+            // What the image shown is: side, modality, view.
+            let label = view.current().map(|i| image_label(v.side, &i.record));
+            let [label_area, image_area] = Layout::vertical([
+                Constraint::Length(u16::from(label.is_some())),
+                Constraint::Fill(1),
+            ])
+            .areas(image_area);
+            if let Some(l) = label {
+                let w = label_area.width as usize;
+                frame.render_widget(
+                    Paragraph::new(Line::styled(ellipsize(&l, w), t.title())),
+                    label_area,
+                );
+            }
+            render_image(app, view, frame, image_area)
+        }
         _ => {
             let b = block(t, "image".into(), false);
             let inner = b.inner(image_area);
             frame.render_widget(b, image_area);
-            frame.render_widget(
-                Paragraph::new(Line::styled("No image is linked to this case.", t.muted()))
-                    .wrap(Wrap { trim: true }),
-                inner,
-            );
+            let what = if v.side.is_knee() {
+                format!(
+                    "No radiograph (DX, CR) of the {} knee can grade this case.",
+                    v.side
+                )
+            } else {
+                "No radiograph (DX, CR) of the hip, pelvis or spine can grade this case.".into()
+            };
+            let mut lines = vec![Line::styled(what, t.muted())];
+            if let Some(words) = other_images_words(v) {
+                lines.push(Line::styled(
+                    format!("Not used, the patient's other images: {words}."),
+                    t.muted(),
+                ));
+            }
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
         }
     }
     let inner_w = right.width.saturating_sub(2) as usize;
