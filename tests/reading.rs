@@ -229,22 +229,37 @@ fn blinding_holds_in_the_data_layer_until_the_reader_submits() {
             .iter()
             .all(|c| c["state"].is_null() && c["study_id"].is_null())
     );
-    // the audit trail holds r1's grade: not for r2
+    // the audit trail holds r1's grade, every DXA row, patient row (its group), image
+    // row and prediction: none of it for r2, who sees only what r2 did
     let log = s.expect(&["--as", "r2", "audit", "log", "--json"], 0);
     assert!(!log.contains("read.submit"), "{log}");
+    let full = s.expect(&["audit", "log", "--json"], 0);
+    for action in ["read.submit", "patient.add", "dxa.add"] {
+        assert!(full.contains(action), "{action} missing from the full trail");
+        assert!(!log.contains(action), "{action} shown to a reader: {log}");
+    }
+    let rows = json(&log);
     assert!(
-        s.expect(&["audit", "log", "--json"], 0)
-            .contains("read.submit")
-    );
-    // nor through the patient lists and the screening record
-    let pats = json(&s.expect(&["--as", "r2", "patients", "--json"], 0));
-    assert!(
-        pats.as_array()
+        rows.as_array()
             .unwrap()
             .iter()
-            .all(|p| p["who_stage"].is_null()),
-        "{pats}"
+            .all(|r| r["actor"] == "r2"),
+        "{log}"
     );
+    // nor through the patient lists and the screening record: refused in the data layer
+    for args in [
+        &["--as", "r2", "patients", "--json"][..],
+        &["--as", "r2", "flags"][..],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("blinded"), "{}", stderr(&out));
+    }
+    let err = as_user(&s, "r2")
+        .patients(&Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("site, group and screening"), "{err}");
     let admin_pats = s.expect(&["patients", "--json"], 0);
     assert!(admin_pats.contains(&stage), "{admin_pats}");
     let out = s.run(&["--as", "r2", "screen", &sid]);

@@ -686,17 +686,6 @@ fn is_unblinded(role: Role) -> bool {
 }
 
 impl Study {
-    fn refuse_readers(&self, what: &str) -> Result<()> {
-        if self.role() == Role::Reader {
-            return Err(DbError::NotAllowed {
-                user: self.actor().name.clone(),
-                role: self.role().to_string(),
-                what: format!("{what} (readers are blinded; it holds the study's grades)"),
-            });
-        }
-        Ok(())
-    }
-
     /// The CONSORT flow; each box holds the ids of its patients ([`Study::consort_patients`]
     /// lists them). Counts only: every role may see it.
     pub fn consort(&self) -> Result<Consort> {
@@ -737,13 +726,13 @@ impl Study {
     /// The ROC pairs (final KL vs KL prediction; DXA WHO stage vs OP prediction).
     /// Not for readers.
     pub fn roc_data(&self) -> Result<RocData> {
-        self.refuse_readers("see the model's accuracy")?;
+        self.refuse_readers("see the model's accuracy, which holds the study's grades")?;
         roc_data(self.conn())
     }
 
     /// The shareable summary (aggregate counts only, cells under 5 suppressed).
     pub fn summary(&self, today: NaiveDate) -> Result<Summary> {
-        self.refuse_readers("export the study summary")?;
+        self.refuse_readers("export the study summary, which holds the study's grades")?;
         let status = self.status()?;
         let consort = self.consort()?;
         let follow = self.followup_counts(today)?;

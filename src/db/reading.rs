@@ -311,11 +311,6 @@ pub struct ImportedRead {
     pub read_date: Option<String>,
 }
 
-/// Whether an audit row's entity is reading data (hidden from readers but their own).
-pub fn is_reading_entity(entity: &str) -> bool {
-    matches!(entity, "case" | "case_slot" | "read" | "case_final")
-}
-
 /// The reference of a case id: C00017.
 pub fn case_ref(id: i64) -> String {
     format!("C{id:05}")

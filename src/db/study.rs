@@ -109,6 +109,10 @@ pub enum Upsert {
 
 /// Orders patients by site, group and study number (so PKUPH-OA-9999 comes before
 /// PKUPH-OA-10000).
+/// What readers are refused in the patient lists: they name each patient's site,
+/// group and screening, and knowing the cohort biases a KL read.
+const PATIENT_LISTS: &str = "see the patient lists, which name each patient's site, group and screening";
+
 pub fn sort_by_study_id(rows: &mut [PatientSummary]) {
     rows.sort_by_cached_key(|r| match r.study_id.rsplit_once('-') {
         Some((prefix, n)) => (prefix.to_string(), n.parse().unwrap_or(u64::MAX)),
@@ -642,8 +646,24 @@ impl Study {
 
     // ----- patients -----
 
-    /// The worklist, filtered, ordered by study ID.
+    /// Refuses readers what they are blinded to (`what` says what and why); they work
+    /// from their cases.
+    pub(super) fn refuse_readers(&self, what: &str) -> Result<()> {
+        if self.role == Role::Reader {
+            return Err(DbError::NotAllowed {
+                user: self.actor.name.clone(),
+                role: self.role.to_string(),
+                what: format!(
+                    "{what} (readers are blinded to it; they work from their cases: `marrow read`)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The worklist, filtered, ordered by study ID (not for readers).
     pub fn patients(&self, f: &PatientFilter) -> Result<Vec<PatientSummary>> {
+        self.refuse_readers(PATIENT_LISTS)?;
         let mut sql = format!("SELECT {SUMMARY_COLS} FROM patients WHERE 1=1");
         let mut args: Vec<String> = Vec::new();
         let mut push = |clause: &str, v: String, args: &mut Vec<String>| {
@@ -681,20 +701,19 @@ impl Study {
         let rows = st.query_map(rusqlite::params_from_iter(args.iter()), read_summary)?;
         let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         sort_by_study_id(&mut rows);
-        self.blind_dxa_for_readers(&mut rows);
         Ok(rows)
     }
 
     /// The first `n` patients of the worklist's order, read through the study-ID index
     /// (fast on any size of study; the whole list comes from `patients`).
     pub fn patients_first_page(&self, n: usize) -> Result<Vec<PatientSummary>> {
+        self.refuse_readers(PATIENT_LISTS)?;
         let mut st = self.conn.prepare(&format!(
             "SELECT {SUMMARY_COLS} FROM patients ORDER BY study_id LIMIT ?1"
         ))?;
         let rows = st.query_map([n as i64], read_summary)?;
         let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         sort_by_study_id(&mut rows);
-        self.blind_dxa_for_readers(&mut rows);
         Ok(rows)
     }
 
@@ -712,15 +731,6 @@ impl Study {
                     study_id.trim()
                 ))
             })
-    }
-
-    /// Readers are blinded to the DXA stage (db::reading): patient lists carry none for them.
-    fn blind_dxa_for_readers(&self, rows: &mut [PatientSummary]) {
-        if self.role == Role::Reader {
-            for r in rows {
-                r.who_stage = None;
-            }
-        }
     }
 
     /// One patient's screening checklist, DXA and labs (not for readers: it holds the
@@ -913,6 +923,7 @@ impl Study {
 
     /// Patients needing attention: not ineligible, and flagged or with criteria pending.
     pub fn flagged(&self) -> Result<Vec<PatientSummary>> {
+        self.refuse_readers(PATIENT_LISTS)?;
         let mut st = self.conn.prepare(&format!(
             "SELECT {SUMMARY_COLS} FROM patients WHERE decision != 'ineligible' \
              AND (flags != '' OR decision = 'pending')"
@@ -920,7 +931,6 @@ impl Study {
         let rows = st.query_map([], read_summary)?;
         let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         sort_by_study_id(&mut rows);
-        self.blind_dxa_for_readers(&mut rows);
         Ok(rows)
     }
 
@@ -932,11 +942,9 @@ impl Study {
             patient.map(|p| p.trim().to_ascii_uppercase()).as_deref(),
         )?;
         if self.role == Role::Reader {
-            // Blinding: the trail holds every grade; a reader sees only their own
-            // reading rows (see db::reading).
-            rows.retain(|r| {
-                r.actor == self.actor.name || !super::reading::is_reading_entity(&r.entity)
-            });
+            // Blinding: the trail holds every grade, DXA result, lab value, patient
+            // group, image row and model output; a reader sees only what they did.
+            rows.retain(|r| r.actor == self.actor.name);
         }
         Ok(rows)
     }
