@@ -259,6 +259,16 @@ impl ImageRecord {
 /// What a viewer says of an image flagged for burned-in text without a stored reason.
 const REVIEW_UNSPECIFIED: &str = "flagged for a burned-in text review";
 
+impl super::Study {
+    /// Every image of a patient, for the images screen (not for readers: they reach
+    /// images only through their cases, `case_view`, and a patient's image list names
+    /// the patient).
+    pub fn patient_images(&self, study_id: &str) -> Result<Vec<PatientImage>> {
+        self.refuse_readers("see a patient's images by study ID")?;
+        patient_images(self.conn(), study_id)
+    }
+}
+
 /// The images linked to a patient (by study ID), by study date, study, series and
 /// instance; read only.
 pub fn patient_images(conn: &Connection, study_id: &str) -> Result<Vec<PatientImage>> {

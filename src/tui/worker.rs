@@ -1083,7 +1083,7 @@ fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
                 .map_err(|e| e.to_string()),
         ),
         Request::LoadImages { study_id } => {
-            match imaging::patient_images(study.conn(), &study_id) {
+            match study.patient_images(&study_id) {
                 Ok(images) => Response::Images { study_id, images },
                 Err(e) => Response::ImagesFailed {
                     study_id,
