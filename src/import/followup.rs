@@ -40,6 +40,7 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
         width,
         &mut row_starts,
         &mut rejected,
+        seen.len(),
     ) {
         let row = super::Row::new(&columns, &record);
         let parsed = parse_visit_row(&row);
@@ -68,6 +69,9 @@ pub fn import_followup(study: &mut Study, path: &Path) -> Result<ImportReport, I
         }
         seen.insert(key, (line, visit.clone()));
         staged.push((line, mrn, month, visit));
+    }
+    if super::looks_like_junk(row_starts.len(), seen.len()) {
+        return Err(super::nothing_importable(path, row_starts.len(), &rejected));
     }
     report.rows = row_starts.len() as u64;
     let db_err = |error| ImportError::Database {
