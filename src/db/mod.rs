@@ -153,7 +153,10 @@ pub fn read_only_reason(db: &Path) -> Option<String> {
             .filter(|e| e.kind() != std::io::ErrorKind::NotFound)
     };
     let erofs = |e: &std::io::Error| e.raw_os_error() == Some(libc::EROFS);
-    if denied(db).or_else(|| denied(&dir)).is_some_and(|e| erofs(&e)) {
+    if denied(db)
+        .or_else(|| denied(&dir))
+        .is_some_and(|e| erofs(&e))
+    {
         return Some(format!(
             "the folder {} is on a read-only file system; reading works, but to change the study copy its folder somewhere writable",
             dir.display()
@@ -431,7 +434,10 @@ fn open_read_only(path: &Path, key: &Key, source: &KeySource) -> Result<Connecti
     }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;")?;
-    tracing::info!("{} opened read-only (its folder cannot be written)", path.display());
+    tracing::info!(
+        "{} opened read-only (its folder cannot be written)",
+        path.display()
+    );
     remember_study(path);
     Ok(conn)
 }

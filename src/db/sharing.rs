@@ -446,7 +446,11 @@ pub fn fit_sidecar_modes(db: &Path) {
         }
         let keep = sm.mode() & 0o7000;
         if let Err(e) = fs::set_permissions(&p, fs::Permissions::from_mode(keep | mode)) {
-            tracing::warn!("cannot give {} the mode of {}: {e}", p.display(), db.display());
+            tracing::warn!(
+                "cannot give {} the mode of {}: {e}",
+                p.display(),
+                db.display()
+            );
         }
     }
 }

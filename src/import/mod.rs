@@ -150,7 +150,10 @@ pub fn reason_kind(reason: &str) -> String {
             }
         } else if c.is_ascii_digit() {
             out.push('N');
-            while chars.peek().is_some_and(|d| d.is_ascii_digit() || *d == '.' || *d == '-') {
+            while chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_digit() || *d == '.' || *d == '-')
+            {
                 chars.next();
             }
         } else {
@@ -765,6 +768,33 @@ pub(crate) fn header_columns(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn twenty_refusals_of_a_kind_are_listed_and_the_rest_counted() {
+        let mut rejected: Vec<Rejection> = (0..25)
+            .map(|i| Rejection {
+                line: i + 2,
+                reason: format!("unknown site 'S{i}'"),
+            })
+            .collect();
+        rejected.push(Rejection {
+            line: 40,
+            reason: "has 3 fields but the header has 15 (a stray comma or an unclosed quote?)"
+                .into(),
+        });
+        let lines = rejection_lines(&rejected);
+        assert_eq!(lines.len(), 22, "{lines:?}");
+        assert_eq!(lines[0], "line 2: unknown site 'S0'");
+        assert!(lines[20].starts_with("line 40: has 3 fields"), "{lines:?}");
+        assert_eq!(
+            lines[21],
+            "... and 5 more rows refused: unknown site '…' (all are in the rejected file)"
+        );
+        assert_eq!(
+            reason_kind("birth_date 1960-05-01 is after index_date 1950-01-01"),
+            "birth_date N is after index_date N"
+        );
+    }
 
     /// The rejected rows of a patients import hold the export's MRNs and names: the
     /// file is 0600 whatever the umask, also when an earlier list was open to others.
