@@ -369,7 +369,12 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
                 key_source: source.clone(),
             });
         }
-        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) => {
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::ReadOnly)
+            ) && unwritable_folder(path).is_some() =>
+        {
             // The folder cannot be written (a read-only mount, or no write permission):
             // SQLite cannot make the -wal and -shm files it needs; read-only, it reads.
             if let Some(why) = unwritable_folder(path) {
@@ -382,6 +387,9 @@ pub fn open_connection(path: &Path, key: &Key, source: &KeySource) -> Result<Con
                     ))
                 });
             }
+            return Err(e.into());
+        }
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) => {
             // The database opened, its -wal or -shm did not: another member made them
             // without the group's rights.
             return Err(DbError::Invalid(format!(
