@@ -169,6 +169,101 @@ fn an_empty_file_a_header_only_a_binary_file_and_a_folder() {
 // Keys and databases
 // ---------------------------------------------------------------------------
 
+/// A file of junk under a good header stops at the first 1,000 rows with nothing
+/// stored and no rejected file (before: one line per row, 969,874 of them for a
+/// 49 MB file, and a 134 MB rejected file); many rows refused for one reason list 20
+/// and count the rest; a header that splits at semicolons or tabs is named.
+#[test]
+fn an_import_flood_is_counted_a_junk_file_stops_early_and_a_semicolon_file_is_named() {
+    let s = TempStudy::init();
+    let header = "mrn,site,phase,group\n";
+    let mut junk = String::from(header);
+    for i in 0..5000 {
+        junk.push_str(&format!("x{i};y;z\n"));
+    }
+    let junk = s.write("junk.csv", &junk);
+    for kind in ["patients", "followup"] {
+        let file = if kind == "followup" {
+            let mut f = String::from("mrn,visit_month,visit_date,vas,oks,new_fragility_fracture\n");
+            for i in 0..5000 {
+                f.push_str(&format!("MRN{i},7,2025-01-01,99,99,maybe\n"));
+            }
+            s.write("junk-followup.csv", &f)
+        } else {
+            junk.clone()
+        };
+        let out = import(&s, kind, &file);
+        assert_eq!(out.status.code(), Some(2), "{kind}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{}: none of the first 1000 rows could be imported (first reasons: line 2: ",
+                file.display()
+            )),
+            "{kind}: {err}"
+        );
+        assert!(
+            err.contains("(1000 rows like it)") || err.contains("rows like it"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was stored"), "{err}");
+        assert!(stdout(&out).lines().count() < 5, "{kind}: {}", stdout(&out));
+        assert!(
+            !marrow::import::rejected_path(&file).exists(),
+            "{kind}: a rejected file was written"
+        );
+    }
+    let v: serde_json::Value = serde_json::from_str(&s.expect(&["status", "--json"], 0)).unwrap();
+    assert_eq!(v["patients"], 0, "junk was stored");
+
+    // 30 rows refused for one reason (another site each), 2 for another, 1 good row.
+    let mut mixed = String::from(header);
+    mixed.push_str("MRN001,PKUPH,retrospective,OA\n");
+    for i in 0..30 {
+        mixed.push_str(&format!("MRN1{i:02},SITE{i},retrospective,OA\n"));
+    }
+    mixed.push_str("MRN200,PKUPH,sometime,OA\nMRN201,PKUPH,never,OA\n");
+    let mixed = s.write("mixed.csv", &mixed);
+    let out = import(&s, "patients", &mixed);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("unknown site").count(), 21, "{text}");
+    assert!(
+        text.contains("... and 10 more rows refused: unknown site '…'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 33: ") && text.contains("line 34: "),
+        "{text}"
+    );
+    assert!(text.contains("32 rejected"), "{text}");
+    let rejected = std::fs::read_to_string(marrow::import::rejected_path(&mixed)).unwrap();
+    assert_eq!(
+        rejected.lines().count(),
+        33,
+        "every refused row is kept: {rejected}"
+    );
+
+    for (sep, name) in [(";", "semicolon"), ("\t", "tab")] {
+        let f = s.write(
+            &format!("{name}.csv"),
+            &format!(
+                "mrn{sep}site{sep}phase{sep}group\nMRN001{sep}PKUPH{sep}retrospective{sep}OA\n"
+            ),
+        );
+        for kind in ["patients", "followup"] {
+            let out = import(&s, kind, &f);
+            assert_eq!(out.status.code(), Some(2), "{name} {kind}");
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("{}: the file looks {name}-separated", f.display())),
+                "{err}"
+            );
+            assert!(err.contains("export it as comma-separated CSV"), "{err}");
+        }
+    }
+}
+
 #[test]
 fn a_key_file_that_holds_no_key_is_refused_naming_it_without_echoing_it() {
     let s = TempStudy::init();
@@ -197,38 +292,156 @@ fn a_key_file_that_holds_no_key_is_refused_naming_it_without_echoing_it() {
     s.expect(&["status"], 0);
 }
 
+/// The files beside `db` (`-wal`, `-shm`, `.log`) that exist.
+fn beside(db: &Path) -> Vec<String> {
+    ["-wal", "-shm", ".log", ".key"]
+        .iter()
+        .map(|s| marrow::db::sidecar(db, s))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 #[test]
-fn a_file_that_is_not_a_marrow_database_is_refused_untouched() {
+fn a_file_that_is_not_a_marrow_database_is_named_as_what_it_is_and_left_untouched() {
     let s = TempStudy::init();
-    for (name, bytes) in [
-        ("notes.db", b"just some notes\n".to_vec()),
-        ("plain.db", {
-            // an ordinary, unencrypted SQLite database
-            let p = s.path("plain-src.db");
-            let c = rusqlite::Connection::open(&p).unwrap();
-            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
-                .unwrap();
-            drop(c);
-            std::fs::read(&p).unwrap()
-        }),
+    let key = marrow::db::keys::default_key_file(&s.db);
+    let random = |n: usize| -> Vec<u8> {
+        // not a real generator: bytes that are not text, SQLite or anything else
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    };
+    let plain = {
+        let p = s.path("plain-src.db");
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(c);
+        std::fs::read(&p).unwrap()
+    };
+    for (name, bytes, said) in [
+        (
+            "notes.db",
+            b"just some notes\n".to_vec(),
+            "is not a marrow study (it is neither a SQLCipher database nor SQLite: it holds text)",
+        ),
+        (
+            "plain.db",
+            plain,
+            "begins with 'SQLite format 3': a plain SQLite database, not an encrypted marrow study",
+        ),
+        (
+            "odd.db",
+            random(40_000),
+            "is not a marrow study (it is neither a SQLCipher database nor SQLite: its 40000 bytes are not a whole number of 16384-byte pages)",
+        ),
+        // whole pages of random bytes: an encrypted database, as far as anyone can
+        // tell without the key
+        (
+            "pages.db",
+            random(32_768),
+            "wrong key, or not a marrow database",
+        ),
     ] {
         let db = s.path(name);
         std::fs::write(&db, &bytes).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_marrow"))
-            .env_remove("MARROW_KEY")
-            .arg("--db")
-            .arg(&db)
-            .arg("--key-file")
-            .arg(marrow::db::keys::default_key_file(&s.db))
-            .arg("status")
-            .output()
-            .unwrap();
-        no_panic(&out);
-        assert_eq!(out.status.code(), Some(2), "{name}");
-        let err = stderr(&out);
-        assert!(err.contains("wrong key, or not a marrow database"), "{err}");
-        assert_eq!(std::fs::read(&db).unwrap(), bytes, "{name} was changed");
+        for with_key in [true, false] {
+            if !with_key && name == "pages.db" {
+                continue;
+            }
+            let mut c = Command::new(env!("CARGO_BIN_EXE_marrow"));
+            c.env_remove("MARROW_KEY").arg("--db").arg(&db);
+            if with_key {
+                c.arg("--key-file").arg(&key);
+            }
+            let out = c.arg("status").output().unwrap();
+            no_panic(&out);
+            assert_eq!(out.status.code(), Some(2), "{name}");
+            let err = stderr(&out);
+            assert!(err.contains(said), "{name}: {err}");
+            assert!(err.contains(&db.display().to_string()), "{name}: {err}");
+            assert!(!err.contains("no key"), "{name}: {err}");
+            assert_eq!(std::fs::read(&db).unwrap(), bytes, "{name} was changed");
+            assert!(beside(&db).is_empty(), "{name}: left {:?}", beside(&db));
+        }
     }
+
+    // A folder given as the database: named, and no `DIR.log` is left beside it.
+    let dir = s.path("folder.db");
+    std::fs::create_dir(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_marrow"))
+        .env_remove("MARROW_KEY")
+        .arg("--db")
+        .arg(&dir)
+        .arg("status")
+        .output()
+        .unwrap();
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{} is a directory", dir.display())),
+        "{err}"
+    );
+    assert!(!err.contains("no key"), "{err}");
+    assert!(beside(&dir).is_empty(), "left {:?}", beside(&dir));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+/// An empty file as the database: every command but `init` says so and never writes
+/// it (before: 917 KB of schema were written into it, then "has no protocol", then
+/// `init` refused it as existing); `init` takes it as absent. A failed open leaves no
+/// log behind.
+#[test]
+fn an_empty_database_file_is_never_written_but_by_init_and_a_failed_open_leaves_no_log() {
+    let s = TempStudy::empty();
+    std::fs::write(&s.db, b"").unwrap();
+    for args in [&["status"][..], &["patients"], &["audit", "verify"]] {
+        let out = s.run(args);
+        no_panic(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{} is empty: not a marrow study (run `marrow init --db {}` to create one)",
+                s.db.display(),
+                s.db.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::metadata(&s.db).unwrap().len(),
+            0,
+            "{args:?} wrote it"
+        );
+        assert!(
+            beside(&s.db).is_empty(),
+            "{args:?} left {:?}",
+            beside(&s.db)
+        );
+    }
+    s.expect(&["init"], 0);
+    s.expect(&["status"], 0);
+    assert!(std::fs::metadata(&s.db).unwrap().len() > 0);
+
+    // No database at all: refused, and no log is made for it.
+    let none = TempStudy::empty();
+    let out = none.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no study database"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!none.db.exists());
+    assert!(beside(&none.db).is_empty(), "left {:?}", beside(&none.db));
 }
 
 #[test]
@@ -491,8 +704,11 @@ fn init_on_a_full_disk_leaves_nothing_half_made() {
     s.expect(&["status"], 0);
 }
 
+/// On a read-only mount the study is read (before: even `status` failed, "the study
+/// database is read-only here"), and a write is refused naming the read-only file
+/// system; nothing is written.
 #[test]
-fn a_read_only_mount_is_said_plainly_and_nothing_is_written() {
+fn a_read_only_mount_is_read_and_a_write_names_the_read_only_file_system() {
     let Some(fs) = Tmpfs::mount("16m") else {
         return;
     };
@@ -500,9 +716,18 @@ fn a_read_only_mount_is_said_plainly_and_nothing_is_written() {
     s.expect(&["init"], 0);
     let p = s.write("p.csv", PATIENTS);
     s.expect(&["import", "patients", p.to_str().unwrap()], 0);
+    let more = s.write(
+        "more.csv",
+        "mrn,site,phase,group\nMRN900,SYSMH,retrospective,OP\n",
+    );
     fs.remount("ro");
+    let status = s.expect(&["status"], 0);
+    assert!(status.contains("patients 3"), "{status}");
+    let list = s.expect(&["patients"], 0);
+    assert!(list.contains("PKUPH-OA-0001"), "{list}");
+    s.expect(&["audit", "verify"], 0);
+    s.expect(&["screen", "PKUPH-OA-0001"], 0);
     for args in [
-        &["status"][..],
         &[
             "screen",
             "PKUPH-OA-0001",
@@ -510,17 +735,19 @@ fn a_read_only_mount_is_said_plainly_and_nothing_is_written() {
             "I4=no",
             "--reason",
             "valgus",
-        ],
-        &["import", "patients", p.to_str().unwrap()],
+        ][..],
+        &["import", "patients", more.to_str().unwrap()],
     ] {
         let out = s.run(args);
         no_panic(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
         let err = stderr(&out);
-        assert!(err.contains("read-only"), "{args:?}: {err}");
         assert!(
-            err.contains(&fs.path().display().to_string()),
-            "the folder is named: {err}"
+            err.contains(&format!(
+                "the study database is read-only here: the folder {} is on a read-only file system",
+                fs.path().display()
+            )),
+            "{args:?}: {err}"
         );
         assert!(!err.contains("setgid"), "a wrong hint: {err}");
     }
@@ -528,6 +755,7 @@ fn a_read_only_mount_is_said_plainly_and_nothing_is_written() {
     s.expect(&["audit", "verify"], 0);
     let check = s.expect(&["screen", "PKUPH-OA-0001"], 0);
     assert!(!check.contains("valgus"), "{check}");
+    assert!(!s.expect(&["patients"], 0).contains("SYSMH-OP"));
 }
 
 // ---------------------------------------------------------------------------
@@ -620,6 +848,8 @@ fn a_database_file_its_user_may_not_write_is_said_plainly_once() {
 
     let out = marrow(true, &["status"]);
     assert!(out.status.success(), "reading works: {}", stderr(&out));
+    let out = marrow(true, &["patients"]);
+    assert!(out.status.success(), "reading works: {}", stderr(&out));
     for args in [
         &["import", "patients", more.to_str().unwrap()][..],
         &[
@@ -635,14 +865,69 @@ fn a_database_file_its_user_may_not_write_is_said_plainly_once() {
         no_panic(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
         let err = stderr(&out);
-        assert_eq!(err.matches("read-only").count(), 1, "said once: {err}");
+        assert_eq!(
+            err.matches("the study database is read-only here").count(),
+            1,
+            "said once: {err}"
+        );
         assert!(
-            err.contains("the study database is read-only here"),
-            "{err}"
+            err.contains(&format!(
+                "the study database is read-only here: the file {} is read-only for you (owner {name}, group ",
+                db.display()
+            )) && err.contains("mode 0400"),
+            "the file and its mode are named: {err}"
         );
     }
-    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = marrow(true, &["screen", "PKUPH-OA-0001"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("valgus"), "{}", stdout(&out));
+    // The -wal and -shm files follow the database file's mode: once it may be
+    // written again, so may they (before: left 0400, every later write refused).
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = marrow(
+        true,
+        &[
+            "screen",
+            "PKUPH-OA-0001",
+            "--set",
+            "I4=no",
+            "--reason",
+            "valgus",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "a write after chmod 600: {}",
+        stderr(&out)
+    );
+    let out = marrow(true, &["import", "patients", more.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A folder its user may not write in: reading works (SQLite cannot make its
+    // -wal and -shm there), a write names the folder.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+    for f in ["-wal", "-shm"] {
+        assert!(
+            !marrow::db::sidecar(&db, f).exists(),
+            "{f} left after a clean close"
+        );
+    }
+    let out = marrow(true, &["status"]);
+    assert!(out.status.success(), "reading works: {}", stderr(&out));
+    assert!(stdout(&out).contains("patients 4"), "{}", stdout(&out));
+    let out = marrow(
+        true,
+        &["screen", "PKUPH-OA-0001", "--clear", "I4", "--reason", "x"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the study database is read-only here: you may not write in the folder {}",
+            dir.display()
+        )),
+        "{err}"
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = marrow(true, &["screen", "PKUPH-OA-0001"]);
+    assert!(stdout(&out).contains("valgus"), "{}", stdout(&out));
 }

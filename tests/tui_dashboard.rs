@@ -272,3 +272,63 @@ fn group_and_phase_of_cohorts_are_in_the_fixture() {
             .any(|c| c.phase == Phase::Prospective)
     );
 }
+
+// ---------------------------------------------------------------------------
+// Figures that agree (issue 13, item 11)
+// ---------------------------------------------------------------------------
+
+/// One eligible patient of a target of 6 is 16.67%: `status` and the dashboard both
+/// say 17% (the dashboard cut it to 16%). Months between the first and the last with
+/// no eligible patient are in the chart, as zero (they were left out).
+#[test]
+fn the_dashboard_and_status_round_alike_and_months_without_patients_show_zero() {
+    use common::TempStudy;
+    let s = TempStudy::empty();
+    let protocol = s.write("protocol.toml", "[targets]\nretrospective = 6\n");
+    s.expect(&["init", "--protocol", protocol.to_str().unwrap()], 0);
+    let csv = s.write(
+        "p.csv",
+        "mrn,site,phase,group,sex,birth_date,index_date,deformity,implant,pathological_fracture,malignancy,steroid_long_term,radio_chemo_last\n\
+         MRN001,PKUPH,retrospective,OA,F,1960-05-01,2024-01-10,no,no,no,no,no,none\n\
+         MRN002,SYSMH,prospective,OA,F,1960-05-01,2024-04-10,no,no,no,no,no,none\n",
+    );
+    s.expect(&["import", "patients", csv.to_str().unwrap()], 0);
+    let status = s.expect(&["status"], 0);
+    let row = status
+        .lines()
+        .find(|l| l.starts_with("PKUPH") && l.contains("OA") && l.contains("retrospective"))
+        .unwrap_or_else(|| panic!("{status}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[3..6], &["1", "6", "17"], "{row}");
+
+    let mut d = Driver::open(&s, &marrow::db::os_user());
+    d.keys("D");
+    d.until("the dashboard", |a| {
+        a.dashboard_view()
+            .is_some_and(|v| *v.state() == LoadState::Loaded)
+    });
+    let f = d.app.dashboard_view().unwrap().figures().unwrap().clone();
+    let months: Vec<(&str, u64)> = f.by_month.iter().map(|(m, n)| (m.as_str(), *n)).collect();
+    assert_eq!(
+        months,
+        vec![
+            ("2024-01", 1),
+            ("2024-02", 0),
+            ("2024-03", 0),
+            ("2024-04", 1)
+        ]
+    );
+    let text = draw(&d.app, 120, 40);
+    let line = text
+        .lines()
+        .find(|l| l.contains("PKUPH OA retro"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("1/6") && line.contains(" 17%"), "{line}");
+    for label in ["24-01", "24-02", "24-03", "24-04"] {
+        assert!(
+            text.contains(label),
+            "{label} missing from the chart: {text}"
+        );
+    }
+    d.worker.stop();
+}

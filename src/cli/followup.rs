@@ -186,8 +186,8 @@ pub fn run(g: &Global, a: FollowupArgs) -> Result<u8> {
 /// `marrow import followup FILE.csv`.
 pub fn import(study: &mut Study, file: &Path, site: Option<&str>) -> Result<u8> {
     let report = crate::import::followup::import_followup_at_site(study, file, site)?;
-    for r in &report.rejected {
-        println!("line {}: {}", r.line, r.reason);
+    for line in crate::import::rejection_lines(&report.rejected) {
+        println!("{line}");
     }
     println!(
         "{}: {} rows: {} added, {} updated, {} unchanged, {} rejected",

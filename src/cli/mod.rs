@@ -276,23 +276,33 @@ pub enum AuditCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `demo`, `generate` and `view` work outside the study database's folder: no log beside it.
-    if !matches!(
+    let log = if !matches!(
         cli.command,
         Some(Command::Demo { .. })
             | Some(Command::Generate { .. })
             | Some(Command::View(..))
             | Some(Command::Summary { .. })
     ) {
-        init_logging(&cli.global.db);
-    }
-    match run(cli) {
+        init_logging(&cli.global.db)
+    } else {
+        None
+    };
+    let code = match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_COULD_NOT_RUN)
         }
+    };
+    // A log this run made beside something that is not a study (a wrong --db, a
+    // failed open) is not left behind.
+    if let Some(made) = log
+        && !crate::db::opened_a_study()
+    {
+        let _ = std::fs::remove_file(made);
     }
+    code
 }
 
 /// A failed `init` (a full disk, a folder that cannot be written) removes what it
@@ -384,16 +394,17 @@ impl std::io::Write for QuietLog {
 }
 
 /// Logs go to a file beside the database (never to the terminal the TUI owns).
-fn init_logging(db: &Path) -> Option<()> {
-    let mut path = db.as_os_str().to_owned();
-    path.push(".log");
+/// Returns the log's path when this call created it.
+fn init_logging(db: &Path) -> Option<PathBuf> {
+    let path = crate::db::sidecar(db, ".log");
     let dir = db.parent().filter(|p| !p.as_os_str().is_empty());
     if dir.is_some_and(|d| !d.exists()) {
         return None;
     }
+    let existed = std::fs::symlink_metadata(&path).is_ok();
     // 0600, or 0660 for the group of a shared study (whoever writes first).
     let file = crate::db::sharing::Sharing::of_study(db)
-        .open_append(&PathBuf::from(path))
+        .open_append(&path)
         .ok()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -402,7 +413,8 @@ fn init_logging(db: &Path) -> Option<()> {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(QuietLog(file)))
         .try_init()
-        .ok()
+        .ok()?;
+    (!existed).then_some(path)
 }
 
 fn open(g: &Global) -> Result<Study> {
@@ -463,7 +475,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .key_file
                 .clone()
                 .unwrap_or_else(|| crate::db::keys::default_key_file(&g.db));
-            let fresh = (!g.db.exists(), !key_file.exists());
+            let fresh = (crate::db::absent_or_empty(&g.db), !key_file.exists());
             let out = match Study::init(&g.db, g.key_file.as_deref(), protocol) {
                 Ok(out) => out,
                 Err(e) => return Err(remove_half_made_study(&g.db, &key_file, fresh, e)),
@@ -801,8 +813,8 @@ pub fn import_file(
         b.finish_and_clear();
     }
     let report = report?;
-    for r in &report.rejected {
-        println!("line {}: {}", r.line, r.reason);
+    for line in import::rejection_lines(&report.rejected) {
+        println!("{line}");
     }
     println!(
         "{}: {} rows: {} added, {} updated, {} unchanged, {} rejected",

@@ -39,11 +39,8 @@ pub fn status_table(r: &StatusReport) -> String {
         "site", "group", "phase", "eligible", "target", "%", "patients"
     );
     for c in &r.cohorts {
-        let pct = if c.target == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.0}", 100.0 * c.eligible as f64 / c.target as f64)
-        };
+        let pct = crate::domain::status::percent(c.eligible, u64::from(c.target))
+            .map_or_else(|| "-".to_string(), |p| p.to_string());
         let _ = writeln!(
             s,
             "{:<8} {:<8} {:<14} {:>8} {:>8} {:>6} {:>9}",

@@ -868,8 +868,8 @@ fn import_reads(study: &mut Study, path: &Path, site: Option<&str>) -> Result<u8
         }
     }
     rejected.sort_by_key(|r| r.line);
-    for r in &rejected {
-        println!("line {}: {}", r.line, r.reason);
+    for line in crate::import::rejection_lines(&rejected) {
+        println!("{line}");
     }
     println!(
         "{}: {} rows: {} added, {} unchanged, {} rejected",

@@ -107,7 +107,7 @@ fn canvas(path: &Path, size: (u32, u32)) -> DrawingArea<BitMapBackend<'_>, Shift
 /// Eligible patients over time: the cumulative count by month of the index date, per
 /// site and in total.
 pub fn enrollment_chart(path: &Path, by_month: &[(String, String, u64)]) -> Result<()> {
-    let months = month_range(by_month.iter().map(|(m, _, _)| m.as_str()));
+    let months = crate::domain::status::month_span(by_month.iter().map(|(m, _, _)| m.as_str()));
     let mut sites: Vec<String> = by_month.iter().map(|(_, s, _)| s.clone()).collect();
     sites.sort();
     sites.dedup();
@@ -280,11 +280,9 @@ pub fn targets_chart(path: &Path, status: &StatusReport) -> Result<()> {
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], done_style));
     chart
         .draw_series(status.cohorts.iter().enumerate().map(|(i, c)| {
-            let pct = if c.target > 0 {
-                format!(" ({:.0}%)", 100.0 * c.eligible as f64 / f64::from(c.target))
-            } else {
-                String::new()
-            };
+            let pct = crate::domain::status::percent(c.eligible, u64::from(c.target))
+                .map(|p| format!(" ({p}%)"))
+                .unwrap_or_default();
             Text::new(
                 format!("{} / {}{pct}", c.eligible, c.target),
                 (
@@ -369,31 +367,6 @@ pub fn roc_chart(
         .map_err(pe)?;
     root.present().map_err(pe)?;
     Ok(auc)
-}
-
-/// Every month (YYYY-MM) from the first to the last given, so a month without
-/// patients still takes its place on the time axis.
-fn month_range<'a>(months: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let parse = |m: &str| -> Option<(i32, u32)> {
-        let (y, mo) = m.split_once('-')?;
-        Some((y.parse().ok()?, mo.parse().ok()?))
-    };
-    let mut all: Vec<(i32, u32)> = months.filter_map(parse).collect();
-    all.sort();
-    let (Some(first), Some(last)) = (all.first().copied(), all.last().copied()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let (mut y, mut m) = first;
-    while (y, m) <= last {
-        out.push(format!("{y:04}-{m:02}"));
-        m += 1;
-        if m > 12 {
-            m = 1;
-            y += 1;
-        }
-    }
-    out
 }
 
 fn esc(s: &str) -> String {
@@ -524,12 +497,8 @@ pub fn write_report(study: &Study, dir: &Path) -> Result<ReportFiles> {
         follow.due,
         follow.overdue,
         follow.not_yet_due,
-        follow
-            .compliance()
-            .map(|c| format!(
-                " (compliance {:.0}% of the visits whose window has opened)",
-                100.0 * c
-            ))
+        crate::domain::status::percent(follow.done, follow.done + follow.due + follow.overdue)
+            .map(|c| format!(" (compliance {c}% of the visits whose window has opened)"))
             .unwrap_or_default()
     );
     html.push_str("</body></html>\n");
@@ -556,12 +525,12 @@ mod tests {
 
     #[test]
     fn the_time_axis_has_every_month_between_the_first_and_the_last() {
-        let m = month_range(["2025-11", "2024-12", "2025-02", "x"].into_iter());
+        let m = crate::domain::status::month_span(["2025-11", "2024-12", "2025-02", "x"]);
         assert_eq!(m.first().map(String::as_str), Some("2024-12"));
         assert_eq!(m.last().map(String::as_str), Some("2025-11"));
         assert_eq!(m.len(), 12);
         assert!(m.contains(&"2025-01".to_string()));
-        assert!(month_range(std::iter::empty()).is_empty());
+        assert!(crate::domain::status::month_span(std::iter::empty::<&str>()).is_empty());
     }
 
     #[test]

@@ -235,7 +235,7 @@ pub fn in_group(gid: u32) -> bool {
     }
 }
 
-fn describe(m: &fs::Metadata) -> String {
+pub(crate) fn describe(m: &fs::Metadata) -> String {
     format!(
         "owner {}, group {}, mode {:04o}",
         user_name(m.uid()),
@@ -421,6 +421,38 @@ pub fn prepare_wal_files(db: &Path) -> bool {
         }
     }
     true
+}
+
+/// Gives `-wal` and `-shm` files this user owns the database file's mode (read
+/// and write bits) before SQLite opens them: SQLite makes them with the database's
+/// mode, so one open of a database at 0400 left them 0400, and after `chmod 600` of
+/// the database SQLite opened the `-shm` read-only and refused every write.
+pub fn fit_sidecar_modes(db: &Path) {
+    let Ok(m) = fs::metadata(db) else {
+        return;
+    };
+    let mode = m.mode() & 0o777;
+    // SAFETY: a plain system call.
+    let me = unsafe { libc::geteuid() };
+    for suffix in ["-wal", "-shm"] {
+        let mut s = db.as_os_str().to_owned();
+        s.push(suffix);
+        let p = PathBuf::from(s);
+        let Ok(sm) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if !sm.is_file() || sm.uid() != me || sm.mode() & 0o777 == mode {
+            continue;
+        }
+        let keep = sm.mode() & 0o7000;
+        if let Err(e) = fs::set_permissions(&p, fs::Permissions::from_mode(keep | mode)) {
+            tracing::warn!(
+                "cannot give {} the mode of {}: {e}",
+                p.display(),
+                db.display()
+            );
+        }
+    }
 }
 
 pub fn fit_wal_files(db: &Path) {

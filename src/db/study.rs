@@ -339,7 +339,8 @@ impl Study {
     /// Creates the encrypted database, its key (unless given), the schema and the
     /// protocol; the OS user running it becomes the first admin.
     pub fn init(db: &Path, key_file: Option<&Path>, protocol: Protocol) -> Result<InitOutcome> {
-        if db.exists() {
+        // An empty file (made by `touch`, or left by a tool) is as good as none.
+        if !super::absent_or_empty(db) {
             return Err(DbError::AlreadyExists(db.to_path_buf()));
         }
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty())
@@ -400,9 +401,8 @@ impl Study {
         real_user: &str,
         as_user: Option<&str>,
     ) -> Result<Study> {
-        if !db.exists() {
-            return Err(DbError::NoDatabase(db.to_path_buf()));
-        }
+        // What the path is, before the key is sought (a folder is not "no key").
+        super::check_study_file(db)?;
         let (key, source) = keys::load_key(db, key_file)?;
         Study::open_with_key(db, &key, &source, real_user, as_user)
     }

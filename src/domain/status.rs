@@ -113,9 +113,93 @@ impl StatusReport {
     }
 }
 
+/// `part` as a whole percentage of `whole`, rounded half up (14 of 84 is 16.67%: 17;
+/// 1 of 8 is 12.5%: 13), or `None` when `whole` is 0. Every percentage of counts
+/// marrow prints (`status`, the dashboard, the report) is this one, so they agree.
+pub fn percent(part: u64, whole: u64) -> Option<u64> {
+    (whole > 0).then(|| {
+        let (p, w) = (u128::from(part), u128::from(whole));
+        ((p * 200 + w) / (w * 2)) as u64
+    })
+}
+
+/// Every month (YYYY-MM) from the earliest to the latest of `months`, in order, the
+/// months between included (a month no patient has is still a month of the study).
+pub fn month_span<'a>(months: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut all: Vec<(i32, u32)> = months.into_iter().filter_map(parse_month).collect();
+    all.sort();
+    let (Some(first), Some(last)) = (all.first().copied(), all.last().copied()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let (mut y, mut m) = first;
+    while (y, m) <= last {
+        out.push(format!("{y:04}-{m:02}"));
+        m += 1;
+        if m > 12 {
+            m = 1;
+            y += 1;
+        }
+    }
+    out
+}
+
+fn parse_month(m: &str) -> Option<(i32, u32)> {
+    let (y, mo) = m.split_once('-')?;
+    let (y, mo) = (y.parse().ok()?, mo.parse().ok()?);
+    (1..=12).contains(&mo).then_some((y, mo))
+}
+
+/// Counts per month (YYYY-MM, a month may come more than once: one per site) as one
+/// count per month from the first to the last, zero for a month without patients.
+/// A label that is not a month is kept, after the months.
+pub fn per_month(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+    let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
+    for (m, n) in counts {
+        *sums.entry(m).or_default() += n;
+    }
+    let mut out: Vec<(String, u64)> = month_span(sums.keys().map(String::as_str))
+        .into_iter()
+        .map(|m| {
+            let n = sums.remove(&m).unwrap_or(0);
+            (m, n)
+        })
+        .collect();
+    out.extend(sums);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages_round_half_up_and_months_without_patients_count_zero() {
+        assert_eq!(percent(14, 84), Some(17));
+        assert_eq!(percent(1, 8), Some(13));
+        assert_eq!(percent(1, 3), Some(33));
+        assert_eq!(percent(0, 84), Some(0));
+        assert_eq!(percent(84, 84), Some(100));
+        assert_eq!(percent(100, 84), Some(119));
+        assert_eq!(percent(3, 0), None);
+        assert_eq!(percent(u64::MAX, u64::MAX), Some(100));
+        let months = per_month([
+            ("2024-11".to_string(), 2),
+            ("2025-02".to_string(), 1),
+            ("2024-11".to_string(), 3),
+        ]);
+        assert_eq!(
+            months,
+            vec![
+                ("2024-11".to_string(), 5),
+                ("2024-12".to_string(), 0),
+                ("2025-01".to_string(), 0),
+                ("2025-02".to_string(), 1),
+            ]
+        );
+        assert!(per_month([]).is_empty());
+        assert_eq!(month_span(["2025-03"]), vec!["2025-03".to_string()]);
+    }
 
     #[test]
     fn every_cohort_appears_with_zeros_and_totals_add_up() {

@@ -52,6 +52,7 @@ pub fn import_followup_at_site(
         width,
         &mut row_starts,
         &mut rejected,
+        seen.len(),
     ) {
         let row = super::Row::new(&columns, &record);
         let parsed = parse_visit_row(&row).and_then(|(mrn, month, visit)| {
@@ -82,6 +83,9 @@ pub fn import_followup_at_site(
         }
         seen.insert(key, (line, visit.clone()));
         staged.push((line, mrn, row_site, month, visit));
+    }
+    if super::looks_like_junk(row_starts.len(), seen.len()) {
+        return Err(super::nothing_importable(path, row_starts.len(), &rejected));
     }
     report.rows = row_starts.len() as u64;
     let db_err = |error| ImportError::Database {

@@ -79,6 +79,121 @@ pub enum ImportError {
     Database { path: PathBuf, error: DbError },
     #[error("cannot write the rejected rows to {path}: {reason}")]
     RejectFile { path: PathBuf, reason: String },
+    /// Not one of the first [`JUNK_ROWS`] rows could be taken: not the export it
+    /// claims to be (or damaged throughout). Stopped there; nothing was stored.
+    #[error(
+        "{path}: none of the first {rows} rows could be imported (first reasons: {reasons}); nothing was stored: is it the right export, saved as comma-separated CSV?"
+    )]
+    NothingImportable {
+        path: PathBuf,
+        rows: usize,
+        reasons: String,
+    },
+}
+
+/// Rows read without one that could be taken, after which an import stops.
+pub const JUNK_ROWS: usize = 1000;
+
+/// Whether an import has read [`JUNK_ROWS`] rows and taken none of them.
+pub(crate) fn looks_like_junk(rows_read: usize, accepted: usize) -> bool {
+    accepted == 0 && rows_read >= JUNK_ROWS
+}
+
+/// The refusal of an import that took none of its first rows, with the commonest
+/// reasons (at most three kinds, each with its first line and how many rows had it).
+pub(crate) fn nothing_importable(path: &Path, rows: usize, rejected: &[Rejection]) -> ImportError {
+    let mut kinds: Vec<(String, &Rejection, usize)> = Vec::new();
+    for r in rejected {
+        let k = reason_kind(&r.reason);
+        match kinds.iter_mut().find(|(kind, ..)| *kind == k) {
+            Some((_, _, n)) => *n += 1,
+            None => kinds.push((k, r, 1)),
+        }
+    }
+    kinds.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.line.cmp(&b.1.line)));
+    let reasons = kinds
+        .iter()
+        .take(3)
+        .map(|(_, r, n)| {
+            let more = if *n > 1 {
+                format!(" ({n} rows like it)")
+            } else {
+                String::new()
+            };
+            format!("line {}: {}{more}", r.line, r.reason)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    ImportError::NothingImportable {
+        path: path.to_path_buf(),
+        rows,
+        reasons,
+    }
+}
+
+/// Refusals of one kind listed one by one before the rest are only counted.
+pub const LISTED_PER_KIND: usize = 20;
+
+/// A reason without what varies from row to row (numbers, quoted values): the kind
+/// of refusal, so `line 7: unknown site 'MGH'` and `line 9: unknown site 'X'` are one.
+pub fn reason_kind(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut chars = reason.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            // a quoted value: up to its closing quote
+            out.push_str("'…'");
+            for q in chars.by_ref() {
+                if q == '\'' {
+                    break;
+                }
+            }
+        } else if c.is_ascii_digit() {
+            out.push('N');
+            while chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_digit() || *d == '.' || *d == '-')
+            {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The lines an import prints for its refused rows: each refusal as `line N:
+/// reason` until [`LISTED_PER_KIND`] of its kind have been listed, then for each
+/// kind with more, one line counting them (all of them stay in the rejected file).
+pub fn rejection_lines(rejected: &[Rejection]) -> Vec<String> {
+    let mut listed: Vec<(String, usize, usize)> = Vec::new(); // kind, listed, not listed
+    let mut out = Vec::new();
+    for r in rejected {
+        let k = reason_kind(&r.reason);
+        let i = match listed.iter().position(|(kind, ..)| *kind == k) {
+            Some(i) => i,
+            None => {
+                listed.push((k, 0, 0));
+                listed.len() - 1
+            }
+        };
+        let entry = &mut listed[i];
+        if entry.1 < LISTED_PER_KIND {
+            entry.1 += 1;
+            out.push(format!("line {}: {}", r.line, r.reason));
+        } else {
+            entry.2 += 1;
+        }
+    }
+    for (kind, _, more) in listed {
+        if more > 0 {
+            out.push(format!(
+                "... and {more} more rows refused: {kind} (all are in the rejected file)"
+            ));
+        }
+    }
+    out
 }
 
 fn database_message(e: &DbError) -> String {
@@ -278,7 +393,7 @@ fn import_rows(
     let protocol = &protocol;
     let hasher = study.identifier_hasher().clone();
     let today = crate::domain::clock::today_local();
-    let check_rows = move || -> (Vec<(u64, u64)>, Vec<Rejection>) {
+    let check_rows = move || -> (Vec<(u64, u64)>, Vec<Rejection>, bool) {
         // Where each row starts (line, byte offset), to copy rejected rows out verbatim later.
         let mut row_starts: Vec<(u64, u64)> = Vec::new();
         let mut rejected: Vec<Rejection> = Vec::new();
@@ -291,6 +406,7 @@ fn import_rows(
             width,
             &mut row_starts,
             &mut rejected,
+            seen.len(),
         ) {
             let row = Row::new(columns, &record);
             let result = match kind {
@@ -346,7 +462,9 @@ fn import_rows(
         if !chunk.is_empty() {
             let _ = to_writer.send(chunk);
         }
-        (row_starts, rejected)
+        // Nothing was sent to the writer: no row of the first JUNK_ROWS was taken.
+        let junk = looks_like_junk(row_starts.len(), seen.len());
+        (row_starts, rejected, junk)
     };
 
     let mut report = ImportReport {
@@ -432,7 +550,7 @@ fn import_rows(
     );
     study.end_bulk_write().map_err(db_err)?;
     written?;
-    let (row_starts, mut rejected_by_check) = match checked {
+    let (row_starts, mut rejected_by_check, junk) = match checked {
         Ok(r) => r,
         Err(_) => {
             return Err(ImportError::Unreadable {
@@ -441,6 +559,13 @@ fn import_rows(
             });
         }
     };
+    if junk {
+        return Err(nothing_importable(
+            path,
+            row_starts.len(),
+            &rejected_by_check,
+        ));
+    }
     report.rows = row_starts.len() as u64;
     rejected.append(&mut rejected_by_check);
 
@@ -552,15 +677,21 @@ pub fn write_rejected_rows<'a>(
 /// Reads the next row of an export into `record`: blank lines are skipped, an
 /// unreadable row or one of the wrong width is rejected with its line (and reading
 /// goes on), and each row's start (line, byte offset) is kept in `row_starts` so a
-/// rejected row can be copied out verbatim later. `None` at the end of the file.
+/// rejected row can be copied out verbatim later. `None` at the end of the file, or
+/// once [`JUNK_ROWS`] rows have been read and none taken (`accepted`: rows the caller
+/// took so far; it checks [`looks_like_junk`] to tell the two apart).
 pub(crate) fn next_row(
     reader: &mut csv::Reader<&[u8]>,
     record: &mut csv::ByteRecord,
     width: usize,
     row_starts: &mut Vec<(u64, u64)>,
     rejected: &mut Vec<Rejection>,
+    accepted: usize,
 ) -> Option<u64> {
     loop {
+        if looks_like_junk(row_starts.len(), accepted) {
+            return None;
+        }
         match reader.read_byte_record(record) {
             Ok(false) => return None,
             Ok(true) => {}
@@ -634,6 +765,20 @@ pub(crate) fn header_columns(
             reason: format!("the header line cannot be read: {e}"),
         })?
         .clone();
+    if let [only] = raw_headers.iter().collect::<Vec<_>>().as_slice() {
+        for (sep, name) in [(b';', "semicolon"), (b'\t', "tab")] {
+            let parts = only.split(|b| *b == sep).count();
+            if parts >= 3 {
+                return Err(ImportError::BadHeader {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "the file looks {name}-separated (its header splits into {parts} columns at each {}): export it as comma-separated CSV",
+                        if sep == b';' { "';'" } else { "tab" }
+                    ),
+                });
+            }
+        }
+    }
     let mut columns = HashMap::new();
     for (i, h) in raw_headers.iter().enumerate() {
         let name = String::from_utf8_lossy(h).trim().to_lowercase();
@@ -672,6 +817,33 @@ pub(crate) fn header_columns(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn twenty_refusals_of_a_kind_are_listed_and_the_rest_counted() {
+        let mut rejected: Vec<Rejection> = (0..25)
+            .map(|i| Rejection {
+                line: i + 2,
+                reason: format!("unknown site 'S{i}'"),
+            })
+            .collect();
+        rejected.push(Rejection {
+            line: 40,
+            reason: "has 3 fields but the header has 15 (a stray comma or an unclosed quote?)"
+                .into(),
+        });
+        let lines = rejection_lines(&rejected);
+        assert_eq!(lines.len(), 22, "{lines:?}");
+        assert_eq!(lines[0], "line 2: unknown site 'S0'");
+        assert!(lines[20].starts_with("line 40: has 3 fields"), "{lines:?}");
+        assert_eq!(
+            lines[21],
+            "... and 5 more rows refused: unknown site '…' (all are in the rejected file)"
+        );
+        assert_eq!(
+            reason_kind("birth_date 1960-05-01 is after index_date 1950-01-01"),
+            "birth_date N is after index_date N"
+        );
+    }
 
     /// The rejected rows of a patients import hold the export's MRNs and names: the
     /// file is 0600 whatever the umask, also when an earlier list was open to others.

@@ -1262,14 +1262,12 @@ fn run_job(study: &mut Study, job: &RunJob) -> Result<JobReport, String> {
 fn dashboard(study: &Study) -> Result<DashboardFigures, String> {
     let status = study.status().map_err(|e| e.to_string())?;
     let consort = study.consort().map_err(|e| e.to_string())?;
-    let mut months: std::collections::BTreeMap<String, u64> = Default::default();
-    for (m, _, n) in study.enrollment_by_month().map_err(|e| e.to_string())? {
-        *months.entry(m).or_default() += n;
-    }
+    let months = study.enrollment_by_month().map_err(|e| e.to_string())?;
     Ok(DashboardFigures {
         status,
         consort,
-        by_month: months.into_iter().collect(),
+        // every month from the first to the last, zero where no patient is
+        by_month: crate::domain::status::per_month(months.into_iter().map(|(m, _, n)| (m, n))),
     })
 }
 

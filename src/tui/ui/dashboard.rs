@@ -173,11 +173,8 @@ fn render_enrollment(t: &Theme, f: &DashboardFigures, frame: &mut Frame, area: R
     )];
     for (c, label) in f.status.cohorts.iter().zip(&labels) {
         let counts = format!(" {}/{}", c.eligible, c.target);
-        let pct = if c.target > 0 {
-            format!(" {:>3}%", c.eligible * 100 / u64::from(c.target))
-        } else {
-            "   —".to_string()
-        };
+        let pct = crate::domain::status::percent(c.eligible, u64::from(c.target))
+            .map_or_else(|| "   —".to_string(), |p| format!(" {p:>3}%"));
         let bar_w = width.saturating_sub(label_w + 1 + counts_w + 5);
         let filled = if c.target > 0 {
             ((c.eligible.min(u64::from(c.target)) as usize) * bar_w)
