@@ -521,7 +521,8 @@ fn a_study_made_at_schema_6_keeps_every_link_when_it_migrates() {
     };
     let before = snapshot(&s);
 
-    // Back to schema 6: the old patients table, the old quarantine, user_version 6.
+    // Back to schema 6: the old patients table, the old quarantine, labs without
+    // their original units (schema 8), user_version 6.
     {
         let raw = raw_connection(&s.db);
         raw.execute_batch(&format!(
@@ -540,6 +541,8 @@ fn a_study_made_at_schema_6_keeps_every_link_when_it_migrates() {
              END;
              ALTER TABLE image_quarantine DROP COLUMN site;
              ALTER TABLE image_quarantine DROP COLUMN reason;
+             ALTER TABLE labs DROP COLUMN original_value;
+             ALTER TABLE labs DROP COLUMN original_unit;
              PRAGMA user_version = 6; COMMIT;",
             schema6_patients_sql()
         ))

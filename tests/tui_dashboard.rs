@@ -290,7 +290,7 @@ fn the_dashboard_and_status_round_alike_and_months_without_patients_show_zero() 
         "p.csv",
         "mrn,site,phase,group,sex,birth_date,index_date,deformity,implant,pathological_fracture,malignancy,steroid_long_term,radio_chemo_last\n\
          MRN001,PKUPH,retrospective,OA,F,1960-05-01,2024-01-10,no,no,no,no,no,none\n\
-         MRN002,SYSMH,prospective,OA,F,1960-05-01,2024-04-10,no,no,no,no,no,none\n",
+         MRN002,SYSMH,retrospective,OA,F,1960-05-01,2024-04-10,no,no,no,no,no,none\n",
     );
     s.expect(&["import", "patients", csv.to_str().unwrap()], 0);
     let status = s.expect(&["status"], 0);

@@ -9,8 +9,8 @@
 use super::audit::{AuditWriter, Change};
 use super::{DbError, Result, Study, now_utc};
 use crate::domain::protocol::Phase;
-use crate::domain::records::analyte_units;
 use crate::domain::reading::{ImageFacts, ImageInputs, image_fits_model};
+use crate::domain::records::analyte_units;
 use crate::domain::user::{Permission, Role};
 use crate::inference::card::default_inputs;
 use crate::inference::{Clinical, Task};
@@ -479,11 +479,18 @@ fn latest_predictions(
     patient_id: Option<i64>,
 ) -> rusqlite::Result<Vec<CasePrediction>> {
     let inputs = model_inputs(conn)?;
+    // One patient's: a plain equality, so the planner starts from that patient's
+    // images (an `?1 IS NULL OR` form would scan every prediction of the study).
+    let whose = if patient_id.is_some() {
+        "i.patient_id = ?1"
+    } else {
+        "i.patient_id IS NOT NULL AND ?1 IS NULL"
+    };
     let mut st = conn.prepare_cached(&format!(
         "SELECT i.patient_id, p.side, p.task, p.model || ' ' || p.model_version, p.probs, {FACT_COLUMNS} \
          FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
          JOIN image_series se ON se.id = i.series \
-         WHERE i.patient_id IS NOT NULL AND (?1 IS NULL OR i.patient_id = ?1) \
+         WHERE {whose} \
          AND p.model || ' ' || p.model_version = ( \
               SELECT p3.model || ' ' || p3.model_version FROM predictions p3 \
               WHERE p3.task = p.task ORDER BY p3.id DESC LIMIT 1) \

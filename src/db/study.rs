@@ -111,7 +111,8 @@ pub enum Upsert {
 /// PKUPH-OA-10000).
 /// What readers are refused in the patient lists: they name each patient's site,
 /// group and screening, and knowing the cohort biases a KL read.
-const PATIENT_LISTS: &str = "see the patient lists, which name each patient's site, group and screening";
+const PATIENT_LISTS: &str =
+    "see the patient lists, which name each patient's site, group and screening";
 
 pub fn sort_by_study_id(rows: &mut [PatientSummary]) {
     rows.sort_by_cached_key(|r| match r.study_id.rsplit_once('-') {

@@ -154,8 +154,9 @@ pub enum RadioChemo {
     Last(NaiveDate),
 }
 
-/// Days before the index date in which radio/chemotherapy excludes (six months).
-pub const RADIO_CHEMO_DAYS: i64 = 183;
+/// Calendar months before the index date in which radio/chemotherapy excludes (E4),
+/// counted as the follow-up windows count months.
+pub const RADIO_CHEMO_MONTHS: u32 = 6;
 /// Inclusive age bounds of I1.
 pub const MIN_AGE: i32 = 18;
 pub const MAX_AGE: i32 = 90;
@@ -375,18 +376,19 @@ pub fn auto_answers(
             (RadioChemo::Last(_), None) => a(Answer::Unknown, "no index date".into()),
             (RadioChemo::Last(last), Some(index)) => {
                 let before = (index - last).num_days();
-                if (0..=RADIO_CHEMO_DAYS).contains(&before) {
+                let from = super::followup::sub_months(index, RADIO_CHEMO_MONTHS);
+                if last > index {
+                    a(Answer::No, format!("last {last}, after the index date"))
+                } else if last >= from {
                     a(
                         Answer::Yes,
                         format!("last {last}, {before} days before index"),
                     )
-                } else if before > RADIO_CHEMO_DAYS {
+                } else {
                     a(
                         Answer::No,
                         format!("last {last}, {before} days before index"),
                     )
-                } else {
-                    a(Answer::No, format!("last {last}, after the index date"))
                 }
             }
         },
@@ -630,6 +632,29 @@ mod tests {
                 assert_eq!(answer(&s, c), expect);
             }
             assert_eq!(s.decision, decision);
+        }
+    }
+
+    #[test]
+    fn e4_counts_six_calendar_months_as_the_follow_up_windows_do() {
+        // Index 2025-03-31: six calendar months before is 2024-09-30 (the same month
+        // arithmetic as the follow-up windows); 183 days before would be 2024-09-29.
+        // Index 2024-08-31: six months before is 2024-02-29 (a month end kept).
+        for (index, last, expect) in [
+            ("2025-03-31", "2024-09-30", Answer::Yes),
+            ("2025-03-31", "2024-09-29", Answer::No),
+            ("2024-08-31", "2024-02-29", Answer::Yes),
+            ("2024-08-31", "2024-02-28", Answer::No),
+            ("2024-08-31", "2024-08-31", Answer::Yes),
+        ] {
+            let mut f = clean(Group::Oa);
+            f.index_date = Some(d(index));
+            f.radio_chemo_last = RadioChemo::Last(d(last));
+            assert_eq!(
+                answer(&screen(&f, &[], 365, &[]), Criterion::E4),
+                expect,
+                "index {index}, last {last}"
+            );
         }
     }
 

@@ -12,6 +12,9 @@ use std::str::FromStr;
 
 /// The months after the index date at which a visit is planned.
 pub const VISIT_MONTHS: [u32; 4] = [6, 12, 24, 36];
+/// The widest half-width that keeps the 6- and 12-month windows apart.
+pub const MAX_WINDOW_MONTHS: u32 = 2;
+
 /// Default half-width of a visit window, in months.
 pub const DEFAULT_WINDOW_MONTHS: u32 = 1;
 /// Highest VAS pain score (0-10).
@@ -42,9 +45,11 @@ impl Default for FollowUpRules {
 
 impl FollowUpRules {
     pub fn validate(&self) -> Result<(), String> {
-        if self.window_months > 5 {
+        // The 6-month window closes at 6 + w, the 12-month one opens at 12 - w: they
+        // meet at w = 3.
+        if self.window_months > MAX_WINDOW_MONTHS {
             return Err(format!(
-                "[follow_up] window_months = {} is out of range (0 to 5: the windows of the 6- and 12-month visits must not overlap)",
+                "[follow_up] window_months = {} is out of range (0 to {MAX_WINDOW_MONTHS}: from 3 the windows of the 6- and 12-month visits overlap)",
                 self.window_months
             ));
         }
@@ -120,12 +125,14 @@ pub fn parse_visit_month(s: &str) -> Result<u32, String> {
     }
 }
 
-fn add_months(d: NaiveDate, m: u32) -> NaiveDate {
+/// `d` plus `m` calendar months, a month end kept (31 January + 1 = 28/29 February).
+pub(crate) fn add_months(d: NaiveDate, m: u32) -> NaiveDate {
     d.checked_add_months(Months::new(m))
         .unwrap_or(NaiveDate::MAX)
 }
 
-fn sub_months(d: NaiveDate, m: u32) -> NaiveDate {
+/// `d` minus `m` calendar months, a month end kept (31 March - 1 = 28/29 February).
+pub(crate) fn sub_months(d: NaiveDate, m: u32) -> NaiveDate {
     d.checked_sub_months(Months::new(m))
         .unwrap_or(NaiveDate::MIN)
 }
@@ -590,5 +597,14 @@ mod tests {
         };
         assert!(r(6).validate().is_err());
         assert!(r(2).validate().is_ok());
+        // At 3 the 6-month window closes on the day the 12-month one opens.
+        let e = r(3).validate().unwrap_err();
+        assert!(e.contains("0 to 2") && e.contains("overlap"), "{e}");
+        let index = d("2026-01-15");
+        for (w, apart) in [(2, true), (3, false)] {
+            let six = window(index, 6, &r(w));
+            let twelve = window(index, 12, &r(w));
+            assert_eq!(six.closes < twelve.opens, apart, "window {w}");
+        }
     }
 }

@@ -214,7 +214,7 @@ pub fn delong_paired(
         + (covariance(&a.v01, &a.v01) + covariance(&b.v01, &b.v01)
             - 2.0 * covariance(&a.v01, &b.v01))
             / n;
-    if !(var > 0.0) {
+    if var.is_nan() || var <= 0.0 {
         return None;
     }
     let se = var.sqrt();

@@ -87,6 +87,9 @@ pub enum LoadState {
     Failed(String),
 }
 
+/// What a reader's patient worklist says instead of the patients.
+pub const READER_WORKLIST: &str = "readers are blinded to the patient list (it names each patient's site, group and screening): press R for your reading worklist";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     Worklist,
@@ -856,12 +859,23 @@ impl App {
         if self.summary_only {
             return Vec::new();
         }
-        self.worklist.state = LoadState::Loading;
-        let mut out = vec![Request::LoadWorklist];
+        let mut out = self.load_worklist();
         if self.session.role.allows(Permission::Read) {
             out.extend(self.open_reader_list());
         }
         out
+    }
+
+    /// Asks for the patient worklist, except for a reader: the data layer refuses
+    /// readers the patient lists (they name each patient's site, group and
+    /// screening), so the screen says so instead of asking.
+    fn load_worklist(&mut self) -> Vec<Request> {
+        if self.session.role == Role::Reader {
+            self.worklist.state = LoadState::Failed(READER_WORKLIST.into());
+            return Vec::new();
+        }
+        self.worklist.state = LoadState::Loading;
+        vec![Request::LoadWorklist]
     }
 
     /// Says that a picker will come once the images screen opens (`wants_picker`),
@@ -1208,8 +1222,7 @@ impl App {
     }
 
     fn reload(&mut self) -> Vec<Request> {
-        self.worklist.state = LoadState::Loading;
-        let mut out = vec![Request::LoadWorklist];
+        let mut out = self.load_worklist();
         out.extend(self.reload_reading());
         out.extend(self.reload_jobs());
         out.extend(self.reload_dashboard());

@@ -1653,3 +1653,20 @@ mod jobs_and_model {
         }
     }
 }
+
+#[test]
+fn a_reader_is_never_given_the_patient_worklist() {
+    let mut a = App::with_patients(fixture::session(Role::Reader), Vec::new());
+    let asked = a.start();
+    assert!(!asked.contains(&Request::LoadWorklist), "{asked:?}");
+    assert!(asked.contains(&Request::LoadReaderWorklist), "{asked:?}");
+    // Esc from the reading worklist lands on a worklist that says why it is empty.
+    a.handle_key(code(KeyCode::Esc));
+    assert_eq!(a.screen(), Screen::Worklist);
+    let text = draw(&a, 200, 24);
+    assert!(
+        text.contains("readers are blinded to the patient list"),
+        "{text}"
+    );
+    assert!(!press(&mut a, "r").contains(&Request::LoadWorklist));
+}

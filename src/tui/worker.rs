@@ -9,7 +9,7 @@ use super::dashboard::DashboardFigures;
 use crate::cli::model::EvaluationReport;
 use crate::db::agreement::AgreementSummary;
 use crate::db::followup::{PlannedVisit, VisitRow};
-use crate::db::imaging::{self, PatientImage};
+use crate::db::imaging::PatientImage;
 use crate::db::inference::{JobKind, JobRow, JobState, ModelRow};
 use crate::db::reading::{CaseSummary, CaseView, FinalRecord, QueueItem, SubmitOutcome, TakenCase};
 use crate::db::study::{PatientDetail, PatientFilter, PatientSummary};
@@ -1082,15 +1082,13 @@ fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
                 .map(|a| AgreementFigures(Arc::new(a)))
                 .map_err(|e| e.to_string()),
         ),
-        Request::LoadImages { study_id } => {
-            match study.patient_images(&study_id) {
-                Ok(images) => Response::Images { study_id, images },
-                Err(e) => Response::ImagesFailed {
-                    study_id,
-                    error: e.to_string(),
-                },
-            }
-        }
+        Request::LoadImages { study_id } => match study.patient_images(&study_id) {
+            Ok(images) => Response::Images { study_id, images },
+            Err(e) => Response::ImagesFailed {
+                study_id,
+                error: e.to_string(),
+            },
+        },
         // Routed to the image thread by `Worker::send`; answered here only if a
         // caller hands it to the database loop directly.
         Request::RenderImage(job) => Response::Rendered {

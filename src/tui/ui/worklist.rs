@@ -183,6 +183,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), inner);
     };
     match &w.state {
+        LoadState::Failed(e) if e == crate::tui::app::READER_WORKLIST => {
+            return notice(vec![Line::styled(e.clone(), t.muted())], frame);
+        }
         LoadState::Failed(e) if w.patients.is_empty() => {
             return notice(
                 vec![
