@@ -358,7 +358,7 @@ fn infer_reads_only_what_the_card_names_and_a_prediction_of_an_mr_counts_nowhere
     let close = |a: &[f64], b: &[f64]| {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
     };
-    let (_, pairs) = study.evaluation_pairs(Task::Kl, None, None).unwrap();
+    let pairs = study.evaluation_pairs(Task::Kl, None, None).unwrap().pairs;
     let mine = pairs
         .iter()
         .find(|(c, _)| c.study_id == oa1 && c.side == "left")

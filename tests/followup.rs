@@ -85,7 +85,7 @@ fn import_checks_rows_rejects_with_line_and_reason_and_is_idempotent() {
     assert!(out.contains("line 3: vas 11 is outside 0 to 10"), "{out}");
     assert!(out.contains("line 4: oks 49 is outside 0 to 48"), "{out}");
     assert!(
-        out.contains("line 5: visit_month 18 is not a planned visit"),
+        out.contains("line 5: visit_month 18 is not the baseline (0) or a planned visit"),
         "{out}"
     );
     assert!(out.contains("line 6: mrn is not a known patient"), "{out}");

@@ -265,12 +265,22 @@ fn evaluate_scores_the_predictions_against_the_final_grades_with_intervals() {
         0,
     ));
     let study = s.open();
-    let finals = count(
+    // The default is the protocol's external test: the prospective cohort, against
+    // the final KL grade of eligible patients' knees.
+    assert_eq!(out["cohort"], "prospective", "{out}");
+    assert_eq!(out["reference"], "final_kl", "{out}");
+    let knees = "FROM case_finals f JOIN reading_cases c ON c.id = f.case_id \
+         JOIN patients p ON p.id = c.patient_id \
+         WHERE c.side IN ('left', 'right') AND f.kl IS NOT NULL \
+         AND p.phase = 'prospective' AND p.decision = 'eligible'";
+    let finals = count(&study, &format!("SELECT count(*) {knees}"));
+    assert!(finals >= 30, "{finals}");
+    let all_finals = count(
         &study,
         "SELECT count(*) FROM case_finals f JOIN reading_cases c ON c.id = f.case_id \
          WHERE c.side IN ('left', 'right') AND f.kl IS NOT NULL",
     );
-    assert!(finals >= 50, "{finals}");
+    assert!(finals < all_finals, "the retrospective knees are not in it");
     assert_eq!(out["n"].as_i64(), Some(finals), "{out}");
     let confusion: i64 = out["confusion"]
         .as_array()
@@ -297,13 +307,17 @@ fn evaluate_scores_the_predictions_against_the_final_grades_with_intervals() {
     assert_eq!(out["resampling_unit"], "patient", "{out}");
     let patients = count(
         &study,
-        "SELECT count(DISTINCT c.patient_id) FROM case_finals f JOIN reading_cases c ON c.id = f.case_id \
-         WHERE c.side IN ('left', 'right') AND f.kl IS NOT NULL",
+        &format!("SELECT count(DISTINCT c.patient_id) {knees}"),
     );
     assert_eq!(out["clusters"].as_i64(), Some(patients), "{out}");
     assert!(
         patients < finals,
         "both knees of some patients: {patients} of {finals}"
+    );
+    // What the model was trained on: the shipped card's data line.
+    assert!(
+        out["trained_on"].as_str().unwrap().contains("phantoms"),
+        "{out}"
     );
     // DeLong's interval of the same AUC, and Wilson intervals whose counts add up.
     assert_eq!(out["auc_binary_delong"]["auc"], out["auc_binary"]["value"]);
@@ -325,6 +339,8 @@ fn evaluate_scores_the_predictions_against_the_final_grades_with_intervals() {
         text.contains("osteoporosis vs not") && text.contains("confusion matrix"),
         "{text}"
     );
+    assert!(text.contains("development data"), "{text}");
+    assert!(text.contains("reference standard (dxa_who)"), "{text}");
     assert!(text.contains("Hsieh 2021"), "{text}");
     assert!(
         text.contains("bootstrap over patients")
@@ -377,10 +393,10 @@ fn train_registers_an_inactive_version_that_models_activate_then_makes_active() 
     let dir = PathBuf::from(out["dir"].as_str().unwrap());
     assert!(dir.join("model.toml").exists() && dir.join("weights.mpk").exists());
     let card = std::fs::read_to_string(dir.join("model.toml")).unwrap();
-    assert!(
-        card.contains("final (adjudicated or consensus) grades"),
-        "{card}"
-    );
+    // OP is trained on the DXA WHO stage, split by patient.
+    assert_eq!(out["reference"], "dxa_who", "{out}");
+    assert!(card.contains("DXA WHO stages"), "{card}");
+    assert!(card.contains("by patient"), "{card}");
     // The active model stays; the list shows both with their validation figures.
     assert_eq!(active_op(&s), before, "training changed the active model");
     let list = s.expect(&["models"], 0);
@@ -438,6 +454,87 @@ fn train_registers_an_inactive_version_that_models_activate_then_makes_active() 
         0,
     ));
     assert_eq!(ev["model"].as_str(), Some(model.as_str()));
+    // The new version against the shipped one on the same patients: DeLong's
+    // paired test, whose AUCs are those each model gets alone.
+    let cmp = json(&s.expect(
+        &[
+            "evaluate",
+            "--task",
+            "op",
+            "--cohort",
+            "all",
+            "--json",
+            "--resamples",
+            "20",
+            "--compare",
+            &before[0],
+        ],
+        0,
+    ));
+    let alone = |m: &str| {
+        json(&s.expect(
+            &[
+                "evaluate",
+                "--task",
+                "op",
+                "--cohort",
+                "all",
+                "--json",
+                "--resamples",
+                "20",
+                "--model",
+                m,
+            ],
+            0,
+        ))
+    };
+    let (a, b) = (alone(&model), alone(&before[0]));
+    let c = &cmp["comparison"];
+    assert_eq!(c["model_a"].as_str(), Some(model.as_str()), "{c}");
+    assert_eq!(c["model_b"].as_str(), Some(before[0].as_str()), "{c}");
+    assert_eq!(c["n"], a["n"], "both predicted every patient: {c}");
+    assert_eq!(c["not_in_both"], 0, "{c}");
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    assert!(
+        (f(&c["auc_a"]) - f(&a["auc_binary"]["value"])).abs() < 1e-9,
+        "{c} {a}"
+    );
+    assert!(
+        (f(&c["auc_b"]) - f(&b["auc_binary"]["value"])).abs() < 1e-9,
+        "{c} {b}"
+    );
+    assert!((f(&c["difference"]) - (f(&c["auc_a"]) - f(&c["auc_b"]))).abs() < 1e-12);
+    assert!(
+        f(&c["ci95"]["lower"]) <= f(&c["difference"])
+            && f(&c["difference"]) <= f(&c["ci95"]["upper"])
+    );
+    assert!(f(&c["p"]) > 0.0 && f(&c["p"]) <= 1.0, "{c}");
+    let text = s.expect(
+        &[
+            "evaluate",
+            "--task",
+            "op",
+            "--cohort",
+            "all",
+            "--resamples",
+            "20",
+            "--compare",
+            &before[0],
+        ],
+        0,
+    );
+    assert!(
+        text.contains("DeLong's paired test") && text.contains("difference"),
+        "{text}"
+    );
+    let bad = s.run(&[
+        "evaluate",
+        "--task",
+        "op",
+        "--compare",
+        "op no-such-version",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     // Back to the shipped one; activating the active one again changes nothing.
     let shipped = before[0].split_once(' ').unwrap().1.to_string();
     s.expect(&["models", "activate", "op", &shipped], 0);

@@ -244,8 +244,10 @@ fn the_model_screen_shows_the_auc_marrow_evaluate_computes_and_a_reader_is_blind
     assert!(text.contains(&format!("ROC · AUC {auc:.2}")), "{text}");
     assert!(text.contains("AUC, radiographic OA (KL >= 2)"), "{text}");
     assert!(text.contains(&format!("{auc:.2} [")), "{text}");
+    assert!(text.contains(&format!("on {n} knees")), "{text}");
+    assert!(text.contains("reference (final_kl)"), "{text}");
     assert!(
-        text.contains(&format!("against {n} final grades")),
+        text.contains("prospective cohort (external test)"),
         "{text}"
     );
     assert!(text.contains("active model: kl 0.1.0-phantom"), "{text}");
@@ -350,7 +352,7 @@ fn model_app(task: Task) -> App {
     }
     app.apply(Response::Evaluation {
         task,
-        phase: None,
+        phase: Some(marrow::domain::protocol::Phase::Prospective),
         active: Some(Box::new(fixture::model_row(task))),
         candidate: None,
         result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(task, 200)))),
@@ -375,7 +377,7 @@ fn activating_a_model_asks_first_showing_old_and_new_figures_side_by_side() {
     keys(&mut app, "M");
     app.apply(Response::Evaluation {
         task: Task::Kl,
-        phase: None,
+        phase: Some(marrow::domain::protocol::Phase::Prospective),
         active: Some(Box::new(old)),
         candidate: Some(Box::new(new)),
         result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(
@@ -411,7 +413,7 @@ fn activating_a_model_asks_first_showing_old_and_new_figures_side_by_side() {
             .find(|l| l.contains("new   kl-study 20261204-031500"))
             .unwrap_or_else(|| panic!("{text}"));
         // side by side: the figures start in the same column
-        let col = |l: &str| l.find("AUC").map(|b| l[..b].chars().count());
+        let col = |l: &str| l.find("AUC 0.").map(|b| l[..b].chars().count());
         assert!(now.contains("AUC 0.912 · accuracy 71.0% · n 240"), "{text}");
         assert!(new.contains("AUC 0.631 · accuracy 45.0% · n 60"), "{text}");
         assert_eq!(col(now), col(new), "{text}");

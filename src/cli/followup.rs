@@ -31,12 +31,12 @@ pub struct FollowupArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FollowupCommand {
-    /// One patient's planned visits (6, 12, 24, 36 months) and what was recorded.
+    /// One patient's planned visits (6, 12, 24, 36 months; the baseline, month 0, when recorded) and what was recorded.
     Show { study_id: String },
     /// Enter a visit, or correct one (--expect-version: the version you saw; a correction needs --reason).
     Record {
         study_id: String,
-        /// 6, 12, 24 or 36.
+        /// 0 (the baseline, at the index date), 6, 12, 24 or 36.
         #[arg(long)]
         month: String,
         /// YYYY-MM-DD.

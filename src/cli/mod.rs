@@ -9,6 +9,7 @@ pub mod followup;
 pub mod report;
 pub use demo::GENERATED_PATIENTS as DEMO_GENERATED_PATIENTS;
 pub mod model;
+pub mod outcomes;
 mod output;
 mod reading;
 mod view;
@@ -188,11 +189,13 @@ pub enum Command {
     Predictions(model::PredictionsArgs),
     /// The study's model versions (shipped and trained), and which one is active.
     Models(model::ModelsArgs),
-    /// Train a new model version on the final grades of the retrospective cohort.
+    /// Train a new model version on the task's reference standard (final KL grades, DXA WHO stages) of the retrospective cohort, split by patient.
     Train(model::TrainArgs),
-    /// The primary outcome: AUC, sensitivity, specificity, weighted kappa, confusion matrix, with 95% CIs.
+    /// The primary outcome on the prospective cohort (the external test) against the reference standard: AUC, sensitivity, specificity, weighted kappa, confusion matrix, with 95% CIs; --compare for two models.
     Evaluate(model::EvaluateArgs),
-    /// Follow-up visits (6, 12, 24, 36 months): those due in the next 30 days (--due-days N), one patient's, entering or correcting one.
+    /// The secondary outcomes: new fragility fractures by baseline OP stage (Kaplan-Meier, log-rank), VAS and OKS change from baseline by KL grade.
+    Outcomes(outcomes::OutcomesArgs),
+    /// Follow-up visits (baseline 0; 6, 12, 24, 36 months): those due in the next 30 days (--due-days N), one patient's, entering or correcting one.
     Followup(followup::FollowupArgs),
     /// De-identified exports: the analysis table with its data dictionary, the CONSORT flow (json or svg), the aggregate summary for the other hospital.
     Export {
@@ -736,6 +739,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Explain(a) => model::explain(&g, a),
         Command::Train(a) => model::train(&g, a),
         Command::Evaluate(a) => model::evaluate(&g, a),
+        Command::Outcomes(a) => outcomes::run(&g, a),
         Command::Generate {
             patients,
             out,

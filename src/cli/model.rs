@@ -2,9 +2,9 @@
 
 use super::output::Align;
 use super::{EXIT_CHECK_FAILED, Global, open};
-use crate::db::inference::{JobRow, JobState, ModelRow};
+use crate::db::inference::{EvaluationPairs, JobRow, JobState, ModelRow};
 use crate::domain::agreement::Estimate;
-use crate::domain::evaluation::{self, EvalOptions, Evaluation};
+use crate::domain::evaluation::{self, EvalOptions, Evaluation, ReferenceStandard};
 use crate::domain::protocol::Phase;
 use crate::inference::Task;
 use crate::inference::backend::BackendChoice;
@@ -12,6 +12,7 @@ use crate::inference::jobs::{self, InferOptions, TrainOptions};
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::io::IsTerminal;
 
@@ -100,9 +101,10 @@ pub struct EvaluateArgs {
     /// kl or op.
     #[arg(long)]
     pub task: String,
-    /// retrospective or prospective (default: both).
-    #[arg(long)]
-    pub cohort: Option<String>,
+    /// prospective (the external test, the default), retrospective (development
+    /// data) or all (both, mixed).
+    #[arg(long, default_value = "prospective")]
+    pub cohort: String,
     /// A model version ("name version") with predictions (default: the latest that predicted).
     #[arg(long)]
     pub model: Option<String>,
@@ -112,6 +114,10 @@ pub struct EvaluateArgs {
     /// Bootstrap resamples for the 95% confidence intervals.
     #[arg(long, default_value_t = 1000)]
     pub resamples: usize,
+    /// Another model version ("name version") to compare with on the same cases:
+    /// DeLong's paired test of the two binary AUCs (difference, 95% CI, p).
+    #[arg(long)]
+    pub compare: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -596,14 +602,27 @@ pub fn train(g: &Global, a: TrainArgs) -> Result<u8> {
         return Ok(0);
     }
     println!(
-        "trained {} on {} images of {} final grades ({} epochs, {:.1} s); registered, not active",
-        report.model, report.images, report.cases, report.epochs_run, report.seconds,
+        "trained {} on {} images of {} {} labelled by {} ({} epochs, {:.1} s); registered, not active",
+        report.model,
+        report.images,
+        report.cases,
+        report.reference.unit(),
+        report.reference.code(),
+        report.epochs_run,
+        report.seconds,
     );
     println!("  written to {}", report.dir);
+    println!("  reference standard: {}", report.reference.describe());
+    println!("  validation split {}", report.split);
     let v = &report.validation;
     println!(
-        "  validation ({} cases): accuracy {:.3}, quadratic-weighted kappa {}, binary AUC {}",
+        "  validation ({} images{}): accuracy {:.3}, quadratic-weighted kappa {}, binary AUC {}",
         v.n,
+        if report.validation_spread.is_empty() {
+            ""
+        } else {
+            ", pooled out-of-fold"
+        },
         v.accuracy,
         v.quadratic_kappa
             .map(|k| format!("{k:.3}"))
@@ -612,6 +631,12 @@ pub fn train(g: &Global, a: TrainArgs) -> Result<u8> {
             .map(|k| format!("{k:.3}"))
             .unwrap_or_else(|| "-".into())
     );
+    for f in &report.validation_spread {
+        println!(
+            "  {} over {} folds: mean {:.3}, SD {:.3}, range {:.3}-{:.3}",
+            f.figure, f.folds, f.mean, f.sd, f.min, f.max
+        );
+    }
     for (path, why) in &report.skipped {
         println!("  left out: {path}: {why}");
     }
@@ -655,13 +680,100 @@ pub fn train(g: &Global, a: TrainArgs) -> Result<u8> {
 #[derive(Debug, Clone, Serialize)]
 pub struct EvaluationReport {
     pub task: Task,
+    /// `"prospective"`, `"retrospective"`, or null for both.
     pub cohort: Option<String>,
+    /// What the cohort is to the study: the external test, development data, or both mixed.
+    pub cohort_role: String,
+    /// `"dxa_who"` (OP) or `"final_kl"` (KL): what the model is scored against.
+    pub reference: ReferenceStandard,
+    pub reference_description: String,
+    /// Reference cases left out, by reason (cases of the cohort only).
+    pub excluded: BTreeMap<String, usize>,
     pub model: String,
+    /// The model card's data line: what the model was trained on.
+    pub trained_on: Option<String>,
     pub resamples: usize,
     pub positive: String,
     #[serde(flatten)]
     pub evaluation: Evaluation,
     pub published: Vec<evaluation::Reference>,
+    /// `--compare`: the two models on the cases both predicted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ModelComparison>,
+}
+
+/// Two models' binary AUCs on the same reference cases, by DeLong's paired test.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelComparison {
+    /// The evaluated model ("a") and the one compared with ("b").
+    pub model_a: String,
+    pub model_b: String,
+    /// Cases both models predicted, and how many of them are positive.
+    pub n: usize,
+    pub positives: usize,
+    /// Reference cases of the cohort that one of the two models did not predict.
+    pub not_in_both: usize,
+    pub auc_a: f64,
+    pub auc_b: f64,
+    /// `auc_a - auc_b`, its standard error, 95% CI, z and two-sided p.
+    pub difference: f64,
+    pub se: f64,
+    pub ci95: crate::domain::agreement::ConfidenceInterval,
+    pub z: f64,
+    pub p: f64,
+    pub method: &'static str,
+}
+
+/// Compares the binary AUC of model `a` (its pairs) with model `b` on the cases both
+/// predicted (DeLong, DeLong and Clarke-Pearson 1988, paired).
+pub fn compare_models(
+    study: &crate::db::Study,
+    task: Task,
+    phase: Option<Phase>,
+    a: &EvaluationPairs,
+    b: &str,
+) -> Result<ModelComparison> {
+    let other = study.evaluation_pairs(task, phase, Some(b))?;
+    let key = |c: &crate::db::inference::LabelledCase| (c.patient_id, c.side.clone());
+    let theirs: std::collections::HashMap<_, &Vec<f64>> =
+        other.pairs.iter().map(|(c, p)| (key(c), p)).collect();
+    let score = |p: &[f64]| p[task.positive_from() as usize..].iter().sum::<f64>();
+    let (mut sa, mut sb, mut pos) = (Vec::new(), Vec::new(), Vec::new());
+    for (c, p) in &a.pairs {
+        if let Some(q) = theirs.get(&key(c)) {
+            sa.push(score(p));
+            sb.push(score(q));
+            pos.push(c.label >= task.positive_from());
+        }
+    }
+    let n_union = a.pairs.len() + other.pairs.len() - sa.len();
+    if other.pairs.is_empty() {
+        return Err(anyhow!(
+            "--compare {b}: that model has no prediction of a reference case of {}",
+            cohort_name(phase)
+        ));
+    }
+    let d = crate::domain::stats::delong_paired(&sa, &sb, &pos).ok_or_else(|| {
+        anyhow!(
+            "--compare {b}: the {} cases both models predicted need positive and negative ones, and scores that differ",
+            sa.len()
+        )
+    })?;
+    Ok(ModelComparison {
+        model_a: a.model.clone(),
+        model_b: other.model,
+        n: sa.len(),
+        positives: pos.iter().filter(|p| **p).count(),
+        not_in_both: n_union - sa.len(),
+        auc_a: d.auc_a,
+        auc_b: d.auc_b,
+        difference: d.difference,
+        se: d.se,
+        ci95: d.ci,
+        z: d.z,
+        p: d.p,
+        method: "DeLong's paired test (cases as independent; both knees of a patient count twice)",
+    })
 }
 
 /// Computes `marrow evaluate` (also the TUI's model screen).
@@ -672,17 +784,42 @@ pub fn evaluation_report(
     model: Option<&str>,
     threshold: f64,
     resamples: usize,
+    compare: Option<&str>,
 ) -> Result<EvaluationReport> {
-    let (label, pairs) = study.evaluation_pairs(task, phase, model)?;
+    let found = study.evaluation_pairs(task, phase, model)?;
+    let comparison = match compare {
+        Some(b) if !found.pairs.is_empty() => Some(compare_models(study, task, phase, &found, b)?),
+        _ => None,
+    };
+    let EvaluationPairs {
+        model: label,
+        reference,
+        pairs,
+        excluded,
+    } = found;
     if pairs.is_empty() {
         return Err(anyhow!(
-            "no {} case{} has both a final grade and a prediction of {label}: finish reads/adjudication, then `marrow infer`",
-            task.code(),
-            phase
-                .map(|p| format!(" of the {p} cohort"))
-                .unwrap_or_default()
+            "no {} of {} has both a reference label ({}) and a prediction of {label}{}{}",
+            reference.unit(),
+            cohort_name(phase),
+            reference.code(),
+            if excluded.is_empty() {
+                String::new()
+            } else {
+                format!(" (left out: {})", evaluation::left_out(&excluded))
+            },
+            match reference {
+                ReferenceStandard::FinalKl => ": finish reads/adjudication, then `marrow infer`",
+                ReferenceStandard::DxaWho =>
+                    ": import the DXA scans (`marrow import dxa`), then `marrow infer`",
+            }
         ));
     }
+    let trained_on = study
+        .models()
+        .ok()
+        .and_then(|ms| ms.into_iter().find(|m| m.label() == label))
+        .and_then(|m| m.card["training"]["data"].as_str().map(str::to_string));
     let labels: Vec<u8> = pairs.iter().map(|(c, _)| c.label).collect();
     // Both knees of a patient are resampled together.
     let patients: Vec<u64> = pairs.iter().map(|(c, _)| c.patient_id as u64).collect();
@@ -702,12 +839,57 @@ pub fn evaluation_report(
     Ok(EvaluationReport {
         task,
         cohort: phase.map(|p| p.to_string()),
+        cohort_role: cohort_role(phase).to_string(),
+        reference,
+        reference_description: reference.describe().to_string(),
+        excluded,
         model: label,
+        trained_on,
         resamples,
         positive: evaluation::positive_name(task).to_string(),
         evaluation: e,
         published: evaluation::published(task),
+        comparison,
     })
+}
+
+/// "the prospective cohort", "the retrospective cohort" or "both cohorts".
+pub fn cohort_name(phase: Option<Phase>) -> String {
+    match phase {
+        Some(p) => format!("the {p} cohort"),
+        None => "both cohorts".into(),
+    }
+}
+
+/// What a cohort is to the study (PROTOCOL.md: the retrospective cohort develops
+/// the model, the prospective one is its external test).
+pub fn cohort_role(phase: Option<Phase>) -> &'static str {
+    match phase {
+        Some(Phase::Prospective) => "external test (the protocol's validation cohort)",
+        Some(Phase::Retrospective) => {
+            "development data (the model may have been trained on it: optimistic)"
+        }
+        None => "both cohorts mixed: development data and external test together (optimistic)",
+    }
+}
+
+/// `--cohort`: prospective, retrospective or all (`None`).
+pub fn cohort_arg(s: &str) -> Result<Option<Phase>> {
+    match s {
+        "all" | "both" => Ok(None),
+        other => phase_arg(other)
+            .map(Some)
+            .map_err(|_| anyhow!("--cohort {other}: expected prospective, retrospective or all")),
+    }
+}
+
+/// A p-value as a reader expects it: "0.031", "< 0.001".
+pub fn p_value(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
 }
 
 fn est(e: &Estimate) -> String {
@@ -739,18 +921,36 @@ pub fn evaluation_text(r: &EvaluationReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} model {} against the final grades{}: {} cases of {} patients. 95% CIs: bootstrap over {}s, {} resamples.",
+        "{} model {} on {}: {} {}{}. 95% CIs: bootstrap over {}s, {} resamples.",
         r.task.code().to_uppercase(),
         r.model,
         r.cohort
             .as_deref()
-            .map(|c| format!(" of the {c} cohort"))
-            .unwrap_or_default(),
+            .map(|c| format!("the {c} cohort"))
+            .unwrap_or_else(|| "both cohorts".into()),
         e.n,
-        e.clusters,
+        r.reference.unit(),
+        if r.reference.unit() == "patients" {
+            String::new()
+        } else {
+            format!(" of {} patients", e.clusters)
+        },
         e.resampling_unit,
         r.resamples
     );
+    let _ = writeln!(out, "  cohort: {}", r.cohort_role);
+    let _ = writeln!(
+        out,
+        "  reference standard ({}): {}",
+        r.reference.code(),
+        r.reference_description
+    );
+    if !r.excluded.is_empty() {
+        let _ = writeln!(out, "  left out: {}", evaluation::left_out(&r.excluded));
+    }
+    if let Some(d) = &r.trained_on {
+        let _ = writeln!(out, "  trained on: {d}");
+    }
     let _ = writeln!(
         out,
         "  cases per class: {}",
@@ -818,7 +1018,7 @@ pub fn evaluation_text(r: &EvaluationReport) -> String {
     }
     let _ = writeln!(
         out,
-        "\n  confusion matrix (rows: final grade, columns: model)"
+        "\n  confusion matrix (rows: reference, columns: model)"
     );
     let _ = writeln!(
         out,
@@ -836,6 +1036,26 @@ pub fn evaluation_text(r: &EvaluationReport) -> String {
             row.iter().map(|n| format!("{n:>13}")).collect::<String>()
         );
     }
+    if let Some(c) = &r.comparison {
+        let _ = writeln!(
+            out,
+            "\n  {} vs {} on the {} cases both predicted ({} positive; {} predicted by one only)",
+            c.model_a, c.model_b, c.n, c.positives, c.not_in_both
+        );
+        let _ = writeln!(
+            out,
+            "  AUC {:.3} vs {:.3}: difference {:+.3} (95% CI {:+.3} to {:+.3}), SE {:.3}, z {:.2}, p {}",
+            c.auc_a,
+            c.auc_b,
+            c.difference,
+            c.ci95.lower,
+            c.ci95.upper,
+            c.se,
+            c.z,
+            p_value(c.p)
+        );
+        let _ = writeln!(out, "  {}", c.method);
+    }
     let _ = writeln!(out, "\n  published references (PROTOCOL.md)");
     for p in &r.published {
         let _ = writeln!(out, "  - {}: {}", p.source, p.figures);
@@ -847,7 +1067,7 @@ pub fn evaluation_text(r: &EvaluationReport) -> String {
 pub fn evaluate(g: &Global, a: EvaluateArgs) -> Result<u8> {
     let study = open(g)?;
     let task = task_arg(&a.task)?;
-    let phase = a.cohort.as_deref().map(phase_arg).transpose()?;
+    let phase = cohort_arg(&a.cohort)?;
     if !(0.0..=1.0).contains(&a.threshold) {
         return Err(anyhow!("--threshold {} is outside 0-1", a.threshold));
     }
@@ -858,6 +1078,7 @@ pub fn evaluate(g: &Global, a: EvaluateArgs) -> Result<u8> {
         a.model.as_deref(),
         a.threshold,
         a.resamples,
+        a.compare.as_deref(),
     )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -396,17 +396,17 @@ pub fn write_report(study: &Study, dir: &Path) -> Result<ReportFiles> {
     for (name, title, pairs, threshold, what) in [
         (
             "roc_kl.png",
-            "ROC, radiographic OA (KL >= 2): model vs final KL grade",
+            "ROC, radiographic OA (KL >= 2): model vs final KL grade (final_kl)",
             &roc.kl,
             2u8,
-            "knees with a final KL grade and a KL prediction",
+            "knees of eligible patients, both cohorts, with a final KL grade and a KL prediction",
         ),
         (
             "roc_op.png",
-            "ROC, osteoporosis: model vs DXA WHO stage",
+            "ROC, osteoporosis: model vs DXA WHO stage (dxa_who)",
             &roc.op,
             2u8,
-            "patients with a DXA WHO stage and an OP prediction",
+            "eligible patients aged 50 or more, both cohorts, with a DXA WHO stage and an OP prediction",
         ),
     ] {
         let p = dir.join(name);

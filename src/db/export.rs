@@ -361,6 +361,13 @@ pub fn roc_data(conn: &Connection) -> Result<RocData> {
     ids.sort();
     for id in ids {
         let p = eligible[id];
+        // the OP reference standard: aged 50 or more at the index date
+        // (`Study::reference_cases`)
+        if p.age
+            .is_none_or(|a| a < crate::domain::dxa::T_SCORE_MIN_AGE)
+        {
+            continue;
+        }
         if let (Some(stage), Some(pred)) = (
             p.who_stage.as_deref().and_then(who_class),
             op_prediction(&preds, *id),

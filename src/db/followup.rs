@@ -346,9 +346,9 @@ impl Study {
         expected_version: Option<i64>,
     ) -> Result<VisitRow> {
         self.require(Permission::Screen)?;
-        if !followup::VISIT_MONTHS.contains(&month) {
+        if !followup::is_recordable_month(month) {
             return Err(DbError::Invalid(format!(
-                "{month} is not a planned visit (6, 12, 24 or 36 months)"
+                "{month} is not the baseline (0) or a planned visit (6, 12, 24 or 36 months)"
             )));
         }
         let (pid, sid) = self.patient_row_id(study_id)?;
@@ -414,13 +414,32 @@ impl Study {
     /// The planned visits of one patient (recorded or not), on `today`.
     pub fn patient_visits(&self, study_id: &str, today: NaiveDate) -> Result<Vec<PlannedVisit>> {
         self.refuse_blinded_followup()?;
-        let (_, sid) = self.patient_row_id(study_id)?;
-        Ok(
-            planned_visits(self.conn(), &self.protocol().follow_up, today)?
-                .into_iter()
-                .filter(|v| v.study_id == sid)
-                .collect(),
-        )
+        let (pid, sid) = self.patient_row_id(study_id)?;
+        let rules = &self.protocol().follow_up;
+        let mut rows: Vec<PlannedVisit> = planned_visits(self.conn(), rules, today)?
+            .into_iter()
+            .filter(|v| v.study_id == sid)
+            .collect();
+        // the baseline visit, when recorded, first (nothing is chased for it)
+        if let (Some(first), Some(base), Some(index)) = (
+            rows.first(),
+            load_visit(self.conn(), pid, followup::BASELINE_MONTH)?,
+            index_date_of(self.conn(), pid)?,
+        ) {
+            let w = followup::window(index, followup::BASELINE_MONTH, rules);
+            let baseline = PlannedVisit {
+                study_id: first.study_id.clone(),
+                site: first.site.clone(),
+                group: first.group,
+                phase: first.phase,
+                in_window: Some(w.contains(base.visit.visit_date)),
+                window: w,
+                state: VisitState::Done,
+                recorded: Some(base),
+            };
+            rows.insert(0, baseline);
+        }
+        Ok(rows)
     }
 
     /// Every planned visit of the eligible patients, on `today`, by study ID and month.
@@ -473,4 +492,85 @@ fn sort_visits(v: &mut [PlannedVisit]) {
             .unwrap_or((p.study_id.clone(), u64::MAX));
         (n, p.window.month)
     });
+}
+
+impl Study {
+    /// What the secondary outcomes ([`crate::domain::outcomes`]) need of every
+    /// eligible patient of `phase` (both when `None`): the index date, the baseline
+    /// OP stage of the OP reference standard (the DXA WHO stage of patients aged 50
+    /// or more, `Study::reference_cases`), the worse knee's final KL grade, and every
+    /// recorded visit. Not for readers (it holds DXA stages and final grades).
+    pub fn outcome_facts(
+        &self,
+        phase: Option<Phase>,
+    ) -> Result<Vec<crate::domain::outcomes::PatientFacts>> {
+        use crate::domain::outcomes::{PatientFacts, VisitFact};
+        use crate::inference::Task;
+        self.refuse_readers("see the study's outcomes, which hold DXA stages and final grades")?;
+        let op: HashMap<i64, u8> = self
+            .reference_cases(Task::Op, phase)?
+            .cases
+            .into_iter()
+            .map(|c| (c.patient_id, c.label))
+            .collect();
+        let mut kl: HashMap<i64, u8> = HashMap::new();
+        for c in self.reference_cases(Task::Kl, phase)?.cases {
+            let k = kl.entry(c.patient_id).or_insert(c.label);
+            *k = (*k).max(c.label);
+        }
+        let mut visits: HashMap<i64, Vec<VisitFact>> = HashMap::new();
+        {
+            let mut st = self.conn().prepare_cached(
+                "SELECT patient_id, visit_month, visit_date, vas, oks, new_fragility_fracture \
+                 FROM follow_up_visits ORDER BY patient_id, visit_month",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<f64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })?;
+            for row in rows {
+                let (pid, month, date, vas, oks, fracture) = row?;
+                let Ok(date) = NaiveDate::parse_from_str(&date, "%Y-%m-%d") else {
+                    continue;
+                };
+                visits.entry(pid).or_default().push(VisitFact {
+                    month: month as u32,
+                    date,
+                    vas,
+                    oks: oks.and_then(|o| u8::try_from(o).ok()),
+                    fracture: fracture.map(|f| f != 0),
+                });
+            }
+        }
+        let mut st = self.conn().prepare_cached(
+            "SELECT id, phase, index_date FROM patients WHERE decision = 'eligible' ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (pid, ph, index) = row?;
+            if phase.is_some_and(|want| ph.parse::<Phase>().ok() != Some(want)) {
+                continue;
+            }
+            out.push(PatientFacts {
+                index_date: index.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+                op_stage: op.get(&pid).copied(),
+                kl: kl.get(&pid).copied(),
+                visits: visits.remove(&pid).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
 }

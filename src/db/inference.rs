@@ -8,6 +8,7 @@
 
 use super::audit::{AuditWriter, Change};
 use super::{DbError, Result, Study, now_utc};
+use crate::domain::evaluation::ReferenceStandard;
 use crate::domain::protocol::Phase;
 use crate::domain::reading::{ImageFacts, ImageInputs, image_fits_model};
 use crate::domain::records::analyte_units;
@@ -308,6 +309,15 @@ pub struct CasePrediction {
     pub images: usize,
 }
 
+/// The reference standard of a task, its cases and what was left out, by reason
+/// ([`Study::reference_cases`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferenceCases {
+    pub reference: ReferenceStandard,
+    pub cases: Vec<LabelledCase>,
+    pub excluded: BTreeMap<String, usize>,
+}
+
 /// A labelled case with its images (training) or its prediction (evaluation).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LabelledCase {
@@ -335,7 +345,16 @@ pub struct PredictionRow {
 }
 
 /// The model version scored and each labelled case with its mean probabilities.
-pub type EvaluationPairs = (String, Vec<(LabelledCase, Vec<f64>)>);
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluationPairs {
+    /// The model version, "name version".
+    pub model: String,
+    pub reference: ReferenceStandard,
+    /// Each reference case with the model's mean probabilities over its images.
+    pub pairs: Vec<(LabelledCase, Vec<f64>)>,
+    /// Reference cases left out, by reason (no reference label, no prediction).
+    pub excluded: BTreeMap<String, usize>,
+}
 
 /// The study's model folder: `<db>.models/`.
 pub fn models_dir(db: &Path) -> PathBuf {
@@ -360,6 +379,15 @@ pub const BUILTIN: &[(Task, &str, &[u8])] = &[
 
 fn task_of(s: &str) -> Option<Task> {
     s.parse().ok()
+}
+
+/// Why a patient of `decision` (not "eligible") is not in a reference standard.
+fn not_eligible(decision: &str) -> &'static str {
+    if decision == "pending" {
+        "screening pending"
+    } else {
+        "ineligible"
+    }
 }
 
 fn final_label(task: Task, kl: Option<i64>, op: Option<&str>) -> Option<u8> {
@@ -1196,10 +1224,24 @@ impl Study {
         Ok(())
     }
 
-    /// Final grades of `task` (optionally of one cohort phase), the reference
-    /// standard for training and evaluation. Only roles that may see final grades
-    /// (adjudicators, PIs, admins, and coordinators for model work) get them.
+    /// The reference-standard labels of `task` (optionally of one cohort phase):
+    /// [`reference_cases`](Self::reference_cases) without the exclusion counts.
     pub fn labelled_cases(&self, task: Task, phase: Option<Phase>) -> Result<Vec<LabelledCase>> {
+        Ok(self.reference_cases(task, phase)?.cases)
+    }
+
+    /// The reference standard of `task` ([`ReferenceStandard`]), the labels that
+    /// training and evaluation use, with what was left out and why:
+    /// - OP: one case per eligible patient aged 50 or more at the index date with a
+    ///   DXA WHO stage (side `patient`); patients under 50 (the Z-score rule applies),
+    ///   of unknown age, or without a DXA scan in the window are counted apart. The
+    ///   readers' OP impression is never the reference.
+    /// - KL: each knee case of an eligible patient with a final KL grade; knees
+    ///   without a final grade yet, or finalised as not assessable, are counted apart.
+    ///
+    /// Only roles that may see final grades (adjudicators, PIs, admins, and
+    /// coordinators for model work) get them.
+    pub fn reference_cases(&self, task: Task, phase: Option<Phase>) -> Result<ReferenceCases> {
         if self.role() == Role::Reader {
             return Err(DbError::NotAllowed {
                 user: self.actor().name.clone(),
@@ -1207,59 +1249,147 @@ impl Study {
                 what: "see final grades (readers are blinded)".into(),
             });
         }
-        let mut st = self.conn().prepare_cached(
-            "SELECT c.id, p.id, p.study_id, c.side, p.phase, f.kl, f.op_stage \
-             FROM case_finals f JOIN reading_cases c ON c.id = f.case_id \
-             JOIN patients p ON p.id = c.patient_id ORDER BY c.id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (case_id, patient_id, study_id, side, ph, kl, op) = row?;
-            let phase_v: Phase = match ph.parse() {
-                Ok(p) => p,
-                Err(_) => continue,
-            };
-            if phase.is_some_and(|want| want != phase_v) {
-                continue;
+        let mut out = ReferenceCases {
+            reference: ReferenceStandard::of(task),
+            cases: Vec::new(),
+            excluded: BTreeMap::new(),
+        };
+        let mut exclude = |why: &str| *out.excluded.entry(why.to_string()).or_default() += 1;
+        let in_phase = |ph: &str| -> Option<Phase> {
+            let p: Phase = ph.parse().ok()?;
+            phase.is_none_or(|want| want == p).then_some(p)
+        };
+        match task {
+            Task::Op => {
+                let mut st = self.conn().prepare_cached(
+                    "SELECT p.id, p.study_id, p.phase, p.decision, p.age, p.who_stage, \
+                     (SELECT c.id FROM reading_cases c WHERE c.patient_id = p.id AND c.side = 'patient'), \
+                     p.grp FROM patients p ORDER BY p.id",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<i32>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, String>(7)?,
+                    ))
+                })?;
+                let mut cases = Vec::new();
+                for row in rows {
+                    let (patient_id, study_id, ph, decision, age, who, case_id, grp) = row?;
+                    let Some(phase_v) = in_phase(&ph) else {
+                        continue;
+                    };
+                    // OA patients have no DXA by protocol: not part of the OP figures
+                    // unless they have one
+                    let dxa_group = grp
+                        .parse::<crate::domain::protocol::Group>()
+                        .map_or(true, |g| g.needs_dxa());
+                    if !dxa_group && who.is_none() {
+                        continue;
+                    }
+                    if decision != "eligible" {
+                        exclude(not_eligible(&decision));
+                        continue;
+                    }
+                    match age {
+                        None => {
+                            exclude("age unknown");
+                            continue;
+                        }
+                        Some(a) if a < crate::domain::dxa::T_SCORE_MIN_AGE => {
+                            exclude("under 50 (the Z-score rule applies, no WHO stage)");
+                            continue;
+                        }
+                        Some(_) => {}
+                    }
+                    // stored as the WHO label ("Osteoporosis")
+                    let who = who.map(|w| w.to_ascii_lowercase());
+                    let Some(label) = final_label(Task::Op, None, who.as_deref()) else {
+                        exclude("no DXA scan in the window");
+                        continue;
+                    };
+                    cases.push(LabelledCase {
+                        case_id: case_id.unwrap_or(0),
+                        patient_id,
+                        study_id,
+                        side: "patient".into(),
+                        phase: phase_v,
+                        label,
+                    });
+                }
+                out.cases = cases;
             }
-            let knee = side == "left" || side == "right";
-            if (task == Task::Kl) != knee {
-                continue;
-            }
-            if let Some(label) = final_label(task, kl, op.as_deref()) {
-                out.push(LabelledCase {
-                    case_id,
-                    patient_id,
-                    study_id,
-                    side,
-                    phase: phase_v,
-                    label,
-                });
+            Task::Kl => {
+                let mut st = self.conn().prepare_cached(
+                    "SELECT c.id, p.id, p.study_id, c.side, p.phase, p.decision, f.method, f.kl \
+                     FROM reading_cases c JOIN patients p ON p.id = c.patient_id \
+                     LEFT JOIN case_finals f ON f.case_id = c.id \
+                     WHERE c.side IN ('left', 'right') ORDER BY c.id",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                    ))
+                })?;
+                let mut cases = Vec::new();
+                for row in rows {
+                    let (case_id, patient_id, study_id, side, ph, decision, method, kl) = row?;
+                    let Some(phase_v) = in_phase(&ph) else {
+                        continue;
+                    };
+                    if decision != "eligible" {
+                        exclude(not_eligible(&decision));
+                        continue;
+                    }
+                    if method.is_none() {
+                        exclude("no final grade yet");
+                        continue;
+                    }
+                    let Some(label) = final_label(Task::Kl, kl, None) else {
+                        exclude("final grade: not assessable");
+                        continue;
+                    };
+                    cases.push(LabelledCase {
+                        case_id,
+                        patient_id,
+                        study_id,
+                        side,
+                        phase: phase_v,
+                        label,
+                    });
+                }
+                out.cases = cases;
             }
         }
         Ok(out)
     }
 
-    /// Final grades paired with the model's case prediction (of `model_label`, or the
-    /// latest version with predictions): what `marrow evaluate` scores.
+    /// The task's reference standard paired with the model's case prediction (of
+    /// `model_label`, or the latest version with predictions): what `marrow
+    /// evaluate` scores, with the reference cases left out and why.
     pub fn evaluation_pairs(
         &self,
         task: Task,
         phase: Option<Phase>,
         model_label: Option<&str>,
     ) -> Result<EvaluationPairs> {
-        let cases = self.labelled_cases(task, phase)?;
+        let ReferenceCases {
+            reference,
+            cases,
+            mut excluded,
+        } = self.reference_cases(task, phase)?;
         let label: String = match model_label {
             Some(l) => l.to_string(),
             None => self
@@ -1312,9 +1442,18 @@ impl Study {
             }
             if n > 0 {
                 out.push((c, sum.iter().map(|v| v / n as f64).collect()));
+            } else {
+                *excluded
+                    .entry("no prediction by this model".into())
+                    .or_default() += 1;
             }
         }
-        Ok((label, out))
+        Ok(EvaluationPairs {
+            model: label,
+            reference,
+            pairs: out,
+            excluded,
+        })
     }
 }
 

@@ -38,6 +38,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_lab_units.sql",
         include_str!("../../migrations/0008_lab_units.sql"),
     ),
+    (
+        "0009_baseline_visit.sql",
+        include_str!("../../migrations/0009_baseline_visit.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

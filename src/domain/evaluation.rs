@@ -28,6 +28,75 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+/// The reference standard a task's figures are computed against (PROTOCOL.md,
+/// "Reference standards"): one per task, used alike by `evaluate`, `train`, the
+/// report, the model screen and the analysis export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceStandard {
+    /// Osteoporosis: the DXA WHO stage (lowest T-score of lumbar spine, femoral neck
+    /// and total hip on the scan in the DXA window closest to the index date) of
+    /// eligible patients aged 50 or more at the index date.
+    DxaWho,
+    /// Knee OA: the final KL grade of each knee (adjudicated, or the readers'
+    /// consensus) of eligible patients.
+    FinalKl,
+}
+
+impl ReferenceStandard {
+    pub fn of(task: crate::inference::Task) -> ReferenceStandard {
+        match task {
+            crate::inference::Task::Kl => ReferenceStandard::FinalKl,
+            crate::inference::Task::Op => ReferenceStandard::DxaWho,
+        }
+    }
+
+    /// `"dxa_who"` or `"final_kl"`, as the JSON says it.
+    pub fn code(self) -> &'static str {
+        match self {
+            ReferenceStandard::DxaWho => "dxa_who",
+            ReferenceStandard::FinalKl => "final_kl",
+        }
+    }
+
+    /// One line for screens and reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReferenceStandard::DxaWho => {
+                "the DXA WHO stage (lowest T-score of lumbar spine, femoral neck and total hip on the scan closest to the index date in the DXA window) of eligible patients aged 50 or more"
+            }
+            ReferenceStandard::FinalKl => {
+                "the final KL grade of each knee (adjudicated, or the readers' consensus) of eligible patients"
+            }
+        }
+    }
+
+    /// A few words, for narrow screens.
+    pub fn short(self) -> &'static str {
+        match self {
+            ReferenceStandard::DxaWho => "DXA WHO stage, eligible patients aged 50+",
+            ReferenceStandard::FinalKl => "final KL grade per knee, eligible patients",
+        }
+    }
+
+    /// What the reference calls a case: `"patients"` or `"knees"`.
+    pub fn unit(self) -> &'static str {
+        match self {
+            ReferenceStandard::DxaWho => "patients",
+            ReferenceStandard::FinalKl => "knees",
+        }
+    }
+}
+
+/// "3 not eligible, 2 no DXA scan in the window": what a figure left out, by reason.
+pub fn left_out(excluded: &std::collections::BTreeMap<String, usize>) -> String {
+    excluded
+        .iter()
+        .map(|(why, n)| format!("{n} {why}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A published figure to set the study's own beside (PROTOCOL.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reference {

@@ -12,6 +12,14 @@ use std::str::FromStr;
 
 /// The months after the index date at which a visit is planned.
 pub const VISIT_MONTHS: [u32; 4] = [6, 12, 24, 36];
+/// The baseline visit (month 0, at the index date): VAS and OKS change from it. It
+/// may be recorded like a planned visit, but nothing is chased for it.
+pub const BASELINE_MONTH: u32 = 0;
+
+/// Whether a visit month may be recorded: the baseline or a planned visit.
+pub fn is_recordable_month(m: u32) -> bool {
+    m == BASELINE_MONTH || VISIT_MONTHS.contains(&m)
+}
 /// The widest half-width that keeps the 6- and 12-month windows apart.
 pub const MAX_WINDOW_MONTHS: u32 = 2;
 
@@ -110,17 +118,17 @@ impl VisitWindow {
     }
 }
 
-/// Checks a visit month (6, 12, 24 or 36).
+/// Checks a visit month (0 for the baseline, or 6, 12, 24 or 36).
 pub fn parse_visit_month(s: &str) -> Result<u32, String> {
     let m: u32 = s
         .trim()
         .parse()
         .map_err(|_| format!("visit_month '{}' is not a number", s.trim()))?;
-    if VISIT_MONTHS.contains(&m) {
+    if is_recordable_month(m) {
         Ok(m)
     } else {
         Err(format!(
-            "visit_month {m} is not a planned visit (6, 12, 24 or 36)"
+            "visit_month {m} is not the baseline (0) or a planned visit (6, 12, 24 or 36)"
         ))
     }
 }

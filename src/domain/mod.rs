@@ -7,6 +7,7 @@ pub mod dxa;
 pub mod eligibility;
 pub mod evaluation;
 pub mod followup;
+pub mod outcomes;
 pub mod protocol;
 pub mod reading;
 pub mod records;

@@ -80,6 +80,10 @@ pub struct TrainingInfo {
     /// `k` when k-fold cross-validation produced the metrics; 0 = one validation split.
     #[serde(default)]
     pub folds: usize,
+    /// How the validation part (or the folds) was drawn; empty on cards written
+    /// before marrow split by patient.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub split: String,
 }
 
 /// Metrics on the validation set (or pooled out-of-fold predictions).
@@ -100,6 +104,18 @@ pub struct Metrics {
     pub auc_binary: Option<f64>,
     /// Rows = label, columns = prediction.
     pub confusion: Vec<Vec<u64>>,
+}
+
+/// How a figure spread over the folds of a cross-validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldSpread {
+    pub figure: String,
+    pub folds: usize,
+    pub mean: f64,
+    /// Sample standard deviation over the folds where the figure is defined.
+    pub sd: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 /// One-vs-rest AUC of one class.
@@ -129,6 +145,10 @@ pub struct ModelCard {
     pub spec: ModelSpec,
     pub training: TrainingInfo,
     pub validation: Metrics,
+    /// k-fold cross-validation: how the figures spread over the folds (the
+    /// `validation` figures are the pooled out-of-fold ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_spread: Vec<FoldSpread>,
 }
 
 /// Hex SHA-256 of bytes.

@@ -307,6 +307,12 @@ pub struct TrainReport {
     pub images: usize,
     pub skipped: Vec<(String, String)>,
     pub validation: super::card::Metrics,
+    /// `"dxa_who"` or `"final_kl"`: the labels trained on.
+    pub reference: crate::domain::evaluation::ReferenceStandard,
+    /// How validation was split (by patient).
+    pub split: String,
+    /// k-fold cross-validation: the figures' spread over the folds.
+    pub validation_spread: Vec<super::card::FoldSpread>,
     /// The new version's validation figures in a few words.
     pub validation_summary: String,
     /// The active model of the task, which training leaves as it is.
@@ -371,6 +377,7 @@ pub fn train(
                 image,
                 clinical: clinical.get(&t.patient_id).cloned().unwrap_or_default(),
                 label: *label,
+                group: t.patient_id as u64,
             }),
             Err(e) => skipped.push((t.store_path.clone(), e)),
         }
@@ -386,10 +393,18 @@ pub fn train(
     let now = chrono::Utc::now();
     config.version = format!("{}", now.format("%Y%m%d-%H%M%S"));
     config.name = format!("{}-study", task.code());
+    let reference = crate::domain::evaluation::ReferenceStandard::of(task);
     config.data_description = format!(
-        "{} final (adjudicated or consensus) grades of the {} cohort of this study, {} images; trained with marrow train on {}",
+        "{} {} of the {} cohort of this study ({}), {} images, split by patient; trained with marrow train on {}",
         cases.len(),
+        match reference {
+            crate::domain::evaluation::ReferenceStandard::DxaWho =>
+                "patients' DXA WHO stages (eligible, aged 50 or more)",
+            crate::domain::evaluation::ReferenceStandard::FinalKl =>
+                "knees' final (adjudicated or consensus) KL grades",
+        },
         opts.phase,
+        reference.code(),
         examples.len(),
         now.format("%Y-%m-%d")
     );
@@ -462,6 +477,9 @@ pub fn train(
         images: examples.len(),
         skipped,
         validation: card.validation.clone(),
+        reference,
+        split: card.training.split.clone(),
+        validation_spread: card.validation_spread.clone(),
         validation_summary: row.validation_summary(),
         active: active.label(),
         active_validation_summary: active.validation_summary(),

@@ -189,6 +189,10 @@ pub struct Example {
     pub clinical: Clinical,
     /// Class index `0..task.num_classes()`.
     pub label: u8,
+    /// The patient the example belongs to: every split (validation, k folds) keeps
+    /// all examples of a group on one side, so that images of one knee or one
+    /// patient never train and validate the same model.
+    pub group: u64,
 }
 
 /// One case to predict.

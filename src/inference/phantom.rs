@@ -114,11 +114,13 @@ impl Phantom {
         Image::from_u16(self.width, self.height, &self.pixels)
     }
 
-    pub fn example(&self) -> Example {
+    /// The phantom as a training example of patient `group`.
+    pub fn example(&self, group: u64) -> Example {
         Example {
             image: self.image(),
             clinical: self.clinical.clone(),
             label: self.label,
+            group,
         }
     }
 }
@@ -147,9 +149,11 @@ pub fn dataset(task: Task, n: usize, seed: u64) -> Vec<Phantom> {
 
 /// Same as [`dataset`], as training examples.
 pub fn examples(task: Task, n: usize, seed: u64) -> Vec<Example> {
+    // each phantom is a patient of its own
     dataset(task, n, seed)
         .iter()
-        .map(Phantom::example)
+        .enumerate()
+        .map(|(i, p)| p.example(i as u64))
         .collect()
 }
 

@@ -7,6 +7,7 @@
 //! a class has too few labels. Preprocessing is the model's own
 //! ([`ModelSpec::prepare`]), fitted on the training part only.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -18,7 +19,9 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
 
-use super::card::{CardError, ClassAuc, Metrics, ModelCard, TrainingInfo, WEIGHTS_FILE};
+use super::card::{
+    CardError, ClassAuc, FoldSpread, Metrics, ModelCard, TrainingInfo, WEIGHTS_FILE,
+};
 use super::model::{
     Architecture, ClinicalSpec, ModelSpec, Net, Prepared, Preprocess, argmax, tensors,
 };
@@ -230,43 +233,111 @@ pub fn metrics(task: Task, labels: &[u8], probs: &[Vec<f32>]) -> Metrics {
     }
 }
 
-/// Stratified split of `0..labels.len()` into (train, validation).
-fn stratified_split(
+/// How `train` splits, as its cards say.
+pub const GROUPED_SPLIT: &str =
+    "by patient, stratified by class (all images and both knees of a patient on one side)";
+
+/// The groups (patients) of the examples in first-seen order, each with its
+/// stratum: the highest class among its examples (a patient's worse knee), so that
+/// a split stratified by group keeps the classes' shares.
+fn group_strata(labels: &[u8], groups: &[u64]) -> Vec<(u64, u8)> {
+    let mut order: Vec<(u64, u8)> = Vec::new();
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    for (&g, &l) in groups.iter().zip(labels) {
+        match at.get(&g) {
+            Some(&i) => order[i].1 = order[i].1.max(l),
+            None => {
+                at.insert(g, order.len());
+                order.push((g, l));
+            }
+        }
+    }
+    order
+}
+
+/// Split of `0..labels.len()` into (train, validation) by group, stratified by
+/// each group's stratum ([`group_strata`]): a share `fraction` of each stratum's
+/// groups (at least one, never all) is held out with every example it has.
+fn grouped_split(
     labels: &[u8],
+    groups: &[u64],
     k: usize,
     fraction: f64,
     rng: &mut Rng,
 ) -> (Vec<usize>, Vec<usize>) {
-    let (mut train, mut val) = (Vec::new(), Vec::new());
+    let strata = group_strata(labels, groups);
+    let mut held = HashSet::new();
     for c in 0..k {
-        let mut idx: Vec<usize> = (0..labels.len())
-            .filter(|&i| usize::from(labels[i]) == c)
+        let mut gs: Vec<u64> = strata
+            .iter()
+            .filter(|(_, s)| usize::from(*s) == c)
+            .map(|(g, _)| *g)
             .collect();
-        shuffle(&mut idx, rng);
-        let n_val = ((idx.len() as f64 * fraction).round() as usize)
+        shuffle(&mut gs, rng);
+        let n_val = ((gs.len() as f64 * fraction).round() as usize)
             .max(1)
-            .min(idx.len().saturating_sub(1));
-        val.extend_from_slice(&idx[..n_val]);
-        train.extend_from_slice(&idx[n_val..]);
+            .min(gs.len().saturating_sub(1));
+        held.extend(gs.into_iter().take(n_val));
     }
-    train.sort_unstable();
-    val.sort_unstable();
-    (train, val)
+    (0..labels.len()).partition(|i| !held.contains(&groups[*i]))
 }
 
-/// Stratified fold number of each example.
-fn stratified_folds(labels: &[u8], k: usize, folds: usize, rng: &mut Rng) -> Vec<usize> {
-    let mut fold = vec![0; labels.len()];
+/// Fold number of each example, by group and stratified by each group's stratum:
+/// all examples of a group share a fold.
+fn grouped_folds(
+    labels: &[u8],
+    groups: &[u64],
+    k: usize,
+    folds: usize,
+    rng: &mut Rng,
+) -> Vec<usize> {
+    let strata = group_strata(labels, groups);
+    let mut fold_of: HashMap<u64, usize> = HashMap::new();
+    // one running count over the strata, so that small strata do not all fill fold 0
+    let mut j = 0;
     for c in 0..k {
-        let mut idx: Vec<usize> = (0..labels.len())
-            .filter(|&i| usize::from(labels[i]) == c)
+        let mut gs: Vec<u64> = strata
+            .iter()
+            .filter(|(_, s)| usize::from(*s) == c)
+            .map(|(g, _)| *g)
             .collect();
-        shuffle(&mut idx, rng);
-        for (j, i) in idx.into_iter().enumerate() {
-            fold[i] = j % folds;
+        shuffle(&mut gs, rng);
+        for g in gs {
+            fold_of.insert(g, j % folds);
+            j += 1;
         }
     }
-    fold
+    groups.iter().map(|g| fold_of[g]).collect()
+}
+
+/// Mean, SD and range of the binary AUC, accuracy and quadratic kappa over folds.
+pub fn fold_spread(folds: &[Metrics]) -> Vec<FoldSpread> {
+    type Figure = fn(&Metrics) -> Option<f64>;
+    let figures: [(&str, Figure); 3] = [
+        ("auc_binary", |m| m.auc_binary),
+        ("accuracy", |m| Some(m.accuracy)),
+        ("quadratic_kappa", |m| m.quadratic_kappa),
+    ];
+    figures
+        .iter()
+        .filter_map(|(name, f)| {
+            let v: Vec<f64> = folds.iter().filter_map(f).collect();
+            if v.len() < 2 {
+                return None;
+            }
+            let n = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / n;
+            let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            Some(FoldSpread {
+                figure: (*name).to_string(),
+                folds: v.len(),
+                mean,
+                sd,
+                min: v.iter().copied().fold(f64::INFINITY, f64::min),
+                max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            })
+        })
+        .collect()
 }
 
 fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
@@ -525,6 +596,7 @@ pub fn train<B: AutodiffBackend>(
     let start = Instant::now();
     let k = config.task.num_classes();
     let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
+    let groups: Vec<u64> = examples.iter().map(|e| e.group).collect();
     let needed = config.min_per_class.max(config.folds).max(2);
     let counts = check_label_counts(config.task, &labels, needed)?;
     let mut rng = Rng::new(config.seed ^ 0x73_706C_6974);
@@ -532,7 +604,7 @@ pub fn train<B: AutodiffBackend>(
     let mut fold_metrics = Vec::new();
     let mut pooled: Option<Metrics> = None;
     if config.folds >= 2 {
-        let folds = stratified_folds(&labels, k, config.folds, &mut rng);
+        let folds = grouped_folds(&labels, &groups, k, config.folds, &mut rng);
         let mut oof: Vec<Vec<f32>> = vec![Vec::new(); examples.len()];
         for f in 0..config.folds {
             let tr: Vec<usize> = (0..examples.len()).filter(|&i| folds[i] != f).collect();
@@ -555,7 +627,7 @@ pub fn train<B: AutodiffBackend>(
         }
         pooled = Some(metrics(config.task, &labels, &oof));
     }
-    let (tr, va) = stratified_split(&labels, k, config.validation_fraction, &mut rng);
+    let (tr, va) = grouped_split(&labels, &groups, k, config.validation_fraction, &mut rng);
     let fitted = fit::<B>(
         config,
         examples,
@@ -597,8 +669,10 @@ pub fn train<B: AutodiffBackend>(
             backend: backend_name.to_string(),
             seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             folds: if config.folds >= 2 { config.folds } else { 0 },
+            split: GROUPED_SPLIT.to_string(),
         },
         validation,
+        validation_spread: fold_spread(&fold_metrics),
     };
     Ok(TrainOutcome {
         card,
@@ -639,20 +713,127 @@ mod tests {
         ));
     }
 
+    /// The split marrow used before it grouped by patient: per image, stratified by
+    /// class. Kept here to show the leak the grouped split closes.
+    fn per_image_split(
+        labels: &[u8],
+        k: usize,
+        fraction: f64,
+        rng: &mut Rng,
+    ) -> (Vec<usize>, Vec<usize>) {
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        for c in 0..k {
+            let mut idx: Vec<usize> = (0..labels.len())
+                .filter(|&i| usize::from(labels[i]) == c)
+                .collect();
+            shuffle(&mut idx, rng);
+            let n_val = ((idx.len() as f64 * fraction).round() as usize)
+                .max(1)
+                .min(idx.len().saturating_sub(1));
+            val.extend_from_slice(&idx[..n_val]);
+            train.extend_from_slice(&idx[n_val..]);
+        }
+        (train, val)
+    }
+
+    /// 40 patients, each with 3 images of one knee (same class) and, for every
+    /// other patient, 2 images of the other knee one grade worse.
+    fn cohort() -> (Vec<u8>, Vec<u64>) {
+        let (mut labels, mut groups) = (Vec::new(), Vec::new());
+        for p in 0..40u64 {
+            let grade = (p % 4) as u8;
+            for _ in 0..3 {
+                labels.push(grade);
+                groups.push(1000 + p);
+            }
+            if p % 2 == 0 {
+                for _ in 0..2 {
+                    labels.push(grade + 1);
+                    groups.push(1000 + p);
+                }
+            }
+        }
+        (labels, groups)
+    }
+
+    fn groups_of(idx: &[usize], groups: &[u64]) -> HashSet<u64> {
+        idx.iter().map(|&i| groups[i]).collect()
+    }
+
     #[test]
-    fn splits_are_stratified_and_disjoint() {
-        let labels: Vec<u8> = (0..50).map(|i| (i % 5) as u8).collect();
-        let (tr, va) = stratified_split(&labels, 5, 0.2, &mut Rng::new(1));
-        assert_eq!(tr.len() + va.len(), 50);
-        assert_eq!(va.len(), 10);
-        for c in 0..5u8 {
-            assert_eq!(va.iter().filter(|&&i| labels[i] == c).count(), 2);
+    fn a_per_image_split_leaks_patients_and_the_grouped_split_does_not() {
+        let (labels, groups) = cohort();
+        assert_eq!(labels.len(), 40 * 3 + 20 * 2);
+        let (tr, va) = per_image_split(&labels, 5, 0.2, &mut Rng::new(7));
+        let shared = groups_of(&tr, &groups)
+            .intersection(&groups_of(&va, &groups))
+            .count();
+        assert!(
+            shared > 10,
+            "per image: only {shared} patients on both sides"
+        );
+
+        let (tr, va) = grouped_split(&labels, &groups, 5, 0.2, &mut Rng::new(7));
+        assert_eq!(tr.len() + va.len(), labels.len());
+        let (gt, gv) = (groups_of(&tr, &groups), groups_of(&va, &groups));
+        assert!(gt.is_disjoint(&gv), "a patient on both sides");
+        assert_eq!(gt.len() + gv.len(), 40);
+        // stratified by each patient's worse knee: patients of grade 0 (all with a
+        // KL1 other knee) and 1 make stratum KL1, those of 2 and 3 stratum KL3, 20
+        // patients each; a fifth of each is held out
+        let strata = group_strata(&labels, &groups);
+        let held = |c: u8| {
+            strata
+                .iter()
+                .filter(|(g, s)| *s == c && gv.contains(g))
+                .count()
+        };
+        assert_eq!(
+            [held(0), held(1), held(2), held(3), held(4)],
+            [0, 4, 0, 4, 0]
+        );
+
+        let folds = grouped_folds(&labels, &groups, 5, 5, &mut Rng::new(3));
+        for g in groups_of(&(0..labels.len()).collect::<Vec<_>>(), &groups) {
+            let f: HashSet<usize> = (0..labels.len())
+                .filter(|&i| groups[i] == g)
+                .map(|i| folds[i])
+                .collect();
+            assert_eq!(f.len(), 1, "patient {g} in folds {f:?}");
         }
-        assert!(tr.iter().all(|i| !va.contains(i)));
-        let f = stratified_folds(&labels, 5, 5, &mut Rng::new(2));
+        // 40 patients over 5 folds: 8 each
         for k in 0..5 {
-            assert_eq!(f.iter().filter(|&&x| x == k).count(), 10);
+            let n = strata
+                .iter()
+                .filter(|(g, _)| folds[groups.iter().position(|x| x == g).unwrap()] == k);
+            assert_eq!(n.count(), 8, "fold {k}");
         }
+    }
+
+    #[test]
+    fn the_spread_over_folds_is_mean_sd_and_range() {
+        let fold = |auc: Option<f64>, acc: f64| Metrics {
+            n: 10,
+            accuracy: acc,
+            auc_binary: auc,
+            ..Default::default()
+        };
+        // numpy: mean([0.6, 0.7, 0.8]) = 0.7, std(ddof=1) = 0.1
+        let s = fold_spread(&[
+            fold(Some(0.6), 0.5),
+            fold(Some(0.7), 0.5),
+            fold(None, 0.8),
+            fold(Some(0.8), 0.6),
+        ]);
+        let auc = s.iter().find(|f| f.figure == "auc_binary").unwrap();
+        assert_eq!(auc.folds, 3);
+        assert!((auc.mean - 0.7).abs() < 1e-12 && (auc.sd - 0.1).abs() < 1e-12);
+        assert_eq!((auc.min, auc.max), (0.6, 0.8));
+        let acc = s.iter().find(|f| f.figure == "accuracy").unwrap();
+        // mean([0.5, 0.5, 0.8, 0.6]) = 0.6, std(ddof=1) = 0.141421...
+        assert!((acc.mean - 0.6).abs() < 1e-12, "{acc:?}");
+        assert!((acc.sd - 0.141_421_356_237_309_5).abs() < 1e-12, "{acc:?}");
+        assert!(s.iter().all(|f| f.figure != "quadratic_kappa"));
     }
 
     #[test]

@@ -317,13 +317,23 @@ pub fn evaluation(
         &probs,
     )
     .expect("the fixture sample is a valid evaluation");
+    let reference = evaluation::ReferenceStandard::of(task);
     crate::cli::model::EvaluationReport {
         task,
-        cohort: None,
+        cohort: Some("prospective".into()),
+        cohort_role: crate::cli::model::cohort_role(Some(
+            crate::domain::protocol::Phase::Prospective,
+        ))
+        .to_string(),
+        reference,
+        reference_description: reference.describe().to_string(),
+        excluded: [("no prediction by this model".to_string(), 3)].into(),
         model: format!("{} 0.1.0-phantom", task.code()),
+        trained_on: Some("synthetic phantoms (not for clinical use)".into()),
         resamples,
         positive: evaluation::positive_name(task).to_string(),
         evaluation: e,
         published: evaluation::published(task),
+        comparison: None,
     }
 }

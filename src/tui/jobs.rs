@@ -357,7 +357,8 @@ impl App {
         self.screen = Screen::Model;
         let v = self.jobs.model.get_or_insert_with(|| ModelView {
             task: Task::Kl,
-            cohort: None,
+            // the protocol's external test, as `marrow evaluate` scores by default
+            cohort: Some(Phase::Prospective),
             computed: HashMap::new(),
             scroll: 0,
             lines: Cell::new((0, 0)),
@@ -571,9 +572,9 @@ impl App {
             }
             Action::CycleCohort => {
                 v.cohort = match v.cohort {
-                    None => Some(Phase::Retrospective),
-                    Some(Phase::Retrospective) => Some(Phase::Prospective),
-                    Some(Phase::Prospective) => None,
+                    Some(Phase::Prospective) => Some(Phase::Retrospective),
+                    Some(Phase::Retrospective) => None,
+                    None => Some(Phase::Prospective),
                 };
                 v.scroll = 0;
                 return self.want_figures(false);

@@ -531,7 +531,7 @@ pub const KEYMAP: &[Binding] = &[
     b(X::JobConfirm, &[Char('n'), Code(K::Esc)], A::Back, "no, back", Some("no")),
     // Model
     b(X::Model, &[Code(K::Tab), Code(K::BackTab), Char('t')], A::NextTask, "KL / OP model", Some("task")),
-    b(X::Model, &[Char('p')], A::CycleCohort, "cohort: all, retrospective, prospective (cycles)", Some("cohort")),
+    b(X::Model, &[Char('p')], A::CycleCohort, "cohort: prospective (external test), retrospective (development), all (cycles)", Some("cohort")),
     b(X::Model, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "scroll the figures down", Some("scroll")),
     b(X::Model, &[Char('k'), Code(K::Up), Mouse(WheelUp)], A::Up, "scroll the figures up", Some("scroll")),
     b(X::Model, &[Seq('g', 'g'), Code(K::Home)], A::Top, "top", None),

@@ -1560,12 +1560,16 @@ mod jobs_and_model {
             phase,
             resamples: EVALUATION_RESAMPLES,
         };
-        assert_eq!(press(&mut a, "M"), vec![ask(Task::Kl, None)]);
+        // the prospective cohort (the external test) first, as `marrow evaluate`
+        assert_eq!(
+            press(&mut a, "M"),
+            vec![ask(Task::Kl, Some(Phase::Prospective))]
+        );
         assert_eq!(a.screen(), Screen::Model);
         assert!(draw(&a, 80, 24).contains("Computing the KL grade figures"));
         a.apply(Response::Evaluation {
             task: Task::Kl,
-            phase: None,
+            phase: Some(Phase::Prospective),
             active: Some(Box::new(fixture::model_row(Task::Kl))),
             candidate: None,
             result: Ok(EvaluationFigures(Arc::new(fixture::evaluation(
@@ -1573,7 +1577,10 @@ mod jobs_and_model {
                 50,
             )))),
         });
-        assert_eq!(press(&mut a, "t"), vec![ask(Task::Op, None)]);
+        assert_eq!(
+            press(&mut a, "t"),
+            vec![ask(Task::Op, Some(Phase::Prospective))]
+        );
         assert_eq!(
             press(&mut a, "p"),
             vec![ask(Task::Op, Some(Phase::Retrospective))]
@@ -1582,15 +1589,16 @@ mod jobs_and_model {
             a.handle_key(code(KeyCode::Tab)),
             vec![ask(Task::Kl, Some(Phase::Retrospective))]
         );
-        // Prospective is new; then back to all cohorts of KL, computed already.
-        assert_eq!(
-            press(&mut a, "pp"),
-            vec![ask(Task::Kl, Some(Phase::Prospective))]
-        );
-        assert_eq!(a.model_view().unwrap().cohort(), None);
+        // All cohorts is new; then back to the prospective KL, computed already.
+        assert_eq!(press(&mut a, "pp"), vec![ask(Task::Kl, None)]);
+        assert_eq!(a.model_view().unwrap().cohort(), Some(Phase::Prospective));
         assert!(draw(&a, 120, 40).contains("AUC, radiographic OA"));
+        assert!(draw(&a, 120, 40).contains("reference (final_kl)"));
         // r recomputes; J and M go back and forth; Esc to where M was pressed.
-        assert_eq!(press(&mut a, "r")[1..], [ask(Task::Kl, None)]);
+        assert_eq!(
+            press(&mut a, "r")[1..],
+            [ask(Task::Kl, Some(Phase::Prospective))]
+        );
         assert_eq!(
             press(&mut a, "J"),
             vec![Request::LoadJobs {
@@ -1608,7 +1616,7 @@ mod jobs_and_model {
         press(&mut a, "M");
         a.apply(Response::Evaluation {
             task: Task::Kl,
-            phase: None,
+            phase: Some(Phase::Prospective),
             active: None,
             candidate: None,
             result: Err("the kl model has predicted nothing yet: run `marrow infer` first".into()),
@@ -1646,7 +1654,7 @@ mod jobs_and_model {
             "Inference jobs",
             "cancel the selected job",
             "Model: outcome figures and ROC curve",
-            "cohort: all, retrospective, prospective",
+            "cohort: prospective (external test), retrospective",
             "inference jobs: progress, start, cancel",
         ] {
             assert!(all.contains(want), "help lacks {want:?}");

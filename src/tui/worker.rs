@@ -991,6 +991,7 @@ fn handle(study: &mut Study, r: Request, jobs: &Sender<RunJob>) -> Response {
                 None,
                 EVALUATION_THRESHOLD,
                 resamples,
+                None,
             )
             .map(|r| EvaluationFigures(Arc::new(r)))
             .map_err(|e| format!("{e:#}"));

@@ -40,17 +40,17 @@ fn task_name(task: Task) -> &'static str {
 
 fn cohort_name(c: Option<Phase>) -> &'static str {
     match c {
-        None => "all cohorts",
-        Some(Phase::Retrospective) => "retrospective cohort",
-        Some(Phase::Prospective) => "prospective cohort",
+        None => "all cohorts (mixed)",
+        Some(Phase::Retrospective) => "retrospective cohort (development)",
+        Some(Phase::Prospective) => "prospective cohort (external test)",
     }
 }
 
 fn next_cohort(c: Option<Phase>) -> &'static str {
     match c {
-        None => "retrospective",
-        Some(Phase::Retrospective) => "prospective",
-        Some(Phase::Prospective) => "all",
+        Some(Phase::Prospective) => "retrospective",
+        Some(Phase::Retrospective) => "all",
+        None => "prospective",
     }
 }
 
@@ -113,13 +113,35 @@ fn header_lines(
         out.push(Line::styled(
             ellipsize(
                 &format!(
-                    "scored: {} against {} final grades · 95% CI: bootstrap, {} resamples",
-                    r.model, r.evaluation.n, r.resamples
+                    "scored: {} on {} {} · 95% CI: bootstrap over {}s, {} resamples",
+                    r.model,
+                    r.evaluation.n,
+                    r.reference.unit(),
+                    r.evaluation.resampling_unit,
+                    r.resamples
                 ),
                 width,
             ),
             t.muted(),
         ));
+        let left_out = if r.excluded.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " · left out: {}",
+                crate::domain::evaluation::left_out(&r.excluded)
+            )
+        };
+        for l in wrap(
+            &format!(
+                "reference ({}): {}{left_out}",
+                r.reference.code(),
+                r.reference.short()
+            ),
+            width,
+        ) {
+            out.push(Line::styled(l, t.muted()));
+        }
     }
     out
 }
@@ -182,10 +204,7 @@ pub fn figure_lines(t: &Theme, r: &EvaluationReport, width: usize) -> Vec<Line<'
     }
     out.push(Line::raw(""));
     out.push(Line::styled(
-        ellipsize(
-            "Confusion matrix (rows: final grade, columns: model)",
-            width,
-        ),
+        ellipsize("Confusion matrix (rows: reference, columns: model)", width),
         t.title(),
     ));
     let first = classes
