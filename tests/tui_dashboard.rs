@@ -11,6 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use driver::{Driver, draw};
 use marrow::domain::consort::{self, BoxKey, FlowFacts, Step};
 use marrow::domain::eligibility::{Criterion, Decision};
+use marrow::domain::outcomes;
 use marrow::domain::protocol::{Group, Phase, Protocol};
 use marrow::domain::status::{CohortCount, StatusReport};
 use marrow::domain::user::Role;
@@ -188,7 +189,89 @@ fn figures() -> DashboardFigures {
         by_month: (1..=12)
             .map(|m| (format!("2025-{m:02}"), (m * 3 % 11) as u64))
             .collect(),
+        outcomes: Ok(outcomes_fixture()),
     }
+}
+
+/// Twelve patients: fractures at 6, 12 and 24 months in the osteoporosis stage,
+/// one in osteopenia, none in normal; VAS changes for two KL2 patients.
+fn outcomes_fixture() -> outcomes::OutcomesReport {
+    use chrono::NaiveDate;
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let visit =
+        |month: u32, date: &str, fracture: Option<bool>, vas: Option<f64>| outcomes::VisitFact {
+            month,
+            date: day(date),
+            vas,
+            oks: None,
+            fracture,
+        };
+    let mut facts = Vec::new();
+    for i in 0..12u8 {
+        let stage = i % 3;
+        let hit = match stage {
+            2 => i < 9,
+            1 => i == 1,
+            _ => false,
+        };
+        let mut visits = vec![
+            visit(0, "2026-01-05", None, Some(6.0 - f64::from(i % 2))),
+            visit(6, "2026-07-06", Some(hit && i < 3), Some(4.0)),
+        ];
+        if !(hit && i < 3) {
+            visits.push(visit(12, "2027-01-04", Some(hit && i < 6), None));
+            visits.push(visit(24, "2028-01-05", Some(hit), None));
+        }
+        facts.push(outcomes::PatientFacts {
+            index_date: Some(day("2026-01-05")),
+            op_stage: Some(stage),
+            kl: (i < 2).then_some(2),
+            visits,
+        });
+    }
+    outcomes::OutcomesReport {
+        cohort: Some("prospective".into()),
+        cohort_role: outcomes::cohort_role(Some(Phase::Prospective)).into(),
+        patients: facts.len(),
+        definitions: outcomes::DEFINITIONS,
+        outcomes: outcomes::outcomes(&facts),
+    }
+}
+
+/// The secondary outcomes on the dashboard: `o` shows them in place of the flow,
+/// with the same figures `marrow outcomes` computes (`domain::outcomes`), and `o`
+/// again goes back.
+#[test]
+fn o_shows_the_secondary_outcomes_and_o_again_the_flow() {
+    let mut app = dashboard_app();
+    assert!(press(&mut app, KeyCode::Char('o')).is_empty());
+    assert!(app.dashboard_view().unwrap().showing_outcomes());
+    let want = outcomes_fixture();
+    let op = &want.outcomes.fractures[2];
+    assert_eq!(
+        (op.stage.as_str(), op.patients, op.events),
+        ("osteoporosis", 4, 3)
+    );
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = draw(&app, w, h);
+        assert!(text.contains("Secondary outcomes"), "{text}");
+        assert!(text.contains("log-rank between the stages"), "{text}");
+        let row = text
+            .lines()
+            .find(|l| {
+                l.trim_start_matches(['"', '│'])
+                    .trim_start()
+                    .starts_with("osteoporosis")
+            })
+            .unwrap_or_else(|| panic!("{text}"));
+        // 12 months: incidence of the osteoporosis stage, as computed
+        let inc = format!("{:.0}%", op.at[1].incidence * 100.0);
+        assert!(row.contains(&inc), "{inc} not in {row}");
+    }
+    insta::assert_snapshot!("dashboard_outcomes_120x40", draw(&app, 120, 40));
+    press(&mut app, KeyCode::Char('o'));
+    assert!(!app.dashboard_view().unwrap().showing_outcomes());
+    assert!(draw(&app, 120, 40).contains("CONSORT"));
 }
 
 fn app_of(role: Role) -> App {

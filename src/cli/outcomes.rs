@@ -1,15 +1,14 @@
 //! `marrow outcomes`: the protocol's secondary outcomes (new fragility fractures by
 //! baseline OP stage, VAS and OKS change from baseline by KL grade), computed by
-//! `domain::outcomes` on the facts `Study::outcome_facts` gathers.
+//! `domain::outcomes` on the facts `Study::outcome_facts` gathers
+//! (`Study::outcomes_report`).
 
-use super::model::{cohort_arg, cohort_name, cohort_role, p_value};
+use super::model::{cohort_arg, cohort_name, p_value};
 use super::output::{Align, table};
 use super::{Global, open};
-use crate::domain::outcomes::{self, Outcomes, REPORT_MONTHS};
-use crate::domain::protocol::Phase;
+use crate::domain::outcomes::{OutcomesReport, REPORT_MONTHS};
 use anyhow::Result;
 use clap::Args;
-use serde::Serialize;
 use std::fmt::Write;
 
 #[derive(Debug, Args)]
@@ -19,53 +18,6 @@ pub struct OutcomesArgs {
     pub cohort: String,
     #[arg(long)]
     pub json: bool,
-}
-
-/// The outcomes with what they were computed on.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutcomesReport {
-    pub cohort: Option<String>,
-    pub cohort_role: String,
-    /// Eligible patients of the cohort.
-    pub patients: usize,
-    /// How each figure is defined.
-    pub definitions: Definitions,
-    #[serde(flatten)]
-    pub outcomes: Outcomes,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Definitions {
-    pub fracture_event: &'static str,
-    pub fracture_censoring: &'static str,
-    pub fracture_interval: &'static str,
-    pub op_stage: &'static str,
-    pub change: &'static str,
-    pub kl: &'static str,
-}
-
-pub const DEFINITIONS: Definitions = Definitions {
-    fracture_event: "months (365.25/12 days) from the index date to the first visit reporting a new fragility fracture",
-    fracture_censoring: "the last visit that reported on fractures (yes or no); the month-0 visit does not count",
-    fracture_interval: "Kaplan-Meier cumulative incidence 1 - S(t); Greenwood 95% CI on the log(-log) scale; log-rank test between the stages",
-    op_stage: "the DXA WHO stage of the OP reference standard (eligible patients aged 50 or more)",
-    change: "score at the visit minus the score at the month-0 visit; mean with a t-based 95% CI",
-    kl: "the final KL grade of the patient's worse knee",
-};
-
-/// Computes `marrow outcomes` (also the TUI's outcomes screen and the report).
-pub fn outcomes_report(study: &crate::db::Study, phase: Option<Phase>) -> Result<OutcomesReport> {
-    let facts = study.outcome_facts(phase)?;
-    Ok(OutcomesReport {
-        cohort: phase.map(|p| p.to_string()),
-        cohort_role: match phase {
-            Some(Phase::Prospective) => "the followed-up cohort (prospective)".to_string(),
-            other => cohort_role(other).to_string(),
-        },
-        patients: facts.len(),
-        definitions: DEFINITIONS,
-        outcomes: outcomes::outcomes(&facts),
-    })
 }
 
 fn pct(v: f64) -> String {
@@ -207,7 +159,7 @@ pub fn outcomes_text(r: &OutcomesReport) -> String {
 pub fn run(g: &Global, a: OutcomesArgs) -> Result<u8> {
     let study = open(g)?;
     let phase = cohort_arg(&a.cohort)?;
-    let r = outcomes_report(&study, phase)?;
+    let r = study.outcomes_report(phase)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

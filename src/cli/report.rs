@@ -369,6 +369,164 @@ pub fn roc_chart(
     Ok(auc)
 }
 
+/// The cumulative incidence of new fragility fractures by baseline OP stage (step
+/// curves of the Kaplan–Meier estimate, 0-36 months); `false` when no stage has a
+/// patient (nothing drawn).
+pub fn fracture_chart(path: &Path, o: &crate::domain::outcomes::Outcomes) -> Result<bool> {
+    if o.fractures.iter().all(|c| c.patients == 0) {
+        return Ok(false);
+    }
+    let frame = Frame {
+        caption: "New fragility fractures by baseline OP stage (Kaplan-Meier)",
+        caption_size: 17,
+        margin: 18,
+        x_label_area: 44,
+        y_label_area: 56,
+    };
+    let root = canvas(path, (720, 520));
+    let mut chart = chart_on(&root, frame, 0f64..36f64, 0f64..1f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("months from the index date")
+        .y_desc("cumulative incidence")
+        .label_style(LABEL_FONT)
+        .draw()
+        .map_err(pe)?;
+    let colours = [
+        RGBColor(120, 120, 120),
+        RGBColor(214, 140, 30),
+        RGBColor(31, 94, 140),
+    ];
+    for (c, colour) in o.fractures.iter().zip(colours) {
+        if c.patients == 0 {
+            continue;
+        }
+        let pts = c.step_points(36.0);
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(3)))
+            .map_err(pe)?
+            .label(format!(
+                "{} (n = {}, {} events)",
+                c.stage, c.patients, c.events
+            ))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(LABEL_FONT)
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()
+        .map_err(pe)?;
+    root.present().map_err(pe)?;
+    Ok(true)
+}
+
+/// The secondary outcomes as HTML tables.
+fn outcomes_html(html: &mut String, r: &crate::domain::outcomes::OutcomesReport, chart: bool) {
+    let o = &r.outcomes;
+    let _ = writeln!(
+        html,
+        "<h2>Secondary outcomes</h2><p>{} ({} eligible patients). Baseline OP stage: {}. Event: {}; censored at {}. {}.</p>",
+        esc(&r.cohort_role),
+        r.patients,
+        esc(r.definitions.op_stage),
+        esc(r.definitions.fracture_event),
+        esc(r.definitions.fracture_censoring),
+        esc(r.definitions.fracture_interval)
+    );
+    if chart {
+        let _ = writeln!(
+            html,
+            "<img src=\"fractures_by_op_stage.png\" alt=\"cumulative incidence of new fragility fractures by baseline OP stage\">"
+        );
+    }
+    html.push_str("<table><tr><th>stage</th><th>patients</th><th>events</th>");
+    for m in crate::domain::outcomes::REPORT_MONTHS {
+        let _ = write!(html, "<th>{m} months: incidence (95% CI), at risk</th>");
+    }
+    html.push_str("</tr>\n");
+    for c in &o.fractures {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td>",
+            esc(&c.stage),
+            c.patients,
+            c.events
+        );
+        for a in &c.at {
+            let _ = write!(
+                html,
+                "<td>{:.1}% ({:.1}-{:.1}%), {}</td>",
+                a.incidence * 100.0,
+                a.lower * 100.0,
+                a.upper * 100.0,
+                a.at_risk
+            );
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table>\n");
+    let _ = writeln!(
+        html,
+        "<p>{}</p>",
+        match &o.logrank {
+            Some(l) => format!(
+                "Log-rank test between the stages: chi2 {:.3}, df {}, p {}.",
+                l.chi2,
+                l.df,
+                super::model::p_value(l.p)
+            ),
+            None => "Log-rank test: not defined (two stages with patients and a fracture needed)."
+                .into(),
+        }
+    );
+    if !o.fracture_excluded.is_empty() {
+        let _ = writeln!(
+            html,
+            "<p>Left out: {}.</p>",
+            esc(&crate::domain::evaluation::left_out(&o.fracture_excluded))
+        );
+    }
+    let _ = writeln!(
+        html,
+        "<h3>VAS and OKS change from baseline by baseline KL grade</h3><p>{}; baseline KL: {}.</p>",
+        esc(r.definitions.change),
+        esc(r.definitions.kl)
+    );
+    if o.changes.is_empty() {
+        html.push_str(
+            "<p>No patient has a month-0 visit and a later visit with the same score yet.</p>\n",
+        );
+    } else {
+        html.push_str("<table><tr><th>score</th><th>baseline KL</th><th>month</th><th>n</th><th>mean change</th><th>95% CI</th></tr>\n");
+        for c in &o.changes {
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>KL{}</td><td>{}</td><td>{}</td><td>{:+.2}</td><td>{}</td></tr>",
+                c.score.to_uppercase(),
+                c.kl,
+                c.month,
+                c.change.n,
+                c.change.mean,
+                c.change
+                    .ci95
+                    .map(|ci| format!("{:+.2} to {:+.2}", ci.lower, ci.upper))
+                    .unwrap_or_else(|| "- (n &lt; 2)".into())
+            );
+        }
+        html.push_str("</table>\n");
+    }
+    if !o.change_excluded.is_empty() {
+        let _ = writeln!(
+            html,
+            "<p>Left out: {}.</p>",
+            esc(&crate::domain::evaluation::left_out(&o.change_excluded))
+        );
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -501,6 +659,15 @@ pub fn write_report(study: &Study, dir: &Path) -> Result<ReportFiles> {
             .map(|c| format!(" (compliance {c}% of the visits whose window has opened)"))
             .unwrap_or_default()
     );
+    let outcomes = study.outcomes_report(Some(crate::domain::protocol::Phase::Prospective))?;
+    let p = dir.join("fractures_by_op_stage.png");
+    let drawn = fracture_chart(&p, &outcomes.outcomes)?;
+    if drawn {
+        files.pngs.push(p);
+    } else {
+        let _ = std::fs::remove_file(&p);
+    }
+    outcomes_html(&mut html, &outcomes, drawn);
     html.push_str("</body></html>\n");
     let index = dir.join("index.html");
     write_private(&index, html.as_bytes())?;

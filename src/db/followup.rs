@@ -495,6 +495,23 @@ fn sort_visits(v: &mut [PlannedVisit]) {
 }
 
 impl Study {
+    /// `marrow outcomes` (also the TUI's dashboard and the report): the secondary
+    /// outcomes of the eligible patients of `phase` (both when `None`).
+    pub fn outcomes_report(
+        &self,
+        phase: Option<Phase>,
+    ) -> Result<crate::domain::outcomes::OutcomesReport> {
+        use crate::domain::outcomes;
+        let facts = self.outcome_facts(phase)?;
+        Ok(outcomes::OutcomesReport {
+            cohort: phase.map(|p| p.to_string()),
+            cohort_role: outcomes::cohort_role(phase).to_string(),
+            patients: facts.len(),
+            definitions: outcomes::DEFINITIONS,
+            outcomes: outcomes::outcomes(&facts),
+        })
+    }
+
     /// What the secondary outcomes ([`crate::domain::outcomes`]) need of every
     /// eligible patient of `phase` (both when `None`): the index date, the baseline
     /// OP stage of the OP reference standard (the DXA WHO stage of patients aged 50

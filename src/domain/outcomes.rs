@@ -13,6 +13,7 @@
 //!   and n. The baseline is the month-0 visit; a patient without one, or without the
 //!   score at baseline, is left out of that score's change.
 
+use super::protocol::Phase;
 use super::stats::{MeanCi, mean_ci};
 use super::survival::{KmStep, LogRank, Observation, at_risk, kaplan_meier, logrank, survival_at};
 use chrono::NaiveDate;
@@ -94,6 +95,24 @@ pub struct FractureCurve {
     pub at: Vec<IncidenceAt>,
     /// Every step of the Kaplan–Meier estimate (for the charts).
     pub steps: Vec<KmStep>,
+}
+
+impl FractureCurve {
+    /// The curve as a step function for a chart: (months, cumulative incidence),
+    /// from (0, 0) to `until`.
+    pub fn step_points(&self, until: f64) -> Vec<(f64, f64)> {
+        let mut out = vec![(0.0, 0.0)];
+        let mut last = 0.0;
+        for s in &self.steps {
+            let inc = 1.0 - s.survival;
+            out.push((s.time, last));
+            out.push((s.time, inc));
+            last = inc;
+        }
+        let end = self.steps.last().map_or(until, |s| until.max(s.time));
+        out.push((end, last));
+        out
+    }
 }
 
 /// The mean change of one score at one visit, for one baseline KL grade.
@@ -229,6 +248,47 @@ pub fn outcomes(patients: &[PatientFacts]) -> Outcomes {
     }
 }
 
+/// The outcomes with what they were computed on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutcomesReport {
+    pub cohort: Option<String>,
+    pub cohort_role: String,
+    /// Eligible patients of the cohort.
+    pub patients: usize,
+    /// How each figure is defined.
+    pub definitions: Definitions,
+    #[serde(flatten)]
+    pub outcomes: Outcomes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Definitions {
+    pub fracture_event: &'static str,
+    pub fracture_censoring: &'static str,
+    pub fracture_interval: &'static str,
+    pub op_stage: &'static str,
+    pub change: &'static str,
+    pub kl: &'static str,
+}
+
+pub const DEFINITIONS: Definitions = Definitions {
+    fracture_event: "months (365.25/12 days) from the index date to the first visit reporting a new fragility fracture",
+    fracture_censoring: "the last visit that reported on fractures (yes or no); the month-0 visit does not count",
+    fracture_interval: "Kaplan-Meier cumulative incidence 1 - S(t); Greenwood 95% CI on the log(-log) scale; log-rank test between the stages",
+    op_stage: "the DXA WHO stage of the OP reference standard (eligible patients aged 50 or more)",
+    change: "score at the visit minus the score at the month-0 visit; mean with a t-based 95% CI",
+    kl: "the final KL grade of the patient's worse knee",
+};
+
+/// What the cohort is to the secondary outcomes.
+pub fn cohort_role(phase: Option<Phase>) -> &'static str {
+    match phase {
+        Some(Phase::Prospective) => "the followed-up cohort (prospective)",
+        Some(Phase::Retrospective) => "the retrospective cohort (visits taken from the records)",
+        None => "both cohorts mixed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +335,31 @@ mod tests {
         assert!((o.time - 365.0 / DAYS_PER_MONTH).abs() < 1e-12);
         // a baseline visit alone says nothing about new fractures
         assert!(fracture_observation(&p(vec![visit(0, "2026-01-01", Some(false))])).is_none());
+    }
+
+    #[test]
+    fn a_curve_steps_up_at_each_event_and_runs_on_to_the_end() {
+        let p = |m: f64, event| PatientFacts {
+            index_date: Some(d("2026-01-01")),
+            op_stage: Some(0),
+            kl: None,
+            visits: vec![VisitFact {
+                month: 6,
+                date: d("2026-01-01") + chrono::Days::new((m * DAYS_PER_MONTH).round() as u64),
+                vas: None,
+                oks: None,
+                fracture: Some(event),
+            }],
+        };
+        let o = outcomes(&[p(6.0, true), p(12.0, false)]);
+        let pts = o.fractures[0].step_points(36.0);
+        // S drops to 1/2 at the event; the censoring at 12 keeps it
+        assert_eq!(pts.first(), Some(&(0.0, 0.0)));
+        assert!(
+            (pts[2].1 - 0.5).abs() < 1e-12 && (pts[1].1).abs() < 1e-12,
+            "{pts:?}"
+        );
+        assert_eq!(pts.last().map(|p| (p.0, p.1)), Some((36.0, 0.5)));
     }
 
     #[test]

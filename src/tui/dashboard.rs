@@ -20,6 +20,9 @@ pub struct DashboardFigures {
     pub consort: Consort,
     /// Eligible patients per month of their index date (YYYY-MM), both sites.
     pub by_month: Vec<(String, u64)>,
+    /// The secondary outcomes of the prospective cohort (`Study::outcomes_report`),
+    /// or why they could not be computed.
+    pub outcomes: Result<crate::domain::outcomes::OutcomesReport, String>,
 }
 
 /// One line of the CONSORT list: the box, its count and how deep it is indented.
@@ -69,11 +72,18 @@ pub struct DashboardView {
     pub(crate) selected: usize,
     /// The screen `D` was pressed on (Esc goes back there).
     pub(crate) from: Screen,
+    /// `o`: the secondary outcomes are shown instead of the flow.
+    pub(crate) outcomes: bool,
 }
 
 impl DashboardView {
     pub fn state(&self) -> &LoadState {
         &self.state
+    }
+
+    /// Whether the secondary outcomes are shown instead of the flow.
+    pub fn showing_outcomes(&self) -> bool {
+        self.outcomes
     }
 
     pub fn figures(&self) -> Option<&DashboardFigures> {
@@ -185,6 +195,7 @@ impl App {
             figures: None,
             selected: 0,
             from,
+            outcomes: false,
         });
         v.from = from;
         if blinded || v.figures.is_some() {
@@ -246,6 +257,10 @@ impl App {
             }
             // The follow-up numbers' drill-down: the visits due and overdue.
             Action::OpenFollowup => self.open_followup(),
+            Action::ToggleOutcomes => {
+                v.outcomes = !v.outcomes;
+                Vec::new()
+            }
             a => {
                 let len = v.flow_len();
                 v.selected = step(v.selected, a, len);

@@ -318,6 +318,8 @@ pub enum Action {
     OpenDashboard,
     /// Open the follow-up visits (due and overdue).
     OpenFollowup,
+    /// The dashboard: show the secondary outcomes instead of the flow, or back.
+    ToggleOutcomes,
     /// Show or hide the model's explanation of the case over its image.
     Explain,
     /// Make the task's newest inactive model version the active one (asks first,
@@ -548,6 +550,7 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Dashboard, &[Char('G'), Code(K::End)], A::Bottom, "last box", None),
     b(X::Dashboard, &[Code(K::Enter), Char('l'), Code(K::Right)], A::Open, "the patients behind the selected box", Some("patients")),
     b(X::Dashboard, &[Char('F')], A::OpenFollowup, "the follow-up visits behind the follow-up numbers (due, overdue)", None),
+    b(X::Dashboard, &[Char('o')], A::ToggleOutcomes, "secondary outcomes: fractures by OP stage (Kaplan–Meier), VAS/OKS change by KL; o again: the flow", Some("outcomes")),
     b(X::Dashboard, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back", Some("back")),
     // The patients behind a CONSORT box
     b(X::BoxPatients, &[Char('j'), Code(K::Down), Mouse(WheelDown)], A::Down, "next patient", Some("move")),

@@ -1267,6 +1267,9 @@ fn dashboard(study: &Study) -> Result<DashboardFigures, String> {
         consort,
         // every month from the first to the last, zero where no patient is
         by_month: crate::domain::status::per_month(months.into_iter().map(|(m, _, n)| (m, n))),
+        outcomes: study
+            .outcomes_report(Some(crate::domain::protocol::Phase::Prospective))
+            .map_err(|e| e.to_string()),
     })
 }
 

@@ -65,6 +65,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         )),
         LoadState::Loaded => {}
     }
+    if v.showing_outcomes() {
+        let [head_area, rest] = Layout::vertical([
+            Constraint::Length(head.len() as u16 + 1),
+            Constraint::Fill(1),
+        ])
+        .areas(inner);
+        frame.render_widget(Paragraph::new(head), head_area);
+        super::outcomes::render(t, &f.outcomes, frame, rest);
+        return;
+    }
     let flow_rows = f.flow().len() as u16 + 1;
     let enrol_rows = f.status.cohorts.len() as u16 + 1;
     let cols_rows = flow_rows.max(enrol_rows);

@@ -8,6 +8,7 @@ mod help;
 mod images;
 mod jobs;
 mod model;
+mod outcomes;
 mod patient;
 mod popup;
 mod reading;
