@@ -426,6 +426,8 @@ impl Study {
             .ok_or_else(|| DbError::Invalid(format!("{} has no protocol", db.display())))?;
         let protocol: Protocol = serde_json::from_str(&protocol_json)
             .map_err(|e| DbError::Invalid(format!("stored protocol unreadable: {e}")))?;
+        // "today" is the sites' local date in the protocol's zone
+        crate::domain::clock::set_zone(&protocol.time_zone);
         let role_of = |name: &str| -> Result<Option<Role>> {
             Ok(conn
                 .query_row("SELECT role FROM users WHERE name = ?1", [name], |r| {

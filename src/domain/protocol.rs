@@ -119,6 +119,10 @@ pub struct Protocol {
     /// When each phase's index dates lie (`[periods]`).
     #[serde(default)]
     pub periods: Periods,
+    /// The sites' time zone (`time_zone`): every study date, "today", due and overdue
+    /// are local dates in it; audit timestamps stay UTC.
+    #[serde(default)]
+    pub time_zone: super::clock::TimeZone,
 }
 
 /// The study's periods (PROTOCOL.md: retrospective November 2005 to November 2025,
@@ -216,6 +220,8 @@ pub struct ProtocolOverride {
     /// `[periods]`: `retrospective_from`, `retrospective_to`, `prospective_from`
     /// (quoted "YYYY-MM-DD"; defaults 2005-11-01, 2025-11-30, 2025-12-01).
     pub periods: Option<Periods>,
+    /// `time_zone`: "Asia/Shanghai" (the default) or a fixed offset "UTC+08:00".
+    pub time_zone: Option<String>,
 }
 
 /// Targets in the override file: one per phase, and optionally per cohort.
@@ -255,6 +261,7 @@ impl Protocol {
             reading: ReadingRules::default(),
             follow_up: FollowUpRules::default(),
             periods: Periods::default(),
+            time_zone: super::clock::TimeZone::default(),
         }
     }
 
@@ -318,6 +325,9 @@ impl Protocol {
         if let Some(per) = o.periods {
             per.validate()?;
             p.periods = per;
+        }
+        if let Some(z) = o.time_zone {
+            p.time_zone = super::clock::TimeZone::parse(&z)?;
         }
         Ok(p)
     }
