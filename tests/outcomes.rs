@@ -229,3 +229,18 @@ fn a_month_0_visit_is_accepted_and_a_reader_is_refused_the_outcomes() {
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("outcomes"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_report_draws_the_fracture_curves_and_tables_the_same_figures() {
+    let s = study();
+    let dir = s.path("report");
+    let out = marrow_at(&s, &["report", "--out", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("fractures_by_op_stage.png"), "{html}");
+    // the osteoporosis stage at 12 months, as lifelines computes it (above)
+    assert!(html.contains("<td>60.0% (24.7-94.8%), 1</td>"), "{html}");
+    assert!(html.contains("chi2 1.223, df 2, p 0.543"), "{html}");
+    let img = image::open(dir.join("fractures_by_op_stage.png")).unwrap();
+    assert!(img.width() >= 600 && img.height() >= 400);
+}

@@ -445,6 +445,7 @@ fn the_report_pngs_and_the_consort_svg_render() {
     let dir = PathBuf::from(dir);
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert!(html.contains("consort.svg"), "{html}");
+    assert!(html.contains("<h2>Secondary outcomes</h2>"), "{html}");
     let mut pngs = 0;
     for name in [
         "enrollment_over_time.png",

@@ -123,3 +123,42 @@ fn evaluate_says_why_it_has_nothing_to_score_and_refuses_an_unknown_cohort() {
         "{err}"
     );
 }
+
+/// The analysis export carries the same reference: `op_reference` is the WHO stage
+/// of exactly the patients `reference_cases` labels, empty for the others.
+#[test]
+fn the_analysis_export_marks_the_op_reference_as_evaluate_uses_it() {
+    let s = study();
+    let out = s.path("analysis.csv");
+    s.expect(&["export", "analysis", "--out", out.to_str().unwrap()], 0);
+    let mut r = csv::Reader::from_path(&out).unwrap();
+    let head = r.headers().unwrap().clone();
+    let col = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let (sid, op) = (col("study_id"), col("op_reference"));
+    let got: BTreeMap<String, String> = r
+        .records()
+        .map(|row| {
+            let row = row.unwrap();
+            (row[sid].to_string(), row[op].to_string())
+        })
+        .collect();
+    let reference = s
+        .open()
+        .reference_cases(Task::Op, None)
+        .unwrap()
+        .cases
+        .into_iter()
+        .map(|c| {
+            (
+                c.study_id,
+                ["normal", "osteopenia", "osteoporosis"][c.label as usize],
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    for (id, v) in &got {
+        assert_eq!(reference.get(id).copied().unwrap_or(""), v, "{id}: {got:?}");
+    }
+    // the 49-year-old with a T-score of -2.8 is not in it
+    assert_eq!(got["PKUPH-OP-0003"], "");
+    assert_eq!(got["PKUPH-OP-0004"], "osteoporosis");
+}

@@ -648,6 +648,18 @@ pub fn write_report(study: &Study, dir: &Path) -> Result<ReportFiles> {
     for n in &roc_notes {
         let _ = writeln!(html, "<p>{}</p>", esc(n));
     }
+    // what each active model was trained on, beside its curve and any published figure
+    for m in study.models()?.iter().filter(|m| m.active) {
+        if let Some(data) = m.card["training"]["data"].as_str() {
+            let _ = writeln!(
+                html,
+                "<p>Active {} model {}: trained on {}.</p>",
+                esc(m.task.code()),
+                esc(&m.label()),
+                esc(data)
+            );
+        }
+    }
     let _ = writeln!(
         html,
         "<h2>Follow-up</h2><p>Visits at 6, 12, 24 and 36 months of the eligible patients: {} done, {} due, {} overdue, {} not yet due{}.</p>",

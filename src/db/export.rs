@@ -533,6 +533,7 @@ pub fn analysis_columns(reads: usize, sites: &[String]) -> Vec<Column> {
         col("dxa_days_from_index", "integer", "days", "", "Days from the index date to the gold-standard DXA (within the protocol's window)"),
         col("who_stage", "enum", "", "Normal, Osteopenia, Osteoporosis, empty", "WHO stage from the lowest T-score (empty: no DXA in the window, or under 50)"),
         col("z_score_applies", "enum", "", "yes, no", "Under 50 with a DXA: the Z-score applies and no WHO stage is given"),
+        col("op_reference", "enum", "", "normal, osteopenia, osteoporosis, empty", "The OP reference standard of marrow evaluate (dxa_who): the WHO stage of an eligible patient aged 50 or more at the index date; empty: not in the OP figures"),
         col("final_kl", "integer", "KL grade", "0-4", "Final Kellgren-Lawrence grade of this knee (consensus or adjudicated)"),
         col("final_kl_method", "enum", "", "consensus, adjudicated", "How the final KL grade was reached"),
         col("final_kl_not_assessable", "enum", "", "yes, empty", "The final decision is that the knee cannot be graded"),
@@ -895,6 +896,17 @@ impl Study {
                         r.push("no".into());
                     }
                 }
+                // the rule of `Study::reference_cases` (Task::Op): eligible rows
+                // only reach here; aged 50 or more and a WHO stage
+                r.push(match &reading {
+                    OpReading::Who { stage, .. }
+                        if p.age
+                            .is_some_and(|a| a >= crate::domain::dxa::T_SCORE_MIN_AGE) =>
+                    {
+                        stage.label().to_ascii_lowercase()
+                    }
+                    _ => String::new(),
+                });
                 let kcase = knee
                     .as_ref()
                     .and_then(|k| pcases.iter().find(|c| &c.side == k));
