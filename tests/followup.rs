@@ -157,9 +157,11 @@ fn import_checks_rows_rejects_with_line_and_reason_and_is_idempotent() {
         .unwrap();
     assert_eq!(hits, 0);
     let visits = study.patient_visits("PKUPH-OA-0001", today()).unwrap();
-    assert_eq!(visits.len(), 4);
-    assert_eq!(visits[0].state, VisitState::Done);
-    assert_eq!(visits[0].recorded.as_ref().unwrap().visit.oks, Some(38));
+    // the baseline (month 0, not recorded here) first, then the four planned visits
+    assert_eq!(visits.len(), 5);
+    assert!(visits[0].baseline && visits[0].window.month == 0 && visits[0].recorded.is_none());
+    assert_eq!(visits[1].state, VisitState::Done);
+    assert_eq!(visits[1].recorded.as_ref().unwrap().visit.oks, Some(38));
 }
 
 #[test]

@@ -231,6 +231,43 @@ fn a_visit_entered_through_the_keys_is_stored_and_audited() {
     });
 }
 
+/// The baseline visit (month 0) is entered through the same form: it is the first
+/// row of a patient's visits, and saving it stores visit_month 0.
+#[test]
+fn the_baseline_visit_is_entered_from_a_patients_visits() {
+    let s = demo();
+    let mut d = Driver::open(&s, "demo-coordinator");
+    d.open_followup();
+    let (i, id, _, _) = first_overdue(&d.app);
+    assert!(recorded(&s, &id, 0).is_none());
+    for _ in 0..i {
+        d.keys("j");
+    }
+    d.keys("p");
+    d.until("the patient's visits", |a| {
+        a.followup_view().is_some_and(|v| {
+            *v.state() == LoadState::Loaded && v.rows().first().is_some_and(|r| r.baseline)
+        })
+    });
+    let text = d.screen(120, 40);
+    assert!(text.contains("baseline"), "{text}");
+    let first = d.app.followup_view().unwrap().rows()[0].clone();
+    assert_eq!(
+        (first.study_id.as_str(), first.window.month),
+        (id.as_str(), 0)
+    );
+    d.keys("gg\n");
+    let f = d.app.visit_form().expect("Enter opens the form");
+    assert_eq!((f.study_id(), f.month()), (id.as_str(), 0));
+    d.type_visit(&first.window.target.to_string(), "6", "28", "n");
+    d.keys("baseline at enrolment\n");
+    d.until_saved();
+    let row = recorded(&s, &id, 0).expect("the baseline is stored");
+    assert_eq!(row.visit.vas, Some(6.0));
+    assert_eq!(row.visit.oks, Some(28));
+    assert_eq!(visit_audit(&s, &id)[0]["entity_id"], format!("{id}/0m"));
+}
+
 #[test]
 fn a_vas_of_11_is_refused_in_the_form_and_nothing_typed_is_lost() {
     let s = demo();

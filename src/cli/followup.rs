@@ -71,7 +71,11 @@ fn table(rows: &[PlannedVisit]) -> String {
             "{:<18} {:>5} {:<12} {:<10} {:<10} {:<10} {:<10}",
             v.study_id,
             v.window.month,
-            v.state.code(),
+            if v.baseline && v.recorded.is_none() {
+                "baseline"
+            } else {
+                v.state.code()
+            },
             v.window.opens,
             v.window.target,
             v.window.closes,

@@ -43,6 +43,9 @@ pub struct PlannedVisit {
     pub recorded: Option<VisitRow>,
     /// Whether the recorded visit lies within its window.
     pub in_window: Option<bool>,
+    /// The baseline (month 0): recorded like a visit, never chased or counted.
+    #[serde(default)]
+    pub baseline: bool,
 }
 
 /// `YYYY-MM-DD` (as the database stores dates) without chrono's format parser, which
@@ -276,6 +279,7 @@ pub fn planned_visits(
             group: p.group.parse().unwrap_or(Group::Control),
             phase: p.phase,
             in_window: recorded.map(|v| w.contains(v.visit.visit_date)),
+            baseline: false,
             window: *w,
             state,
             recorded: recorded.cloned(),
@@ -420,22 +424,21 @@ impl Study {
             .into_iter()
             .filter(|v| v.study_id == sid)
             .collect();
-        // the baseline visit, when recorded, first (nothing is chased for it)
-        if let (Some(first), Some(base), Some(index)) = (
-            rows.first(),
-            load_visit(self.conn(), pid, followup::BASELINE_MONTH)?,
-            index_date_of(self.conn(), pid)?,
-        ) {
+        // the baseline visit first, recorded or not (nothing is chased for it: it is
+        // in no list or count, only here, so that it can be entered)
+        if let (Some(first), Some(index)) = (rows.first(), index_date_of(self.conn(), pid)?) {
+            let base = load_visit(self.conn(), pid, followup::BASELINE_MONTH)?;
             let w = followup::window(index, followup::BASELINE_MONTH, rules);
             let baseline = PlannedVisit {
                 study_id: first.study_id.clone(),
                 site: first.site.clone(),
                 group: first.group,
                 phase: first.phase,
-                in_window: Some(w.contains(base.visit.visit_date)),
+                in_window: base.as_ref().map(|b| w.contains(b.visit.visit_date)),
+                state: followup::state(&w, base.is_some(), today),
                 window: w,
-                state: VisitState::Done,
-                recorded: Some(base),
+                recorded: base,
+                baseline: true,
             };
             rows.insert(0, baseline);
         }

@@ -569,7 +569,7 @@ pub const KEYMAP: &[Binding] = &[
     b(X::Followup, &[Ctrl('d'), Code(K::PageDown)], A::PageDown, "ten visits down", None),
     b(X::Followup, &[Ctrl('u'), Code(K::PageUp)], A::PageUp, "ten visits up", None),
     b(X::Followup, &[Code(K::Enter), Char('e'), Char('l'), Code(K::Right)], A::Open, "enter or correct the selected visit (coordinators, admins)", Some("enter visit")),
-    b(X::Followup, &[Char('p'), Code(K::Tab)], A::NextPane, "every planned visit of the selected patient (to correct a recorded one); again: the due list", Some("patient")),
+    b(X::Followup, &[Char('p'), Code(K::Tab)], A::NextPane, "every planned visit of the selected patient and the baseline (month 0), to enter or correct one; again: the due list", Some("patient")),
     b(X::Followup, &[Char('D')], A::OpenDashboard, "the study dashboard", None),
     b(X::Followup, &[Code(K::Esc), Char('h'), Code(K::Left)], A::Back, "back (from a patient's visits: to the due list)", Some("back")),
     // Follow-up visit form

@@ -83,7 +83,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 VisitState::NotYetDue,
                 VisitState::Done,
             ] {
-                let n = rows.iter().filter(|r| r.state == s).count();
+                let n = rows
+                    .iter()
+                    .filter(|r| r.state == s && !(r.baseline && r.recorded.is_none()))
+                    .count();
                 if n > 0 {
                     let (word, style) = state_span(t, s);
                     spans.push(sep());
@@ -147,7 +150,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     for (i, r) in rows.iter().enumerate().skip(offset).take(fits) {
         let sel = i == v.selected();
         let style = if sel { t.selected() } else { t.text() };
-        let (word, state_style) = state_span(t, r.state);
+        let (word, state_style) = if r.baseline && r.recorded.is_none() {
+            ("baseline", t.muted())
+        } else {
+            state_span(t, r.state)
+        };
         let head = format!(
             "{}{:<18} {:>3} ",
             if sel { "▶ " } else { "  " },
