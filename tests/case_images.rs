@@ -369,4 +369,16 @@ fn infer_reads_only_what_the_card_names_and_a_prediction_of_an_mr_counts_nowhere
     let view = study.case_view(&left).unwrap();
     let p = view.model_prediction.shown().cloned().flatten().unwrap();
     assert!(close(&p.kl_probabilities, &pa), "{p:?} vs {pa:?}");
+    // `marrow predictions` lists the MR's prediction, marked as counting nowhere
+    let listed = study.predictions(Some(Task::Kl)).unwrap();
+    let (stray, counted): (Vec<_>, Vec<_>) = listed.iter().partition(|r| !r.counts);
+    assert_eq!(stray.len(), 1, "{listed:?}");
+    assert_eq!(stray[0].probs, vec![0.0, 0.0, 0.0, 0.001, 0.999]);
+    assert_eq!(counted.len(), 2, "{listed:?}");
+    drop(study);
+    let text = s.expect(&["predictions", "--task", "kl"], 0);
+    assert!(
+        text.contains("1 prediction of images the model does not read as that case"),
+        "{text}"
+    );
 }

@@ -143,27 +143,47 @@ pub fn predictions(g: &Global, a: PredictionsArgs) -> Result<u8> {
         println!("no predictions yet (`marrow infer`)");
         return Ok(0);
     }
-    println!(
-        "{:<22} {:<7} {:<4} {:<28} {:<6} probabilities",
-        "study ID", "side", "task", "model", "class"
-    );
+    let mut cells = Vec::new();
     for r in &rows {
         let task: Task = r.task.parse().map_err(|e: String| anyhow!(e))?;
-        println!(
-            "{:<22} {:<7} {:<4} {:<28} {:<6} {}",
-            r.study_id,
-            r.side,
-            r.task,
-            r.model,
+        cells.push(vec![
+            r.study_id.clone(),
+            r.side.clone(),
+            r.task.clone(),
+            r.model.clone(),
             task.classes()
                 .get(usize::from(r.class))
                 .cloned()
                 .unwrap_or_default(),
+            if r.counts { "yes" } else { "no" }.to_string(),
             r.probs
                 .iter()
                 .map(|p| format!("{p:.3}"))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
+        ]);
+    }
+    print!(
+        "{}",
+        super::output::table(
+            "",
+            &[
+                ("study ID", Align::Left),
+                ("side", Align::Left),
+                ("task", Align::Left),
+                ("model", Align::Left),
+                ("class", Align::Left),
+                ("counts", Align::Left),
+                ("probabilities", Align::Left),
+            ],
+            &cells,
+        )
+    );
+    let stray = rows.iter().filter(|r| !r.counts).count();
+    if stray > 0 {
+        println!(
+            "{stray} prediction{} of images the model does not read as that case (counts: no) are in no case prediction and not in `marrow evaluate`",
+            if stray == 1 { "" } else { "s" }
         );
     }
     Ok(0)

@@ -334,6 +334,10 @@ pub struct LabelledCase {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PredictionRow {
     pub study_id: String,
+    /// Whether the image is one the model reads as this case (its card's inputs and
+    /// the case's side): only those count in the case's prediction and `evaluate`.
+    /// A prediction stored on a CT or MR slice by an older marrow says `false`.
+    pub counts: bool,
     pub side: String,
     pub task: String,
     pub sop_uid: String,
@@ -600,16 +604,27 @@ impl Study {
             });
         }
         let mut st = self.conn().prepare_cached(
-            "SELECT pa.study_id, p.side, p.task, i.sop_uid, p.model || ' ' || p.model_version,                p.class, p.probs, p.backend, p.created_at              FROM predictions p JOIN image_instances i ON i.id = p.instance_id              JOIN patients pa ON pa.id = i.patient_id              WHERE ?1 IS NULL OR p.task = ?1 ORDER BY pa.study_id, p.side, p.task, i.sop_uid, p.id",
+            &format!(
+                "SELECT pa.study_id, p.side, p.task, i.sop_uid, p.model || ' ' || p.model_version, \
+                 p.class, p.probs, p.backend, p.created_at, {FACT_COLUMNS} \
+                 FROM predictions p JOIN image_instances i ON i.id = p.instance_id \
+                 JOIN image_series se ON se.id = i.series \
+                 JOIN patients pa ON pa.id = i.patient_id \
+                 WHERE ?1 IS NULL OR p.task = ?1 ORDER BY pa.study_id, p.side, p.task, i.sop_uid, p.id"
+            ),
         )?;
+        let inputs = model_inputs(self.conn())?;
         let rows = st.query_map([task.map(Task::code)], |r| {
             let probs: String = r.get(6)?;
+            let (task, model, side): (String, String, String) = (r.get(2)?, r.get(4)?, r.get(1)?);
+            let facts = facts_at(r, 9)?;
             Ok(PredictionRow {
                 study_id: r.get(0)?,
-                side: r.get(1)?,
-                task: r.get(2)?,
+                counts: prediction_counts(&inputs, &task, &model, &side, &facts),
+                side,
+                task,
                 sop_uid: r.get(3)?,
-                model: r.get(4)?,
+                model,
                 class: r.get::<_, i64>(5)?.clamp(0, 255) as u8,
                 probs: serde_json::from_str(&probs).unwrap_or_default(),
                 backend: r.get(7)?,
