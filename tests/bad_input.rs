@@ -931,3 +931,34 @@ fn a_database_file_its_user_may_not_write_is_said_plainly_once() {
     let out = marrow(true, &["screen", "PKUPH-OA-0001"]);
     assert!(stdout(&out).contains("valgus"), "{}", stdout(&out));
 }
+
+/// Issue 13 item 12 for `reads import`: a semicolon-separated file is named as
+/// such, and a file whose first 1,000 rows are all refused stops there, storing
+/// nothing.
+#[test]
+fn a_reads_file_that_is_semicolon_separated_or_junk_throughout_is_stopped() {
+    let s = TempStudy::init();
+    let semi = s.write("reads.csv", "reader;mrn;side;kl\nr1;M1;left;2\n");
+    let out = s.run(&["reads", "import", semi.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("the file looks semicolon-separated (its header splits into 4 columns"),
+        "{}",
+        stderr(&out)
+    );
+    let mut junk = String::from("reader,mrn,side,kl\n");
+    for i in 0..1500 {
+        junk.push_str(&format!("r1,M{i},elbow,9\n"));
+    }
+    let f = s.write("junk.csv", &junk);
+    let out = s.run(&["reads", "import", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("none of the first 1000 rows could be imported")
+            && err.contains("nothing was stored"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("line 1200"), "{}", stdout(&out));
+}

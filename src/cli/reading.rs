@@ -756,6 +756,18 @@ fn import_reads(study: &mut Study, path: &Path, site: Option<&str>) -> Result<u8
         .headers()
         .with_context(|| format!("{}: the header line cannot be read", path.display()))?
         .clone();
+    if let [only] = headers.iter().collect::<Vec<_>>().as_slice() {
+        for (sep, name) in [(';', "semicolon"), ('\t', "tab")] {
+            let parts = only.split(sep).count();
+            if parts >= 3 {
+                return Err(anyhow!(
+                    "{}: the file looks {name}-separated (its header splits into {parts} columns at each {}): export it as comma-separated CSV",
+                    path.display(),
+                    if sep == ';' { "';'" } else { "tab" }
+                ));
+            }
+        }
+    }
     let mut columns: HashMap<String, usize> = HashMap::new();
     for (i, h) in headers.iter().enumerate() {
         let name = h.trim().to_lowercase();
@@ -787,6 +799,19 @@ fn import_reads(study: &mut Study, path: &Path, site: Option<&str>) -> Result<u8
     let mut seen: HashMap<String, (u64, ImportedRead)> = HashMap::new();
     let mut rows = 0u64;
     for rec in reader.records() {
+        // not the export it claims to be: stop, store nothing (as the other imports)
+        if rows as usize >= crate::import::JUNK_ROWS && good.is_empty() && seen.is_empty() {
+            rejected.sort_by_key(|r| r.line);
+            let reasons: Vec<String> = crate::import::rejection_lines(&rejected)
+                .into_iter()
+                .take(3)
+                .collect();
+            return Err(anyhow!(
+                "{}: none of the first {rows} rows could be imported (first reasons: {}); nothing was stored: is it the right export, saved as comma-separated CSV?",
+                path.display(),
+                reasons.join("; ")
+            ));
+        }
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
