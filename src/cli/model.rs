@@ -903,15 +903,6 @@ pub fn cohort_arg(s: &str) -> Result<Option<Phase>> {
     }
 }
 
-/// A p-value as a reader expects it: "0.031", "< 0.001".
-pub fn p_value(p: f64) -> String {
-    if p < 0.001 {
-        "< 0.001".into()
-    } else {
-        format!("{p:.3}")
-    }
-}
-
 fn est(e: &Estimate) -> String {
     match (e.value, &e.ci95) {
         (None, _) => "-".to_string(),
@@ -1072,7 +1063,7 @@ pub fn evaluation_text(r: &EvaluationReport) -> String {
             c.ci95.upper,
             c.se,
             c.z,
-            p_value(c.p)
+            crate::domain::stats::p_text(c.p)
         );
         let _ = writeln!(out, "  {}", c.method);
     }

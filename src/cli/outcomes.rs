@@ -3,7 +3,7 @@
 //! `domain::outcomes` on the facts `Study::outcome_facts` gathers
 //! (`Study::outcomes_report`).
 
-use super::model::{cohort_arg, cohort_name, p_value};
+use super::model::{cohort_arg, cohort_name};
 use super::output::{Align, table};
 use super::{Global, open};
 use crate::domain::outcomes::{OutcomesReport, REPORT_MONTHS};
@@ -85,7 +85,7 @@ pub fn outcomes_text(r: &OutcomesReport) -> String {
                 "  log-rank test between the stages: chi2 {:.3}, df {}, p {}",
                 l.chi2,
                 l.df,
-                p_value(l.p)
+                crate::domain::stats::p_text(l.p)
             );
         }
         None => {

@@ -476,7 +476,7 @@ fn outcomes_html(html: &mut String, r: &crate::domain::outcomes::OutcomesReport,
                 "Log-rank test between the stages: chi2 {:.3}, df {}, p {}.",
                 l.chi2,
                 l.df,
-                super::model::p_value(l.p)
+                crate::domain::stats::p_text(l.p)
             ),
             None => "Log-rank test: not defined (two stages with patients and a fracture needed)."
                 .into(),

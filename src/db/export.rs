@@ -363,9 +363,7 @@ pub fn roc_data(conn: &Connection) -> Result<RocData> {
         let p = eligible[id];
         // the OP reference standard: aged 50 or more at the index date
         // (`Study::reference_cases`)
-        if p.age
-            .is_none_or(|a| a < crate::domain::dxa::T_SCORE_MIN_AGE)
-        {
+        if !crate::domain::dxa::in_who_reference_age(p.age) {
             continue;
         }
         if let (Some(stage), Some(pred)) = (
@@ -900,8 +898,7 @@ impl Study {
                 // only reach here; aged 50 or more and a WHO stage
                 r.push(match &reading {
                     OpReading::Who { stage, .. }
-                        if p.age
-                            .is_some_and(|a| a >= crate::domain::dxa::T_SCORE_MIN_AGE) =>
+                        if crate::domain::dxa::in_who_reference_age(p.age) =>
                     {
                         stage.label().to_ascii_lowercase()
                     }

@@ -555,8 +555,8 @@ impl Study {
                 ))
             })?;
             for row in rows {
-                let (pid, month, date, vas, oks, fracture) = row?;
-                let Ok(date) = NaiveDate::parse_from_str(&date, "%Y-%m-%d") else {
+                let (pid, month, d, vas, oks, fracture) = row?;
+                let Some(date) = date(&d) else {
                     continue;
                 };
                 visits.entry(pid).or_default().push(VisitFact {
@@ -585,7 +585,7 @@ impl Study {
                 continue;
             }
             out.push(PatientFacts {
-                index_date: index.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+                index_date: index.as_deref().and_then(date),
                 op_stage: op.get(&pid).copied(),
                 kl: kl.get(&pid).copied(),
                 visits: visits.remove(&pid).unwrap_or_default(),

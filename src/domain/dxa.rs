@@ -87,6 +87,12 @@ impl WhoStage {
 
 /// Age from which T-scores (and so WHO staging) apply.
 pub const T_SCORE_MIN_AGE: i32 = 50;
+
+/// Whether a patient of `age` (at the index date) is in the osteoporosis reference
+/// standard by age: known and at least [`T_SCORE_MIN_AGE`] (the WHO T-score rule).
+pub fn in_who_reference_age(age: Option<i32>) -> bool {
+    age.is_some_and(|a| a >= T_SCORE_MIN_AGE)
+}
 /// Z-score at or below which bone density is "below the expected range for age".
 pub const Z_SCORE_LOW: f64 = -2.0;
 

@@ -447,6 +447,15 @@ pub fn chi2_sf(x: f64, df: f64) -> f64 {
     gamma_q(df / 2.0, x / 2.0)
 }
 
+/// A p-value as a reader expects it: "0.031", "< 0.001".
+pub fn p_text(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
 /// The regularised incomplete beta function I_x(a, b) (continued fraction,
 /// Numerical Recipes' `betacf`, by the modified Lentz method).
 fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
@@ -470,30 +479,21 @@ fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
     }
     d = 1.0 / d;
     let mut h = d;
+    // one step of the modified Lentz method: the new (d, c) for coefficient `aa`
+    let step = |d: f64, c: f64, aa: f64| {
+        let d = 1.0 + aa * d;
+        let c = 1.0 + aa / c;
+        (
+            1.0 / if d.abs() < tiny { tiny } else { d },
+            if c.abs() < tiny { tiny } else { c },
+        )
+    };
     for m in 1..300 {
         let m = f64::from(m);
         let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < tiny {
-            d = tiny;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < tiny {
-            c = tiny;
-        }
-        d = 1.0 / d;
+        (d, c) = step(d, c, m * (b - m) * x / ((qam + m2) * (a + m2)));
         h *= d * c;
-        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < tiny {
-            d = tiny;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < tiny {
-            c = tiny;
-        }
-        d = 1.0 / d;
+        (d, c) = step(d, c, -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)));
         let delta = d * c;
         h *= delta;
         if (delta - 1.0).abs() < 1e-16 {

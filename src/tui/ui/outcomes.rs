@@ -91,11 +91,7 @@ pub fn lines(t: &Theme, r: &OutcomesReport, width: usize) -> Vec<Line<'static>> 
                     "log-rank between the stages: χ² {:.2}, df {}, p {}",
                     l.chi2,
                     l.df,
-                    if l.p < 0.001 {
-                        "< 0.001".to_string()
-                    } else {
-                        format!("{:.3}", l.p)
-                    }
+                    crate::domain::stats::p_text(l.p)
                 ),
                 None => "log-rank: not defined (two stages with patients and a fracture needed)"
                     .to_string(),
